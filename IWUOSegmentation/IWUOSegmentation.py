@@ -1,0 +1,268 @@
+"""IWUOSegmentation scripted module: widgets only; the work lives in IWUOSegmentationLib.
+
+Layers: IWUOSegmentationLib (pure core) -> IWUOSegmentationLib.mrml (MRML) -> this file (GUI).
+"""
+
+import json
+import os
+import tempfile
+
+import qt
+import slicer
+import vtk
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+
+PHANTOM_SAMPLE_NAME = "IWUOBrainTumourPhantom"
+
+
+class IWUOSegmentation(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = "IWUO Segmentation"
+        self.parent.categories = ["Segmentation"]
+        self.parent.dependencies = []
+        self.parent.contributors = ["IWUOSegmentation developers"]
+        self.parent.helpText = (
+            "Segment a brain tumour with a frozen nnU-Net v2 model, see where the model is uncertain and where "
+            "correcting would matter most, and correct the slices ranked by Impact-Weighted Uncertainty "
+            "Optimization (IWUO) with a logged correction budget.")
+        self.parent.acknowledgementText = (
+            "Uses nnU-Net v2 (Isensee et al., Nature Methods 2021). Demo phantoms are generated on the "
+            "MNI152 2009a template shipped with nilearn.")
+        slicer.app.connect("startupCompleted()", registerSampleData)
+
+
+def registerSampleData():
+    """'IWUO brain tumour phantom' in Sample Data: generated locally on demand, no download."""
+    try:
+        import SampleData
+    except ImportError:
+        return
+    icon = os.path.join(os.path.dirname(__file__), "Resources", "Icons", "IWUOSegmentation.png")
+    SampleData.SampleDataLogic.registerCustomSampleDataSource(
+        category="IWUOSegmentation", sampleName=PHANTOM_SAMPLE_NAME,
+        uris=["iwuo-generated:FLAIR", "iwuo-generated:T1c"], fileNames=["FLAIR.nii.gz", "T1c.nii.gz"],
+        nodeNames=["PhantomFLAIR", "PhantomT1c"], thumbnailFileName=icon,
+        customDownloader=_loadPhantomSample)
+
+
+def _loadPhantomSample(source=None):
+    """Generate phantom seed 7 into Slicer's cache and load it (volumes + reference segmentation)."""
+    from IWUOSegmentationLib.phantom import write_phantoms
+
+    cache = os.path.join(slicer.app.cachePath, "IWUOSegmentation", "phantoms")
+    case_dir = os.path.join(cache, "phantom_0007")
+    if not os.path.exists(os.path.join(case_dir, "label.nii.gz")):
+        write_phantoms(cache, 1, seed=7, layout="cases")
+    nodes = [slicer.util.loadVolume(os.path.join(case_dir, f"{c}.nii.gz"), {"name": f"Phantom{c}"})
+             for c in ("FLAIR", "T1c")]
+    reference = slicer.util.loadSegmentation(os.path.join(case_dir, "label.nii.gz"), {"name": "PhantomReference"})
+    reference.SetAttribute("IWUO.role", "reference")
+    return nodes
+
+
+class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """Inputs -> Analyse (background process) -> Overlays. Review and budget arrive with the MRML session."""
+
+    def __init__(self, parent=None):
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self.process = None
+        self.outputDir = None
+        self.channelSelectors = []
+
+    def setup(self):
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/IWUOSegmentation.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = IWUOSegmentationLogic()
+        self.ui.deviceComboBox.addItems(["auto", "cpu", "cuda", "mps"])
+        self.ui.membersLineEdit.text = "flips,folds"
+        self.ui.modelPathLineEdit.currentPath = self.logic.defaultModelPath()
+        self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self.onModelChanged)
+        self.ui.analyzeButton.connect("clicked(bool)", self.onAnalyze)
+        self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
+        self.ui.overlayComboBox.addItems(["entropy", "variance", "mutual_information", "disagreement"])
+        self.ui.overlayComboBox.connect("currentIndexChanged(int)", self.onOverlayChanged)
+        self.ui.opacitySlider.connect("valueChanged(double)", self.onOverlayChanged)
+        self.ui.cancelButton.enabled = False
+        self.ui.progressBar.hide()
+        self.onModelChanged(self.ui.modelPathLineEdit.currentPath)
+        self.layout.addStretch(1)
+
+    def cleanup(self):
+        self.removeObservers()
+        self.onCancel()
+
+    def onModelChanged(self, path):
+        """One volume selector per model channel, preselected by name."""
+        for label, _selector in self.channelSelectors:
+            self.ui.inputsFormLayout.removeRow(label)
+        self.channelSelectors = []
+        try:
+            channels = self.logic.channelNames(path)
+            self.ui.statusLabel.text = f"Model channels: {', '.join(channels)}"
+        except Exception as exc:
+            self.ui.statusLabel.text = str(exc)
+            return
+        for channel in channels:
+            selector = slicer.qMRMLNodeComboBox()
+            selector.nodeTypes = ["vtkMRMLScalarVolumeNode"]
+            selector.noneEnabled = True
+            selector.addEnabled = False
+            selector.removeEnabled = False
+            selector.setMRMLScene(slicer.mrmlScene)
+            selector.setCurrentNode(self.logic.matchVolume(channel))
+            label = qt.QLabel(f"{channel}:")
+            self.ui.inputsFormLayout.addRow(label, selector)
+            self.channelSelectors.append((label, selector))
+
+    def onAnalyze(self):
+        from IWUOSegmentationLib.gui.analysis_process import analyze_command
+        from IWUOSegmentationLib.gui.dependencies import ensure_dependencies
+
+        if not ensure_dependencies(lambda text: slicer.util.confirmOkCancelDisplay(text)):
+            slicer.util.errorDisplay("The Python packages IWUOSegmentation needs are not installed.")
+            return
+        volumes = [selector.currentNode() for _, selector in self.channelSelectors]
+        if not volumes or any(v is None for v in volumes):
+            slicer.util.errorDisplay("Choose one volume for each model channel.")
+            return
+        work = tempfile.mkdtemp(prefix="iwuo_")
+        inputs = []
+        for i, volume in enumerate(volumes):
+            path = os.path.join(work, f"input_{i:04d}.nrrd")
+            slicer.util.exportNode(volume, path)
+            inputs.append(path)
+        self.outputDir = os.path.join(work, "analysis")
+        command = analyze_command(self.ui.modelPathLineEdit.currentPath, inputs, self.outputDir,
+                                  self.ui.deviceComboBox.currentText, self.ui.membersLineEdit.text)
+        self.process = qt.QProcess()
+        self.process.setProcessChannelMode(qt.QProcess.SeparateChannels)
+        self.process.connect("readyReadStandardError()", self.onProcessOutput)
+        self.process.connect("finished(int,QProcess::ExitStatus)", self.onProcessFinished)
+        self.process.start(command[0], command[1:])
+        self.ui.progressBar.show()
+        self.ui.progressBar.value = 0
+        self.ui.analyzeButton.enabled = False
+        self.ui.cancelButton.enabled = True
+
+    def onProcessOutput(self):
+        from IWUOSegmentationLib.gui.analysis_process import parse_progress
+
+        text = bytes(self.process.readAllStandardError()).decode("utf-8", "replace")
+        for line in text.splitlines():
+            parsed = parse_progress(line)
+            if parsed:
+                self.ui.progressBar.value = int(parsed[0] * 100)
+                self.ui.statusLabel.text = parsed[1]
+            elif line.strip():
+                self.ui.statusLabel.text = line.strip()[-200:]
+
+    def onProcessFinished(self, exitCode, exitStatus):
+        self.ui.analyzeButton.enabled = True
+        self.ui.cancelButton.enabled = False
+        self.ui.progressBar.hide()
+        if exitCode != 0:
+            if exitCode != 4:
+                slicer.util.errorDisplay(f"Analysis failed (exit code {exitCode}): {self.ui.statusLabel.text}")
+            return
+        background = self.channelSelectors[0][1].currentNode()
+        self.logic.loadAnalysis(self.outputDir, background, self.ui.modelPathLineEdit.currentPath)
+        self.onOverlayChanged()
+
+    def onCancel(self):
+        if self.process is not None and self.process.state() != qt.QProcess.NotRunning:
+            self.process.terminate()
+            self.ui.statusLabel.text = "Cancelled: no results were loaded."
+
+    def onOverlayChanged(self, *_):
+        if self.channelSelectors:
+            self.logic.showOverlay(self.channelSelectors[0][1].currentNode(), self.ui.overlayComboBox.currentText,
+                                   self.ui.opacitySlider.value)
+
+
+class IWUOSegmentationLogic(ScriptedLoadableModuleLogic):
+    """Facade for the GUI and for scripts; delegates to IWUOSegmentationLib."""
+
+    def __init__(self):
+        ScriptedLoadableModuleLogic.__init__(self)
+        self.overlays = {}
+
+    def defaultModelPath(self):
+        from IWUOSegmentationLib.demo_model import demo_model_folder
+
+        return str(demo_model_folder())
+
+    def channelNames(self, modelPath):
+        from IWUOSegmentationLib.model_folder import open_model
+
+        return open_model(modelPath).channel_names
+
+    def matchVolume(self, channel):
+        """First scalar volume whose name contains the channel name (case and punctuation ignored)."""
+        key = "".join(ch for ch in channel.lower() if ch.isalnum())
+        for node in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode"):
+            name = "".join(ch for ch in node.GetName().lower() if ch.isalnum())
+            if key and key in name:
+                return node
+        return None
+
+    def loadAnalysis(self, folder, referenceVolume, modelPath):
+        from IWUOSegmentationLib.analysis_files import UNCERTAINTY_MAPS, read_analysis
+        from IWUOSegmentationLib.model_folder import open_model
+        from IWUOSegmentationLib.mrml.analysis_nodes import add_heatmap_volume, add_segmentation, place_in_study
+
+        analysis = read_analysis(folder)
+        model = open_model(modelPath)
+        scene = slicer.mrmlScene
+        segmentation = add_segmentation(scene, analysis.label_map, referenceVolume, model.written_labels,
+                                        f"{referenceVolume.GetName()} IWUO segmentation")
+        place_in_study(scene, segmentation, referenceVolume)
+        self.overlays = {}
+        for name in UNCERTAINTY_MAPS:
+            node = add_heatmap_volume(scene, analysis.uncertainty[name], referenceVolume,
+                                      f"{referenceVolume.GetName()} {name}")
+            place_in_study(scene, node, referenceVolume)
+            self.overlays[name] = node
+        with open(os.path.join(folder, "summary.json")) as f:
+            segmentation.SetAttribute("IWUO.summary", json.dumps(json.load(f)["members"]))
+        return segmentation
+
+    def showOverlay(self, backgroundVolume, name, opacity):
+        from IWUOSegmentationLib.mrml.analysis_nodes import show_as_foreground
+
+        if backgroundVolume is not None and name in self.overlays:
+            show_as_foreground(slicer.mrmlScene, backgroundVolume, self.overlays[name], opacity)
+
+
+class IWUOSegmentationTest(ScriptedLoadableModuleTest):
+    """Self-test: phantom -> bundled demo model -> segmentation and overlays in the scene."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear(0)
+
+    def runTest(self):
+        self.setUp()
+        self.test_phantom_analysis_in_scene()
+
+    def test_phantom_analysis_in_scene(self):
+        from IWUOSegmentationLib.mrml.self_test import run_self_test
+
+        result = run_self_test(slicer.mrmlScene, tempfile.mkdtemp(prefix="iwuo_selftest_"))
+        self.assertGreaterEqual(result["dice_wt"], 0.5)
+        self.assertTrue(result["segments"])
+        self.delayDisplay(f"IWUO self-test passed: {json.dumps(result)}")
+
+
+# keep `vtk` imported for scripts that use this module's namespace (Slicer convention)
+_ = vtk

@@ -1,0 +1,90 @@
+"""Write and read an analysis folder: label map, probabilities, uncertainty maps, summary.json.
+
+The folder is written under a temporary name and renamed into place at the end, so a cancelled
+or crashed run leaves no half-made analysis. Image format follows the extension asked for
+(.nii.gz by default, .nrrd, .mha).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import BadInputError
+from .inference import AnalysisResult, CaseImages
+from .io_atomic import atomic_write_text
+
+UNCERTAINTY_MAPS = ("variance", "entropy", "mutual_information", "disagreement")
+
+
+def write_analysis(result: AnalysisResult, case: CaseImages, out_dir: str | os.PathLike, model_info: dict,
+                   extension: str = ".nii.gz") -> Path:
+    """Write `result` into `out_dir` atomically (the folder appears whole or not at all)."""
+    if extension not in (".nii.gz", ".nii", ".nrrd", ".mha"):
+        raise BadInputError(f"Unsupported output extension {extension!r}; use .nii.gz, .nii, .nrrd or .mha.")
+    out = Path(out_dir)
+    tmp = out.with_name(f".{out.name}.partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        sitk.WriteImage(case.to_image(result.label_map.astype(np.uint8)), str(tmp / f"segmentation{extension}"), True)
+        for i, name in enumerate(result.output_names):
+            sitk.WriteImage(case.to_image(result.probabilities[i].astype(np.float32)),
+                            str(tmp / f"probability_{name}{extension}"), True)
+        for name in UNCERTAINTY_MAPS:
+            sitk.WriteImage(case.to_image(result.uncertainty[name].astype(np.float32)),
+                            str(tmp / f"uncertainty_{name}{extension}"), True)
+        for i, name in enumerate(result.output_names):
+            sitk.WriteImage(case.to_image(result.uncertainty["member_variance"][i].astype(np.float32)),
+                            str(tmp / f"member_variance_{name}{extension}"), True)
+        summary = {
+            "model": model_info, "members": result.members, "region_based": result.region_based,
+            "outputs": result.output_names, "seconds": round(result.seconds, 2), "extension": extension,
+            "inputs": case.names, "shape_zyx": list(result.label_map.shape),
+            "label_voxels": {str(int(k)): int(v) for k, v in zip(*np.unique(result.label_map, return_counts=True))},
+            "uncertainty_mean": {n: float(result.uncertainty[n].mean()) for n in UNCERTAINTY_MAPS},
+        }
+        atomic_write_text(tmp / "summary.json", json.dumps(summary, indent=2))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+@dataclass
+class LoadedAnalysis:
+    """An analysis folder read back: arrays in (z, y, x), with the geometry image for reference."""
+
+    label_map: np.ndarray
+    probabilities: np.ndarray
+    uncertainty: dict[str, np.ndarray]
+    member_variance: np.ndarray
+    summary: dict
+    reference: sitk.Image
+
+
+def read_analysis(folder: str | os.PathLike) -> LoadedAnalysis:
+    folder = Path(folder)
+    summary_file = folder / "summary.json"
+    if not summary_file.is_file():
+        raise BadInputError(f"{folder} is not an analysis folder (no summary.json).")
+    summary = json.loads(summary_file.read_text())
+    ext = summary.get("extension", ".nii.gz")
+    reference = sitk.ReadImage(str(folder / f"segmentation{ext}"))
+    read = lambda name: sitk.GetArrayFromImage(sitk.ReadImage(str(folder / f"{name}{ext}")))  # noqa: E731
+    return LoadedAnalysis(
+        label_map=sitk.GetArrayFromImage(reference),
+        probabilities=np.stack([read(f"probability_{n}") for n in summary["outputs"]]),
+        uncertainty={n: read(f"uncertainty_{n}") for n in UNCERTAINTY_MAPS},
+        member_variance=np.stack([read(f"member_variance_{n}") for n in summary["outputs"]]),
+        summary=summary, reference=reference)

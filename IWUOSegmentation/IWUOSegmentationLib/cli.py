@@ -1,0 +1,199 @@
+"""`iwuo` command line: phantom, train, analyze, evaluate, demo.
+
+Exit codes: 0 ok, 1 internal error, 2 bad input, 3 bad model, 4 cancelled, 5 corrupt log.
+With --progress json, progress goes to stderr as one JSON object per line
+({"progress": 0.42, "message": "..."}) so a GUI can run the command as a background process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from .errors import BadInputError, CancelledError, IWUOError
+
+
+class Progress:
+    """Human-readable or JSON-lines progress on stderr."""
+
+    def __init__(self, mode: str = "text"):
+        self.mode = mode
+        self._last = 0.0
+
+    def __call__(self, fraction: float, message: str) -> None:
+        if self.mode == "none":
+            return
+        if self.mode == "json":
+            print(json.dumps({"progress": round(float(fraction), 4), "message": message}), file=sys.stderr, flush=True)
+            return
+        now = time.time()
+        if fraction >= 1.0 or now - self._last > 1.0:
+            self._last = now
+            print(f"[{fraction * 100:5.1f}%] {message}", file=sys.stderr, flush=True)
+
+
+class CancelFlag:
+    """Set by SIGTERM/SIGINT so a run stops between sliding-window steps and writes nothing partial."""
+
+    def __init__(self) -> None:
+        self.cancelled = False
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._set)
+
+    def _set(self, *_):
+        self.cancelled = True
+
+    def __call__(self) -> bool:
+        return self.cancelled
+
+
+def _parse_spacing(text: str) -> tuple[float, float, float]:
+    parts = [float(v) for v in text.replace("x", ",").split(",")]
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError("spacing must be three numbers, e.g. 2,2,2 or 1x1x5")
+    return tuple(parts)
+
+
+def cmd_phantom(args) -> int:
+    from .phantom import write_phantoms
+
+    root = write_phantoms(args.out, args.n, seed=args.seed, layout=args.layout, spacing=args.spacing,
+                          mass_effect=args.mass_effect, region_based=not args.label_based,
+                          progress=Progress(args.progress))
+    print(json.dumps({"output": str(root), "cases": args.n}))
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .training import SmallNet, train
+
+    net = None
+    if args.features or args.patch_size or args.dropout:
+        net = SmallNet(features=tuple(args.features or (8, 16, 32, 64)),
+                       patch_size=tuple(args.patch_size) if args.patch_size else None,
+                       batch_size=args.batch_size, dropout=args.dropout)
+    result = train(args.dataset, args.work, args.folds, epochs=args.epochs, iterations_per_epoch=args.iterations,
+                   configuration=args.configuration, device=args.device, net=net,
+                   new_configuration=args.new_configuration, pretrained_weights=args.pretrained_weights,
+                   continue_training=args.continue_training, progress=Progress(args.progress))
+    print(result.to_json())
+    return 0
+
+
+def _open_model(args):
+    from .demo_model import demo_model_folder
+    from .model_folder import open_model
+
+    path = args.model or demo_model_folder()
+    folds = [f.strip() for f in args.folds.split(",")] if getattr(args, "folds", None) else None
+    return open_model(path, configuration=getattr(args, "configuration", None), folds=folds)
+
+
+def cmd_analyze(args) -> int:
+    from .analysis_files import write_analysis
+    from .inference import CaseImages, MemberPredictor
+
+    model = _open_model(args)
+    case = CaseImages.from_files(args.input)
+    members = tuple(m.strip() for m in args.members.split(",") if m.strip())
+    predictor = MemberPredictor(model, device=args.device, members=members, dropout_samples=args.dropout_samples,
+                                trust_model=args.trust_model)
+    result = predictor.analyze(case, progress=Progress(args.progress), cancel=CancelFlag())
+    out = write_analysis(result, case, args.output, model.describe(), extension=args.extension)
+    print(json.dumps({"output": str(out), "seconds": round(result.seconds, 1), "members": result.members}))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    out = run_demo(Path(args.out), n_cases=args.cases, device=args.device, progress=Progress(args.progress))
+    print(f"Demo finished. Results: {out} (open {out / 'report.md'})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="iwuo", description="Expert-in-the-loop nnU-Net segmentation (IWUO).")
+    parser.add_argument("--progress", choices=["text", "json", "none"], default="text",
+                        help="progress on stderr: text, json lines (for GUIs) or none")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("phantom", help="generate synthetic brain-tumour phantoms")
+    p.add_argument("--out", required=True)
+    p.add_argument("--n", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--layout", choices=["nnunet", "cases"], default="cases")
+    p.add_argument("--spacing", type=_parse_spacing, default=(2.0, 2.0, 2.0), help="mm, x,y,z (e.g. 1,1,5)")
+    p.add_argument("--mass-effect", action="store_true")
+    p.add_argument("--label-based", action="store_true", help="dataset.json with labels instead of BraTS regions")
+    p.set_defaults(func=cmd_phantom)
+
+    p = sub.add_parser("train", help="plan, preprocess and train an nnU-Net model (CPU/GPU/MPS)")
+    p.add_argument("--dataset", required=True, help="nnU-Net raw dataset folder DatasetXXX_Name")
+    p.add_argument("--work", required=True, help="folder for nnU-Net's preprocessed data and results")
+    p.add_argument("--folds", type=int, nargs="+", default=[0])
+    p.add_argument("--epochs", type=int, default=50)
+    p.add_argument("--iterations", type=int, default=50, help="training iterations per epoch")
+    p.add_argument("--configuration", default="3d_fullres")
+    p.add_argument("--new-configuration", default=None, help="save the plans edits as a new configuration")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--features", type=int, nargs="+", default=None, help="features per stage, e.g. 8 16 32 64")
+    p.add_argument("--patch-size", type=int, nargs=3, default=None)
+    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--dropout", type=float, default=0.0, help="Dropout3d probability in the network (0: none)")
+    p.add_argument("--pretrained-weights", default=None)
+    p.add_argument("--continue", dest="continue_training", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("analyze", help="segment a case and compute uncertainty maps")
+    p.add_argument("--model", default=None, help="model folder, Dataset folder or zip (default: bundled demo model)")
+    p.add_argument("--configuration", default=None)
+    p.add_argument("--input", nargs="+", required=True, help="one image per model channel, in channel order")
+    p.add_argument("--output", required=True)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--folds", default=None, help="comma-separated folds (default: all available)")
+    p.add_argument("--members", default="flips,folds", help="any of flips,folds,dropout")
+    p.add_argument("--dropout-samples", type=int, default=5)
+    p.add_argument("--extension", default=".nii.gz", choices=[".nii.gz", ".nii", ".nrrd", ".mha"])
+    p.add_argument("--trust-model", action="store_true", help="allow checkpoints that contain pickled code")
+    p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("demo", help="phantoms -> analysis with the bundled model -> IWUO evaluation")
+    p.add_argument("--out", default="iwuo_demo_output")
+    p.add_argument("--cases", type=int, default=3)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_demo)
+
+    from .evaluate_command import add_evaluate_parser
+
+    add_evaluate_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("nnUNet_def_n_proc", "2")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CancelledError as exc:
+        print(f"cancelled: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except IWUOError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except (FileNotFoundError, PermissionError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return BadInputError.exit_code
+    except Exception:  # an internal error: show the traceback, it is a bug report
+        traceback.print_exc()
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

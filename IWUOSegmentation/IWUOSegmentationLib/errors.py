@@ -1,0 +1,37 @@
+"""Errors a user can act on, each with the exit code the command line returns for it."""
+
+from __future__ import annotations
+
+
+class IWUOError(Exception):
+    """Base class: the message is written for the person running the tool."""
+
+    exit_code = 1
+
+
+class BadInputError(IWUOError):
+    """The images, labels or options given cannot be used as they are."""
+
+    exit_code = 2
+
+
+class BadModelError(IWUOError):
+    """The model folder or zip is incomplete, inconsistent or untrusted."""
+
+    exit_code = 3
+
+
+class UntrustedModelError(BadModelError):
+    """A checkpoint holds pickled objects that could run code when loaded."""
+
+
+class CancelledError(IWUOError):
+    """The user asked to stop; nothing partial was written."""
+
+    exit_code = 4
+
+
+class CorruptLogError(IWUOError):
+    """A budget log cannot be read back."""
+
+    exit_code = 5

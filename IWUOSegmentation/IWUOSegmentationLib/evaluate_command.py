@@ -1,0 +1,149 @@
+"""`iwuo evaluate`: analyse many cases, replay strategies with simulated experts, report.
+
+Each case's results are saved as soon as it finishes (cases/<name>/evaluation.json), so a
+re-run resumes; a failing case is reported and skipped. `--shard i/n` takes every n-th case
+starting at i (a cluster job array), and `--merge-only` builds the tables, statistics, plots
+and report from whatever per-case results exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from .errors import BadInputError
+from .io_atomic import atomic_write_text
+
+
+def add_evaluate_parser(sub) -> None:
+    p = sub.add_parser("evaluate", help="Dice-vs-budget evaluation of ranking strategies on cases with a reference")
+    p.add_argument("--cases", nargs="+", default=[], help="folders of case folders (images + reference label)")
+    p.add_argument("--model", default=None, help="model folder (default: bundled demo model)")
+    p.add_argument("--configuration", default=None)
+    p.add_argument("--folds", default=None)
+    p.add_argument("--out", required=True)
+    p.add_argument("--strategies", default="iwuo,uncertainty,impact,random,fixed_interval,largest_area,oracle")
+    p.add_argument("--expert", default="perfect,noisy")
+    p.add_argument("--regions", default="WT,TC,ET")
+    p.add_argument("--uncertainty-map", default="entropy",
+                   choices=["entropy", "variance", "mutual_information", "disagreement"])
+    p.add_argument("--budget", type=int, default=None, help="slice budget for the report (default: all slices)")
+    p.add_argument("--target-dice", type=float, default=0.9)
+    p.add_argument("--random-seeds", type=int, default=20)
+    p.add_argument("--members", default="flips,folds")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--shard", default="0/1", help="i/n: evaluate cases i, i+n, i+2n, ...")
+    p.add_argument("--merge-only", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+
+def _shard(items: list, shard: str) -> list:
+    try:
+        i, n = (int(v) for v in shard.split("/"))
+    except ValueError as exc:
+        raise BadInputError(f"--shard must look like i/n (e.g. 0/4), got {shard!r}") from exc
+    if not (n >= 1 and 0 <= i < n):
+        raise BadInputError(f"--shard {shard}: need 0 <= i < n.")
+    return items[i::n]
+
+
+def evaluate_folder_case(folder: Path, model, predictor, out_case: Path, options: dict, progress=None) -> dict:
+    """Analyse (or reuse the analysis of) one case folder and replay all strategies on it."""
+    import SimpleITK as sitk
+
+    from .analysis_files import read_analysis, write_analysis
+    from .case_folders import find_case_files
+    from .evaluation import evaluate_case
+    from .inference import CaseImages, _same_geometry
+    from .slice_scores import ScoreOptions, slice_axis
+
+    files = find_case_files(folder, model.channel_names)
+    if files.reference is None:
+        raise BadInputError(f"Case {folder.name} has no reference label file (label*, seg*, OTMultiClass*).")
+    analysis_dir = out_case / "analysis"
+    if not (analysis_dir / "summary.json").is_file():
+        case = CaseImages.from_files([str(p) for p in files.images])
+        result = predictor.analyze(case, progress=progress)
+        write_analysis(result, case, analysis_dir, model.describe())
+    analysis = read_analysis(analysis_dir)
+    ref_image = sitk.ReadImage(str(files.reference))
+    if not _same_geometry(ref_image, analysis.reference):
+        raise BadInputError(f"Case {folder.name}: the reference label's grid ({ref_image.GetSize()}, spacing "
+                            f"{ref_image.GetSpacing()}) differs from the images' grid ({analysis.reference.GetSize()}, "
+                            f"{analysis.reference.GetSpacing()}); resample it onto the images first.")
+    reference = sitk.GetArrayFromImage(ref_image).astype(np.int64)
+    known = {0, 1, 2, 3, 4}
+    unknown = sorted(set(np.unique(reference).tolist()) - known)
+    if unknown:
+        raise BadInputError(f"Case {folder.name}: the reference has label values {unknown} outside the BraTS "
+                            "labels 0-4 that the regions WT/TC/ET are defined on.")
+    axis = slice_axis(analysis.reference.GetSpacing())
+    label_values = {k: v for k, v in model.labels.items() if isinstance(v, int)}
+    evaluation = evaluate_case(
+        folder.name, analysis.label_map, analysis.probabilities, analysis.summary["outputs"],
+        analysis.summary["region_based"], analysis.uncertainty[options["uncertainty_map"]], reference, axis,
+        regions=options["regions"], strategies=options["strategies"], experts=options["experts"],
+        random_seeds=options["random_seeds"], label_values=label_values,
+        options=ScoreOptions(uncertainty_map=options["uncertainty_map"]))
+    record = {"case": folder.name, "axis": axis, "n_slices": evaluation.n_slices, "rows": evaluation.rows,
+              "curves": {"|".join(k): [round(float(x), 6) for x in v] for k, v in evaluation.curves.items()},
+              "analysis_seconds": analysis.summary.get("seconds")}
+    atomic_write_text(out_case / "evaluation.json", json.dumps(record))
+    return record
+
+
+def cmd_evaluate(args) -> int:
+    from .case_folders import list_case_folders
+    from .cli import Progress, _open_model
+    from .inference import MemberPredictor
+    from .report import write_report
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    options = {"strategies": tuple(s.strip() for s in args.strategies.split(",")),
+               "experts": tuple(e.strip() for e in args.expert.split(",")),
+               "regions": tuple(r.strip() for r in args.regions.split(",")),
+               "uncertainty_map": args.uncertainty_map, "random_seeds": args.random_seeds}
+    progress = Progress(args.progress)
+    failures = []
+    if not args.merge_only:
+        if not args.cases:
+            raise BadInputError("Give --cases (folders of case folders) or --merge-only.")
+        folders = _shard([f for root in args.cases for f in list_case_folders(root)], args.shard)
+        model = _open_model(args)
+        predictor = MemberPredictor(model, device=args.device, members=tuple(args.members.split(",")))
+        for i, folder in enumerate(folders):
+            out_case = out / "cases" / folder.name
+            if (out_case / "evaluation.json").is_file():
+                progress((i + 1) / len(folders), f"{folder.name}: done before, reused")
+                continue
+            try:
+                def case_progress(f, m, i=i, name=folder.name):
+                    progress((i + f) / len(folders), f"{name}: {m}")
+
+                evaluate_folder_case(folder, model, predictor, out_case, options, progress=case_progress)
+                progress((i + 1) / len(folders), f"{folder.name}: evaluated")
+            except Exception as exc:  # reported and skipped: one bad case must not stop a batch
+                failures.append({"case": folder.name, "error": str(exc)})
+                out_case.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(out_case / "error.txt", f"{exc}\n\n{traceback.format_exc()}")
+                print(f"case {folder.name} failed and was skipped: {exc}")
+    if args.shard != "0/1" and not args.merge_only:
+        print(json.dumps({"shard": args.shard, "failures": failures}))
+        return 0
+    report = write_report(out, budget=args.budget, target_dice=args.target_dice)
+    print(json.dumps({"report": str(report), "failures": failures}))
+    return 0
+
+
+def main_argv(argv: list[str]) -> argparse.Namespace:
+    """Parse `iwuo evaluate` arguments on their own (for scripts that embed the command)."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--progress", default="text")
+    sub = parser.add_subparsers(dest="command")
+    add_evaluate_parser(sub)
+    return parser.parse_args(["evaluate", *argv])

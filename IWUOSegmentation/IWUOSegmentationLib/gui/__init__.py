@@ -1,0 +1,1 @@
+"""GUI layer helpers: may import slicer and qt; only IWUOSegmentation.py uses them."""

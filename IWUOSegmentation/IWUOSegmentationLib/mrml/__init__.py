@@ -1,0 +1,1 @@
+"""MRML layer: imports Slicer's MRML classes and slicer.util array helpers, never qt."""

@@ -1,0 +1,124 @@
+"""Put an analysis into the MRML scene: segmentation, uncertainty/impact heatmaps, foreground layer.
+
+Arrays are (z, y, x) = KJI, as slicer.util and SimpleITK use them. Every node takes the
+geometry (IJK-to-RAS) of the input volume it belongs to.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+HEATMAP_COLORMAPS = {"uncertainty": "inferno", "impact": "magma"}
+#: BraTS-like segment colours (RGB 0-1) by label name; other labels get a matplotlib tab10 colour.
+SEGMENT_COLORS = {
+    "necrosis": (0.85, 0.25, 0.2), "edema": (0.35, 0.8, 0.35), "non_enhancing": (0.3, 0.45, 0.9),
+    "enhancing": (1.0, 0.85, 0.2), "whole_tumor": (0.35, 0.8, 0.35), "tumor_core": (0.85, 0.25, 0.2),
+    "enhancing_tumor": (1.0, 0.85, 0.2),
+}
+
+
+def heatmap_color_node(scene, colormap: str = "inferno"):
+    """A 256-entry colour table from matplotlib's perceptually uniform maps (created once per scene)."""
+    import matplotlib
+    import slicer
+
+    name = f"IWUO {colormap}"
+    existing = scene.GetFirstNodeByName(name)
+    if existing is not None:
+        return existing
+    node = slicer.vtkMRMLColorTableNode()
+    node.SetName(name)
+    node.SetTypeToUser()
+    node.SetNumberOfColors(256)
+    node.SetNamesInitialised(True)
+    cmap = matplotlib.colormaps[colormap]
+    for i in range(256):
+        r, g, b, _ = cmap(i / 255.0)
+        node.SetColor(i, f"{i}", r, g, b, 1.0)
+    node.SetAttribute("Category", "IWUOSegmentation")
+    node.SetHideFromEditors(False)
+    scene.AddNode(node)
+    return node
+
+
+def copy_geometry(source_volume, target_volume) -> None:
+    import vtk
+
+    matrix = vtk.vtkMatrix4x4()
+    source_volume.GetIJKToRASMatrix(matrix)
+    target_volume.SetIJKToRASMatrix(matrix)
+
+
+def add_heatmap_volume(scene, array_kji: np.ndarray, reference_volume, name: str, kind: str = "uncertainty",
+                       transparent_below: float | None = None):
+    """Float volume with a heatmap colour table, window fitted to its range, near-zero voxels transparent."""
+    import slicer.util
+
+    array = np.ascontiguousarray(array_kji, dtype=np.float32)
+    node = slicer.util.addVolumeFromArray(array, name=name, nodeClassName="vtkMRMLScalarVolumeNode")
+    copy_geometry(reference_volume, node)
+    node.CreateDefaultDisplayNodes()
+    display = node.GetDisplayNode()
+    display.SetAndObserveColorNodeID(heatmap_color_node(scene, HEATMAP_COLORMAPS.get(kind, "inferno")).GetID())
+    positive = array[array > 0]
+    hi = float(np.percentile(positive, 99.5)) if positive.size else 1.0
+    hi = hi if hi > 0 else 1.0
+    display.AutoWindowLevelOff()
+    display.SetWindowLevelMinMax(0.0, hi)
+    threshold = transparent_below if transparent_below is not None else 0.02 * hi
+    display.SetApplyThreshold(1)
+    display.SetLowerThreshold(threshold)
+    display.SetUpperThreshold(float(array.max()) + 1.0)
+    node.SetAttribute("IWUO.kind", kind)
+    return node
+
+
+def add_segmentation(scene, label_map_kji: np.ndarray, reference_volume, labels: dict[str, int], name: str):
+    """Segmentation node with one segment per non-background label (names from dataset.json)."""
+    import matplotlib
+    import slicer.util
+
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+    node.CreateDefaultDisplayNodes()
+    node.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume)
+    segmentation = node.GetSegmentation()
+    palette = matplotlib.colormaps["tab10"]
+    for i, (label_name, value) in enumerate(sorted(labels.items(), key=lambda kv: kv[1])):
+        if value == 0:
+            continue
+        color = SEGMENT_COLORS.get(label_name, palette(i % 10)[:3])
+        segment_id = segmentation.AddEmptySegment(label_name, label_name, list(color))
+        slicer.util.updateSegmentBinaryLabelmapFromArray(
+            (label_map_kji == value).astype(np.uint8), node, segment_id, reference_volume)
+    node.SetAttribute("IWUO.role", "prediction")
+    return node
+
+
+def place_in_study(scene, node, reference_volume) -> None:
+    """Put `node` under the reference volume's parent (its study) in subject hierarchy."""
+    import slicer
+
+    shn = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    if shn is None:
+        return
+    parent = shn.GetItemParent(shn.GetItemByDataNode(reference_volume))
+    item = shn.GetItemByDataNode(node)
+    if item and parent:
+        shn.SetItemParent(item, parent)
+
+
+def show_as_foreground(scene, background_volume, foreground_volume, opacity: float = 0.5) -> int:
+    """Show `foreground_volume` over `background_volume` in every slice view; returns views changed."""
+    n = 0
+    for i in range(scene.GetNumberOfNodesByClass("vtkMRMLSliceCompositeNode")):
+        composite = scene.GetNthNodeByClass(i, "vtkMRMLSliceCompositeNode")
+        composite.SetBackgroundVolumeID(background_volume.GetID())
+        composite.SetForegroundVolumeID(foreground_volume.GetID() if foreground_volume else None)
+        composite.SetForegroundOpacity(float(opacity))
+        n += 1
+    return n
+
+
+def array_to_label_values(labels: dict) -> dict[str, int]:
+    """dataset.json labels as name -> written label value (regions map through regions_class_order)."""
+    return {k: int(v) for k, v in labels.items() if isinstance(v, int)}
