@@ -3,7 +3,7 @@
     python scripts/make_demo_model.py [--work /tmp/iwuo_demo_model]
 
 Trains configuration 3d_fullres (folds 0 and 1) and 3d_fullres_dropout (fold 0; the same
-small network with Dropout3d p=0.1, so MC-dropout members exist) on 24 phantoms with seeds
+small network with Dropout3d p=0.1 and fewer epochs, so MC-dropout members exist) on 24 phantoms with seeds
 1000-1023 (never used for testing), then exports slim checkpoints into the package.
 """
 
@@ -30,7 +30,8 @@ def main() -> None:
     for configuration, dropout, folds in (("3d_fullres", 0.0, [0, 1]), ("3d_fullres_dropout", 0.1, [0])):
         net = SmallNet(features=tuple(TRAINING["features"]), patch_size=tuple(TRAINING["patch_size"]),
                        batch_size=TRAINING["batch_size"], dropout=dropout)
-        result = train(raw, work / "nnunet", folds, epochs=TRAINING["epochs"],
+        epochs = TRAINING["epochs"] if dropout == 0 else TRAINING["dropout_epochs"]
+        result = train(raw, work / "nnunet", folds, epochs=epochs,
                        iterations_per_epoch=TRAINING["iterations_per_epoch"], net=net,
                        new_configuration=None if configuration == "3d_fullres" else configuration,
                        skip_preprocessing=configuration != "3d_fullres",

@@ -20,7 +20,7 @@ FIRST_TRAINING_SEED = 1000
 
 TRAINING = {
     "n_cases": 24, "first_seed": FIRST_TRAINING_SEED, "features": [8, 16, 32, 64],
-    "patch_size": [48, 64, 64], "batch_size": 2, "epochs": 30, "iterations_per_epoch": 25,
+    "patch_size": [48, 64, 64], "batch_size": 2, "epochs": 40, "dropout_epochs": 20, "iterations_per_epoch": 25,
 }
 
 

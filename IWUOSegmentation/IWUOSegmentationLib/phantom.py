@@ -32,8 +32,8 @@ CHANNELS = ("FLAIR", "T1c")
 # FLAIR: oedema and non-enhancing tumour bright, CSF dark. T1c: enhancing rim bright, necrosis dark.
 _INTENSITY = {
     #            wm    gm    csf   necro  edema  nonenh enh
-    "FLAIR": (1.00, 1.25, 0.25, 1.45, 2.10, 2.00, 1.85),
-    "T1c": (1.00, 0.80, 0.30, 0.35, 0.85, 0.90, 1.90),
+    "FLAIR": (1.00, 1.20, 0.25, 1.45, 1.52, 1.55, 1.60),
+    "T1c": (1.00, 0.80, 0.30, 0.35, 0.78, 0.85, 1.50),
 }
 
 
@@ -154,7 +154,7 @@ def _bias_field(rng: np.random.Generator, shape: tuple[int, ...], strength: floa
 
 
 def make_phantom(seed: int, spacing: tuple[float, float, float] = (2.0, 2.0, 2.0),
-                 noise: float = 0.06, bias: float = 0.15, blur_mm: float = 1.0,
+                 noise: float = 0.08, bias: float = 0.15, blur_mm: float = 1.0, texture: float = 0.12,
                  mass_effect: bool = False, name: str | None = None) -> PhantomCase:
     """Render one deterministic phantom case for `seed` on a grid of `spacing` mm (x, y, z)."""
     spacing = tuple(float(s) for s in spacing)
@@ -172,15 +172,24 @@ def make_phantom(seed: int, spacing: tuple[float, float, float] = (2.0, 2.0, 2.0
     diffusivity = (d_white * sim["wm"] + 0.1 * d_white * sim["gm"]) * (sim["csf"] < 0.5)
     dist_mm = ndimage.distance_transform_edt(sim["mask"], sampling=sp_zyx)
     candidates = np.argwhere((sim["wm"] > 0.7) & (dist_mm > 18.0))
-    n_foci = 1 if rng.uniform() < 0.8 else 2
+    n_foci = int(rng.choice([1, 2, 3], p=[0.6, 0.3, 0.1]))
     first = candidates[rng.integers(len(candidates))]
     seeds = [tuple(first)]
-    if n_foci == 2:
-        near = candidates[np.linalg.norm((candidates - first) * sp_zyx, axis=1) < 30.0]
+    near = candidates[np.linalg.norm((candidates - first) * sp_zyx, axis=1) < 40.0]
+    for _ in range(n_foci - 1):
         seeds.append(tuple(near[rng.integers(len(near))]))
     target_ml = rng.uniform(40.0, 160.0)
     target_voxels = int(target_ml * 1000.0 / np.prod(sim_spacing))
     u = grow_tumour(diffusivity, seeds, sp_zyx, rho, target_voxels)
+    # Satellite lesions a few centimetres away (separate components, as in many real gliomas).
+    n_satellites = int(rng.choice([0, 0, 1, 2, 3]))
+    visible = ndimage.binary_dilation(u > 0.2, iterations=3)
+    far = candidates[(np.linalg.norm((candidates - first) * sp_zyx, axis=1) < 60.0)
+                     & ~visible[tuple(candidates.T)]]
+    for _ in range(n_satellites if len(far) else 0):
+        satellite = far[rng.integers(len(far))]
+        small = int(rng.uniform(0.5, 4.0) * 1000.0 / np.prod(sim_spacing))
+        u = np.maximum(u, grow_tumour(diffusivity, [tuple(satellite)], sp_zyx, rho, small))
     # Irregular margins: perturb the density with smooth noise before thresholding.
     u = u * (1.0 + 0.25 * _smooth_noise(rng, u.shape, 2.0))
     if sim_spacing != spacing:
@@ -188,7 +197,7 @@ def make_phantom(seed: int, spacing: tuple[float, float, float] = (2.0, 2.0, 2.0
 
     label = np.zeros(u.shape, np.uint8)
     label[u > 0.2] = LABELS["edema"]
-    core = u > rng.uniform(0.55, 0.75)
+    core = u > rng.uniform(0.45, 0.65)
     label[core] = LABELS["enhancing"]
     core_values = u[core]
     if core_values.size:
@@ -211,7 +220,9 @@ def make_phantom(seed: int, spacing: tuple[float, float, float] = (2.0, 2.0, 2.0
         healthy = sum(f * v for f, v in zip(fractions, table[:3]))
         lesion = sum(t * v for t, v in zip(tumour, table[3:]))
         image = np.where(in_tumour, lesion, healthy).astype(np.float32)
-        image *= 1.0 + 0.08 * _smooth_noise(rng, image.shape, 1.5) * in_tumour
+        # Tissue heterogeneity: finer texture in healthy tissue, coarser inside the lesion.
+        image *= 1.0 + texture * np.where(in_tumour, _smooth_noise(rng, image.shape, 1.5),
+                                          _smooth_noise(rng, image.shape, 0.8))
         image = ndimage.gaussian_filter(image, blur_vox)
         image *= _bias_field(rng, image.shape, bias)
         image = np.abs(image + rng.normal(0, noise, image.shape) + 1j * rng.normal(0, noise, image.shape))
@@ -223,7 +234,7 @@ def make_phantom(seed: int, spacing: tuple[float, float, float] = (2.0, 2.0, 2.0
         name=name or f"phantom_{seed:04d}", channels=channels, label=label, brain_mask=sub["mask"].copy(),
         spacing=spacing, origin=sub["origin"], direction=sub["direction"],
         params={"seed": seed, "d_white_mm2_per_day": round(float(d_white), 4), "rho_per_day": round(float(rho), 4),
-                "foci": n_foci, "target_ml": round(float(target_ml), 1), "spacing": list(spacing),
+                "foci": n_foci, "satellites": n_satellites, "target_ml": round(float(target_ml), 1), "spacing": list(spacing),
                 "mass_effect": mass_effect})
 
 

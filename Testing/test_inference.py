@@ -1,0 +1,165 @@
+"""Inference with members: agreement with nnU-Net, uncertainty behaviour, bad inputs, cancel."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from scipy import ndimage
+
+from IWUOSegmentationLib.analysis_files import read_analysis, write_analysis
+from IWUOSegmentationLib.cli import main
+from IWUOSegmentationLib.demo_model import demo_model_folder
+from IWUOSegmentationLib.errors import BadInputError, CancelledError
+from IWUOSegmentationLib.inference import CaseImages, MemberPredictor
+from IWUOSegmentationLib.model_folder import open_model
+from IWUOSegmentationLib.phantom import write_phantoms
+
+
+@pytest.fixture(scope="session")
+def small_case(tmp_path_factory):
+    """A phantom on a 3 mm grid (the model's plans use 2 mm, so nnU-Net's resampling is exercised)."""
+    out = tmp_path_factory.mktemp("small")
+    write_phantoms(out, 1, seed=12, layout="cases", spacing=(3.0, 3.0, 3.0))
+    return out / "phantom_0012"
+
+
+def _case(folder) -> CaseImages:
+    return CaseImages.from_files([str(folder / "FLAIR.nii.gz"), str(folder / "T1c.nii.gz")])
+
+
+@pytest.fixture(scope="session")
+def analysis(demo_model, small_case):
+    return MemberPredictor(demo_model, device="cpu", members=("flips", "folds")).analyze(_case(small_case))
+
+
+def test_label_map_and_probabilities_match_nnunet_predict(tmp_path, demo_model, small_case, analysis):
+    """Same case, same folds, nnU-Net's own command with its default test-time mirroring."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    inp.mkdir()
+    shutil.copy(small_case / "FLAIR.nii.gz", inp / "case_0000.nii.gz")
+    shutil.copy(small_case / "T1c.nii.gz", inp / "case_0001.nii.gz")
+    code = ("import sys; from nnunetv2.inference.predict_from_raw_data import predict_entry_point_modelfolder as m; "
+            "sys.argv[0] = 'nnUNetv2_predict_from_modelfolder'; m()")
+    env = dict(os.environ, nnUNet_def_n_proc="2")
+    proc = subprocess.run([sys.executable, "-c", code, "-i", str(inp), "-o", str(out), "-m", str(demo_model.path),
+                           "-f", *demo_model.folds, "-device", "cpu", "--save_probabilities"],
+                          capture_output=True, text=True, env=env, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    nn_seg = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "case.nii.gz")))
+    nn_prob = np.load(out / "case.npz")["probabilities"]
+    differ = nn_seg != analysis.label_map
+    n_differ = int(differ.sum())
+    print(f"voxels differing from nnUNetv2_predict: {n_differ} of {differ.size}")
+    if n_differ:  # allowed only at near-ties of nnU-Net's own probabilities
+        top2 = np.sort(nn_prob, axis=0)[-2:]
+        assert np.all(np.abs(nn_prob[:, differ] - 0.5).min(0) < 0.01) or np.all((top2[1] - top2[0])[differ] < 0.01)
+    assert n_differ <= 10
+    assert np.abs(nn_prob - analysis.probabilities).max() < 1e-3
+
+
+def test_members_and_maps_are_reported(demo_model, analysis):
+    assert analysis.members["n_members"] == 8 * len(demo_model.folds)
+    assert analysis.members["kinds"] == ["flips", "folds"]
+    for name in ("variance", "entropy", "mutual_information", "disagreement"):
+        m = analysis.uncertainty[name]
+        assert m.shape == analysis.label_map.shape and np.isfinite(m).all() and m.min() >= 0
+    assert analysis.uncertainty["disagreement"].max() <= 1.0
+    assert analysis.uncertainty["variance"].max() > 0
+
+
+def test_zero_spread_when_all_members_agree(small_case):
+    """The same fold twice, no flips: identical members, so variance and disagreement are exactly zero."""
+    model = open_model(demo_model_folder(), folds=["0", "0"])
+    result = MemberPredictor(model, device="cpu", members=("folds",)).analyze(_case(small_case))
+    assert result.members["n_members"] == 2
+    assert result.uncertainty["variance"].max() == 0.0
+    assert result.uncertainty["disagreement"].max() == 0.0
+    assert result.uncertainty["mutual_information"].max() < 1e-5
+
+
+def test_uncertainty_is_higher_at_boundaries_than_inside(analysis):
+    wt = analysis.label_map > 0
+    assert wt.sum() > 100
+    boundary = ndimage.binary_dilation(wt, iterations=1) & ~ndimage.binary_erosion(wt, iterations=1)
+    interior = ndimage.binary_erosion(wt, iterations=3)
+    for name in ("entropy", "variance", "mutual_information"):
+        m = analysis.uncertainty[name]
+        assert m[boundary].mean() > 2 * m[interior].mean(), name
+
+
+def test_dropout_members_only_for_a_dropout_network(small_case):
+    case = _case(small_case)
+    plain = MemberPredictor(open_model(demo_model_folder(), folds=["0"]), device="cpu", members=("dropout",))
+    result = plain.analyze(case)
+    assert result.members["dropout_samples"] == 0 and "dropout" not in result.members["kinds"]
+    assert any("dropout members unavailable" in n for n in result.members["notes"])
+    assert result.uncertainty["variance"].max() == 0.0
+    dropout = MemberPredictor(open_model(demo_model_folder(dropout=True)), device="cpu", members=("dropout",),
+                              dropout_samples=3)
+    result = dropout.analyze(case)
+    assert result.members["dropout_samples"] == 3 and result.members["n_members"] == 4
+    assert result.uncertainty["variance"].max() > 1e-4
+
+
+def test_bad_inputs_get_clear_errors(tmp_path, demo_model, small_case):
+    predictor = MemberPredictor(demo_model, device="cpu", members=("folds",))
+    flair = sitk.ReadImage(str(small_case / "FLAIR.nii.gz"))
+    with pytest.raises(BadInputError, match="expects 2 input images"):
+        predictor.analyze(CaseImages.from_sitk([flair]))
+    flat = sitk.Image(40, 40, sitk.sitkFloat32)
+    with pytest.raises(BadInputError, match="2-D"):
+        CaseImages.from_sitk([flat, flat])
+    shifted = sitk.Image(flair)
+    shifted.SetOrigin((0.0, 0.0, 100.0))
+    with pytest.raises(BadInputError, match="geometry"):
+        CaseImages.from_sitk([flair, shifted], ["FLAIR", "T1c"])
+    case = _case(small_case)
+    case.arrays[1] = case.arrays[1].copy()
+    case.arrays[1][3, 4, 5] = np.nan
+    with pytest.raises(BadInputError, match="1 NaN"):
+        predictor.analyze(case)
+
+
+def test_cancel_writes_nothing(tmp_path, demo_model, small_case):
+    calls = {"n": 0}
+
+    def cancel_after_first_window():
+        calls["n"] += 1
+        return calls["n"] > 1
+
+    predictor = MemberPredictor(demo_model, device="cpu", members=("folds",))
+    with pytest.raises(CancelledError):
+        predictor.analyze(_case(small_case), cancel=cancel_after_first_window)
+    assert calls["n"] == 2
+
+
+def test_analysis_folder_round_trip_and_cli(tmp_path, demo_model, small_case, analysis):
+    out = write_analysis(analysis, _case(small_case), tmp_path / "a", demo_model.describe(), extension=".nrrd")
+    back = read_analysis(out)
+    assert np.array_equal(back.label_map, analysis.label_map)
+    assert np.allclose(back.uncertainty["entropy"], analysis.uncertainty["entropy"])
+    assert not list(tmp_path.glob(".*partial"))
+    code = main(["--progress", "none", "analyze", "--input", str(small_case / "FLAIR.nii.gz"),
+                 str(small_case / "T1c.nii.gz"), "--output", str(tmp_path / "cli"), "--device", "cpu",
+                 "--members", "folds"])
+    assert code == 0
+    summary = json.loads((tmp_path / "cli" / "summary.json").read_text())
+    assert summary["members"]["n_members"] == len(demo_model.folds) and summary["region_based"]
+    assert summary["outputs"] == ["whole_tumor", "tumor_core", "enhancing_tumor"]
+    assert (tmp_path / "cli" / "uncertainty_entropy.nii.gz").is_file()
+
+
+def test_cli_exit_codes(tmp_path, small_case, capsys):
+    assert main(["--progress", "none", "analyze", "--input", str(small_case / "FLAIR.nii.gz"), "--output",
+                 str(tmp_path / "x"), "--device", "cpu"]) == 2
+    assert "expects 2 input images (FLAIR, T1c)" in capsys.readouterr().err
+    assert main(["--progress", "none", "analyze", "--model", str(tmp_path), "--input", "a", "b", "--output",
+                 str(tmp_path / "y")]) == 3
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

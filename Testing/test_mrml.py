@@ -1,0 +1,92 @@
+"""MRML layer on the real Slicer libraries (slicer-core wheel): nodes, overlays, self-test body."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+def _volume(scene, shape=(6, 20, 30)):
+    import slicer.util
+
+    array = np.random.default_rng(0).random(shape).astype(np.float32)
+    node = slicer.util.addVolumeFromArray(array, name="input")
+    node.SetSpacing(1.0, 2.0, 3.0)
+    node.SetOrigin(10.0, -5.0, 7.0)
+    return node
+
+
+def test_headless_scene_has_real_slicer_logics(mrml_scene):
+    import slicer
+
+    assert isinstance(mrml_scene, slicer.vtkMRMLScene)
+    assert mrml_scene.GetNumberOfNodesByClass("vtkMRMLColorTableNode") > 10
+    assert slicer.mrmlScene is mrml_scene
+
+
+def test_heatmap_has_colour_table_fitted_window_and_transparent_background(mrml_scene):
+    from IWUOSegmentationLib.mrml.analysis_nodes import add_heatmap_volume
+
+    ref = _volume(mrml_scene)
+    heat = np.zeros((6, 20, 30), np.float32)
+    heat[2:4, 5:15, 5:25] = np.linspace(0.1, 0.8, 20)[None, None, :]
+    node = add_heatmap_volume(mrml_scene, heat, ref, "entropy", kind="uncertainty")
+    display = node.GetDisplayNode()
+    color = mrml_scene.GetNodeByID(display.GetColorNodeID())
+    assert color.GetName() == "IWUO inferno" and color.GetNumberOfColors() == 256
+    assert not display.GetAutoWindowLevel()
+    assert display.GetWindowLevelMin() == pytest.approx(0.0)
+    assert display.GetWindowLevelMax() == pytest.approx(np.percentile(heat[heat > 0], 99.5), rel=1e-4)
+    assert display.GetApplyThreshold() and 0 < display.GetLowerThreshold() < 0.1
+    import vtk
+
+    ma, mb = vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4()
+    ref.GetIJKToRASMatrix(ma)
+    node.GetIJKToRASMatrix(mb)
+    elements = [(ma.GetElement(r, c), mb.GetElement(r, c)) for r in range(4) for c in range(4)]
+    assert all(x == y for x, y in elements) and ma.GetElement(1, 1) != 1.0  # a non-trivial geometry was copied
+    impact = add_heatmap_volume(mrml_scene, heat, ref, "impact", kind="impact")
+    assert mrml_scene.GetNodeByID(impact.GetDisplayNode().GetColorNodeID()).GetName() == "IWUO magma"
+
+
+def test_segmentation_node_round_trips_the_label_map(mrml_scene):
+    import slicer.util
+
+    from IWUOSegmentationLib.mrml.analysis_nodes import add_segmentation
+
+    ref = _volume(mrml_scene)
+    labels = np.zeros((6, 20, 30), np.uint8)
+    labels[1:4, 2:8, 3:9] = 2
+    labels[2:3, 4:6, 5:7] = 1
+    labels[3, 10:12, 20:25] = 4
+    names = {"background": 0, "whole_tumor": 2, "tumor_core": 1, "enhancing_tumor": 4}
+    seg = add_segmentation(mrml_scene, labels, ref, names, "prediction")
+    segmentation = seg.GetSegmentation()
+    assert [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())] == \
+        ["tumor_core", "whole_tumor", "enhancing_tumor"]
+    for name, value in names.items():
+        if value:
+            mask = slicer.util.arrayFromSegmentBinaryLabelmap(seg, name, ref)
+            assert np.array_equal(mask > 0, labels == value), name
+    assert segmentation.GetSegment("enhancing_tumor").GetColor() == pytest.approx((1.0, 0.85, 0.2))
+
+
+def test_foreground_layer_in_every_slice_view(mrml_scene):
+    from IWUOSegmentationLib.mrml.analysis_nodes import add_heatmap_volume, show_as_foreground
+
+    ref = _volume(mrml_scene)
+    composites = [mrml_scene.AddNewNodeByClass("vtkMRMLSliceCompositeNode") for _ in range(3)]
+    heat = add_heatmap_volume(mrml_scene, np.ones((6, 20, 30), np.float32), ref, "h")
+    assert show_as_foreground(mrml_scene, ref, heat, opacity=0.4) == 3
+    for c in composites:
+        assert c.GetBackgroundVolumeID() == ref.GetID() and c.GetForegroundVolumeID() == heat.GetID()
+        assert c.GetForegroundOpacity() == pytest.approx(0.4)
+
+
+def test_self_test_body_passes_on_slicer_core(mrml_scene, tmp_path):
+    from IWUOSegmentationLib.mrml.self_test import run_self_test
+
+    result = run_self_test(mrml_scene, str(tmp_path))
+    assert result["dice_wt"] >= 0.7
+    assert result["segments"] == ["tumor_core", "whole_tumor", "enhancing_tumor"]
+    assert result["members"] >= 16

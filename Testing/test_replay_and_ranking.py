@@ -1,0 +1,148 @@
+"""Replay is exact, experts and strategies behave as specified, statistics are right."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from IWUOSegmentationLib.errors import BadInputError
+from IWUOSegmentationLib.experts import NoisyExpert, PerfectExpert
+from IWUOSegmentationLib.replay import aubc, dice, dice_curve, normalised_aubc, slice_counts
+from IWUOSegmentationLib.slice_scores import ScoreOptions, impact_per_slice, score_slices, slice_axis
+from IWUOSegmentationLib.statistics import bootstrap_ci, holm, paired_wilcoxon
+from IWUOSegmentationLib.strategies import STRATEGIES, RankingContext, make_strategy
+
+
+def _blob_case(seed: int, shape=(24, 40, 40)):
+    """A smooth random 'tumour' (truth), a degraded prediction, and a plausible probability map."""
+    rng = np.random.default_rng(seed)
+    field = ndimage.gaussian_filter(rng.standard_normal(shape), 3)
+    zz = np.linspace(-1, 1, shape[0])[:, None, None]
+    truth = (field + 0.6 - 2.0 * zz**2) > 0.55
+    noise = ndimage.gaussian_filter(rng.standard_normal(shape), 2)
+    prob = 1 / (1 + np.exp(-(4 * (field + 0.6 - 2.0 * zz**2 - 0.55) + 1.5 * noise)))
+    pred = prob > 0.5
+    return truth, pred, prob
+
+
+def _brute_force_dice(pred, truth, corrected, order, axis):
+    out = [dice((pred & truth).sum(), (pred & ~truth).sum(), (~pred & truth).sum())]
+    current = pred.copy()
+    for s in order:
+        idx = [slice(None)] * 3
+        idx[axis] = s
+        current[tuple(idx)] = corrected[tuple(idx)]
+        out.append(dice((current & truth).sum(), (current & ~truth).sum(), (~current & truth).sum()))
+    return np.array(out, float)
+
+
+@pytest.mark.parametrize("axis", [0, 2])
+def test_replay_equals_brute_force_on_random_orderings(axis):
+    truth, pred, _ = _blob_case(1)
+    corrected = NoisyExpert().correct(truth, axis, seed=3)
+    counts = slice_counts(pred, truth, corrected, axis)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        order = rng.permutation(truth.shape[axis])[: rng.integers(1, truth.shape[axis] + 1)]
+        assert np.allclose(dice_curve(counts, order), _brute_force_dice(pred, truth, corrected, order, axis))
+
+
+def test_perfect_expert_curve_is_monotone_and_reaches_one():
+    truth, pred, prob = _blob_case(2)
+    counts = slice_counts(pred, truth, PerfectExpert().correct(truth, 0), 0)
+    scores = score_slices(prob, pred, prob * (1 - prob), 0)
+    for name in STRATEGIES:
+        for seed in range(3):
+            curve = dice_curve(counts, make_strategy(name).order(RankingContext(scores, counts, seed=seed)))
+            assert np.all(np.diff(curve) >= -1e-12), name
+            assert curve[-1] == pytest.approx(1.0)
+
+
+def test_oracle_is_on_top_of_ground_truth_free_strategies_at_every_step():
+    for seed in range(4):
+        truth, pred, prob = _blob_case(10 + seed)
+        counts = slice_counts(pred, truth, truth, 0)
+        scores = score_slices(prob, pred, prob * (1 - prob), 0)
+        oracle = dice_curve(counts, make_strategy("oracle").order(RankingContext(scores, counts)))
+        for name in STRATEGIES:
+            if name == "oracle":
+                continue
+            curve = dice_curve(counts, make_strategy(name).order(RankingContext(scores, counts, seed=seed)))
+            assert np.all(oracle >= curve - 1e-12), (seed, name)
+
+
+def test_noisy_expert_slice_dice_is_inter_rater_like():
+    truth, _, _ = _blob_case(5, shape=(30, 80, 80))
+    noisy = NoisyExpert().correct(truth, 0, seed=1)
+    per_slice = [dice((n & t).sum(), (n & ~t).sum(), (~n & t).sum()) for n, t in zip(noisy, truth) if t.sum() > 200]
+    assert 0.8 <= float(np.mean(per_slice)) <= 0.95
+    assert not np.array_equal(noisy, truth)
+
+
+def test_impact_matches_the_dice_gain_formula_when_probabilities_are_certain():
+    truth, pred, _ = _blob_case(6)
+    prob = truth.astype(float)  # a perfectly calibrated, certain model: E[FN], E[FP] are the true counts
+    impact, d = impact_per_slice(prob, pred, 0)
+    counts = slice_counts(pred, truth, truth, 0)
+    base = dice(counts.tp.sum(), counts.fp.sum(), counts.fn.sum())
+    for s in np.argsort(-impact)[:5]:
+        true_gain = dice_curve(counts, np.array([s]))[1] - base
+        assert impact[s] == pytest.approx(true_gain, rel=0.35, abs=1e-3)
+    assert d == pytest.approx(base)
+
+
+def test_empty_reference_and_prediction_score_one_and_empty_reference_region_is_handled():
+    assert dice(0, 0, 0) == 1.0
+    truth = np.zeros((5, 8, 8), bool)
+    pred = np.zeros_like(truth)
+    pred[2, 3:5, 3:5] = True
+    counts = slice_counts(pred, truth, truth, 0)
+    curve = dice_curve(counts, np.arange(5))
+    assert curve[0] == 0.0 and curve[-1] == 1.0
+
+
+def test_bad_orderings_and_grids_are_refused():
+    truth, pred, _ = _blob_case(7)
+    counts = slice_counts(pred, truth, truth, 0)
+    with pytest.raises(BadInputError):
+        dice_curve(counts, np.array([0, 0]))
+    with pytest.raises(BadInputError):
+        dice_curve(counts, np.array([truth.shape[0]]))
+    with pytest.raises(BadInputError):
+        slice_counts(pred[:-1], truth, truth, 0)
+
+
+def test_score_options_change_the_ranking_terms():
+    truth, pred, prob = _blob_case(8)
+    umap = prob * (1 - prob)
+    base = score_slices(prob, pred, umap, 0)
+    no_unc = score_slices(prob, pred, umap, 0, ScoreOptions(uncertainty_exponent=0.0))
+    assert np.allclose(no_unc.iwuo, base.impact)
+    summed = score_slices(prob, pred, umap, 0, ScoreOptions(aggregate="sum"))
+    assert np.allclose(summed.uncertainty, umap.sum((1, 2)))
+    boundary = score_slices(prob, pred, umap, 0, ScoreOptions(boundary_weight=True))
+    assert np.all(boundary.iwuo >= base.iwuo - 1e-15)
+
+
+def test_slice_axis_is_the_coarsest_spacing_axial_when_isotropic():
+    assert slice_axis((1.0, 1.0, 1.0)) == 0
+    assert slice_axis((1.0, 1.0, 5.0)) == 0
+    assert slice_axis((1.0, 4.0, 1.0)) == 1
+    assert slice_axis((3.0, 1.0, 1.0)) == 2
+
+
+def test_aubc_and_normalisation():
+    assert aubc(np.array([0.0, 1.0])) == pytest.approx(0.5)
+    assert normalised_aubc(0.8, 0.6, 1.0) == pytest.approx(0.5)
+    assert np.isnan(normalised_aubc(0.8, 0.6, 0.6))
+
+
+def test_holm_and_wilcoxon_and_bootstrap():
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert np.isnan(holm([float("nan"), 0.2])[0])
+    a = np.linspace(0.5, 0.9, 12)
+    assert paired_wilcoxon(a + 0.05, a) < 0.01
+    assert np.isnan(paired_wilcoxon(a, a))
+    lo, hi = bootstrap_ci(np.array([1.0, 2.0, 3.0, 4.0]))
+    assert 1.0 <= lo < 2.5 < hi <= 4.0
