@@ -1,0 +1,57 @@
+"""BudgetLog: append-only JSON Lines, survives a crash mid-write, resumes, summarises the budget."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from IWUOSegmentationLib.budget_log import BudgetLog
+
+
+def test_events_round_trip_and_summary_counts_each_slice_once(tmp_path):
+    log = BudgetLog(tmp_path / "session.budget.jsonl")
+    log.append("session_started", budget_slices=5, budget_seconds=300.0)
+    log.append("slice_shown", slice=12, rank=1, seconds=4.0)
+    log.append("slice_corrected", slice=12, seconds=20.0, voxels_added={"2": 30}, voxels_removed={"2": 5},
+               estimated_dice_gain=0.01)
+    log.append("slice_corrected", slice=12, seconds=6.0, voxels_added={"4": 3}, voxels_removed={},
+               estimated_dice_gain=0.012, measured_dice=0.81)
+    log.append("slice_shown", slice=9, rank=2, seconds=3.0)
+    log.append("slice_skipped", slice=9, seconds=1.0)
+    events = log.read()
+    assert [e["kind"] for e in events][:3] == ["session_started", "slice_shown", "slice_corrected"]
+    s = log.summary()
+    assert s.slices_corrected == 1 and s.corrected_slices == [12] and s.slices_shown == 2
+    assert s.seconds_used == pytest.approx(34.0) and s.voxels_changed == 38
+    assert s.estimated_dice_gain == pytest.approx(0.012) and s.measured_dice == pytest.approx(0.81)
+    assert s.slices_remaining == 4 and s.seconds_remaining == pytest.approx(266.0)
+
+
+def test_truncated_last_line_is_reported_skipped_and_appending_resumes(tmp_path):
+    path = tmp_path / "log.jsonl"
+    log = BudgetLog(path)
+    log.append("slice_corrected", slice=3, seconds=10.0, estimated_dice_gain=0.02)
+    with open(path, "a") as handle:  # a crash in the middle of a write
+        handle.write('{"kind": "slice_corrected", "slice": 4, "sec')
+    resumed = BudgetLog(path)
+    assert [e["slice"] for e in resumed.read()] == [3]
+    assert len(resumed.warnings) == 1 and "last line" in resumed.warnings[0]
+    resumed.append("slice_corrected", slice=5, seconds=2.0, estimated_dice_gain=0.01)
+    events = resumed.read()
+    assert [e["slice"] for e in events] == [3, 5]
+    assert "line 2" in resumed.warnings[0]
+    assert resumed.summary().corrected_slices == [3, 5]
+    for line in path.read_text().splitlines()[::2]:
+        json.loads(line)
+
+
+def test_unknown_event_kind_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="Unknown budget-log event"):
+        BudgetLog(tmp_path / "x.jsonl").append("slice_painted", slice=1)
+    assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_missing_log_is_an_empty_session(tmp_path):
+    s = BudgetLog(tmp_path / "none.jsonl").summary(budget_slices=10)
+    assert s.slices_corrected == 0 and s.slices_remaining == 10 and s.measured_dice is None
