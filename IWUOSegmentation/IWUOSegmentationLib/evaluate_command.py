@@ -32,6 +32,8 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--uncertainty-map", default="entropy",
                    choices=["entropy", "variance", "mutual_information", "disagreement"])
     p.add_argument("--budget", type=int, default=None, help="slice budget for the report (default: all slices)")
+    p.add_argument("--seconds-budget", type=float, default=300.0,
+                   help="time budget (s) under the expert time model: Dice reached within it is reported")
     p.add_argument("--target-dice", type=float, default=0.9)
     p.add_argument("--random-seeds", type=int, default=20)
     p.add_argument("--members", default="flips,folds")
@@ -88,8 +90,10 @@ def evaluate_folder_case(folder: Path, model, predictor, out_case: Path, options
         analysis.summary["region_based"], analysis.uncertainty[options["uncertainty_map"]], reference, axis,
         regions=options["regions"], strategies=options["strategies"], experts=options["experts"],
         random_seeds=options["random_seeds"], label_values=label_values,
-        options=ScoreOptions(uncertainty_map=options["uncertainty_map"]))
+        options=ScoreOptions(uncertainty_map=options["uncertainty_map"]), spacing_xyz=analysis.reference.GetSpacing(),
+        seconds_budget=options.get("seconds_budget", 300.0))
     record = {"case": folder.name, "axis": axis, "n_slices": evaluation.n_slices, "rows": evaluation.rows,
+              "metrics_before_correction": evaluation.metrics,
               "curves": {"|".join(k): [round(float(x), 6) for x in v] for k, v in evaluation.curves.items()},
               "analysis_seconds": analysis.summary.get("seconds")}
     atomic_write_text(out_case / "evaluation.json", json.dumps(record))
@@ -107,7 +111,8 @@ def cmd_evaluate(args) -> int:
     options = {"strategies": tuple(s.strip() for s in args.strategies.split(",")),
                "experts": tuple(e.strip() for e in args.expert.split(",")),
                "regions": tuple(r.strip() for r in args.regions.split(",")),
-               "uncertainty_map": args.uncertainty_map, "random_seeds": args.random_seeds}
+               "uncertainty_map": args.uncertainty_map, "random_seeds": args.random_seeds,
+               "seconds_budget": args.seconds_budget}
     progress = Progress(args.progress)
     failures = []
     if not args.merge_only:

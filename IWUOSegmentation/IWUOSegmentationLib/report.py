@@ -64,16 +64,23 @@ def summarise(records: list[dict], budget: int | None, target_dice: float) -> tu
                 width = max(len(x["curves"][f"{region}|{expert}|{s}"]) for x in records)
                 curves_by_group.setdefault((region, expert), {}).setdefault(s, []).append(
                     _pad(r["curves"][f"{region}|{expert}|{s}"], width))
+    timed: dict[tuple, dict[str, list]] = {}
+    for r in records:
+        for row in r["rows"]:
+            for key, value in row.items():
+                if key.startswith("dice_within_"):
+                    timed.setdefault((row["region"], row["expert"], row["strategy"]), {}).setdefault(key, []).append(value)
     summary, tests = [], []
     for (region, expert, strategy), e in sorted(per_case.items()):
         lo, hi = bootstrap_ci(np.array(e["naubc"]))
         reached = np.array(e["target"])
+        within = {k: round(float(np.mean(v)), 4) for k, v in timed.get((region, expert, strategy), {}).items()}
         summary.append({"region": region, "expert": expert, "strategy": strategy, "cases": len(e["aubc"]),
                         "aubc": round(float(np.mean(e["aubc"])), 4),
                         "naubc": round(float(np.nanmean(e["naubc"])), 4) if np.any(~np.isnan(e["naubc"])) else "nan",
                         "naubc_ci95": f"[{lo:.3f}, {hi:.3f}]",
                         "slices_to_target_median": float(np.nanmedian(reached)) if np.any(~np.isnan(reached)) else "not reached",
-                        "target_reached_cases": int(np.sum(~np.isnan(reached)))})
+                        "target_reached_cases": int(np.sum(~np.isnan(reached))), **within})
     for region, expert in sorted(groups):
         ref = per_case.get((region, expert, REFERENCE_STRATEGY))
         if ref is None:
@@ -148,7 +155,11 @@ def write_report(out: Path, budget: int | None = None, target_dice: float = 0.9)
         raise BadInputError(f"No per-case results in {out / 'cases'}; nothing to report.")
     summary, tests, curves = summarise(records, budget, target_dice)
     rows = [row for r in records for row in r["rows"]]
+    metrics = [{"case": r["case"], "region": region, "dice": round(m["dice"], 4),
+                "hd95_mm": round(m["hd95_mm"], 2) if m["hd95_mm"] == m["hd95_mm"] else "nan"}
+               for r in records for region, m in r.get("metrics_before_correction", {}).items()]
     atomic_write_text(out / "results_per_case.csv", _csv(rows))
+    atomic_write_text(out / "segmentation_metrics.csv", _csv(metrics))
     atomic_write_text(out / "summary.csv", _csv(summary))
     atomic_write_text(out / "statistics.csv", _csv(tests))
     figures = [p for p in (plot_curves(curves, out / f"dice_vs_budget_{e}.png", e) for e in ("perfect", "noisy")) if p]
@@ -160,7 +171,11 @@ def write_report(out: Path, budget: int | None = None, target_dice: float = 0.9)
             "Empty reference region with empty prediction scores Dice 1 (BraTS convention).\n"]
     if failures:
         text.append(f"\n**Failed cases (skipped):** {', '.join(failures)} — see cases/<name>/error.txt.\n")
-    text += ["\n## Summary per region, expert and strategy\n\n", _markdown_table(summary),
+    if budget and any(r["n_slices"] < budget for r in records):
+        text.append(f"\nCases with fewer than {budget} slices are evaluated up to their number of slices.\n")
+    text += ["\n## Segmentation before correction (Dice, HD95 in mm; HD95 NaN when one mask is empty)\n\n",
+             _markdown_table(metrics),
+             "\n## Summary per region, expert and strategy\n\n", _markdown_table(summary),
              "\n## Paired Wilcoxon signed-rank tests on AUBC across cases (Holm-corrected)\n\n", _markdown_table(tests),
              "\nWith few cases the test cannot reach significance (4 cases: smallest two-sided p = 0.125).\n"]
     for f in figures:

@@ -16,6 +16,7 @@ REQUIREMENTS = {
     "scipy": "scipy>=1.10",
     "matplotlib": "matplotlib>=3.7",
     "nilearn": "nilearn>=0.10",
+    "medpy": "medpy>=0.5",
 }
 
 
