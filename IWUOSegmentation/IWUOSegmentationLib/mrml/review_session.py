@@ -1,0 +1,289 @@
+"""Guided review in the scene: ranked-slice table, slice navigation, edit accounting, budget log.
+
+The BudgetLog file is the source of truth: the table nodes mirror it, and a session reopened
+from a saved scene (or after a crash) is rebuilt from the ranking stored on the table node and
+the log on disk. Slice indices are along `axis` of the (k, j, i) array of the reference volume.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ..budget_log import BudgetLog
+
+RANKING_TABLE = "IWUO ranking"
+LOG_TABLE = "IWUO budget log"
+ATTR_LOG = "IWUO.budgetLogPath"
+ATTR_AXIS = "IWUO.sliceAxis"
+ATTR_VOLUME = "IWUO.volumeID"
+ATTR_SEGMENTATION = "IWUO.segmentationID"
+
+
+def slice_centre_ras(volume, axis: int, index: int) -> tuple[float, float, float]:
+    """RAS of the centre of slice `index` along array axis `axis` (0 = K, 1 = J, 2 = I)."""
+    import vtk
+
+    dims = volume.GetImageData().GetDimensions()  # (I, J, K)
+    ijk = [(dims[0] - 1) / 2.0, (dims[1] - 1) / 2.0, (dims[2] - 1) / 2.0]
+    ijk[2 - axis] = float(index)
+    m = vtk.vtkMatrix4x4()
+    volume.GetIJKToRASMatrix(m)
+    ras = m.MultiplyPoint([*ijk, 1.0])
+    return ras[0], ras[1], ras[2]
+
+
+def slice_index_of_view(slice_node, volume, axis: int) -> int:
+    """The slice index (along `axis`) that a slice view's plane centre lies on."""
+    import vtk
+
+    slice_to_ras = slice_node.GetSliceToRAS()
+    centre = [slice_to_ras.GetElement(r, 3) for r in range(3)]
+    m = vtk.vtkMatrix4x4()
+    volume.GetRASToIJKMatrix(m)
+    ijk = m.MultiplyPoint([*centre, 1.0])
+    return int(round(ijk[2 - axis]))
+
+
+class ReviewSession:
+    """One reviewer's pass over the ranked slices of a segmentation."""
+
+    def __init__(self, scene, volume, segmentation, log_path: str, ranking: Optional[list[dict]] = None,
+                 axis: int = 0, label_values: Optional[dict[str, int]] = None, budget_slices: Optional[int] = None,
+                 reference=None):
+        self.scene, self.volume, self.segmentation = scene, volume, segmentation
+        self.axis = axis
+        self.log = BudgetLog(log_path)
+        self.label_values = label_values or {}
+        self.reference = reference
+        self.table = self._ranking_table(ranking)
+        self.ranking = self._read_ranking()
+        self.log_table = self._get_or_add("vtkMRMLTableNode", LOG_TABLE)
+        self.current_rank = -1
+        self._shown_at = None
+        self._snapshot = self._label_arrays()
+        self._observer = None
+        self.dirty = False
+        self.on_dirty = None  # GUI hook: schedule flush_edits() after the current event
+        self._observe()
+        events = self.log.read()
+        if not any(e["kind"] == "session_started" for e in events):
+            self.log.append("session_started", budget_slices=budget_slices, n_ranked=len(self.ranking), axis=axis)
+        self._restore_progress(events)
+        self._mirror_log()
+
+    # -- nodes ------------------------------------------------------------------------------------
+    def _get_or_add(self, cls: str, name: str):
+        node = self.scene.GetFirstNodeByName(name)
+        return node if node is not None else self.scene.AddNewNodeByClass(cls, name)
+
+    def _ranking_table(self, ranking: Optional[list[dict]]):
+        table = self._get_or_add("vtkMRMLTableNode", RANKING_TABLE)
+        if ranking is not None:
+            import vtk
+
+            table.RemoveAllColumns()
+            columns = {}
+            for name, cls in (("rank", vtk.vtkIntArray), ("slice", vtk.vtkIntArray), ("iwuo", vtk.vtkDoubleArray),
+                              ("impact", vtk.vtkDoubleArray), ("uncertainty", vtk.vtkDoubleArray),
+                              ("status", vtk.vtkStringArray)):
+                array = cls()
+                array.SetName(name)
+                columns[name] = array
+            for r, row in enumerate(ranking, 1):
+                columns["rank"].InsertNextValue(r)
+                columns["slice"].InsertNextValue(int(row["slice"]))
+                for key in ("iwuo", "impact", "uncertainty"):
+                    columns[key].InsertNextValue(float(row.get(key, 0.0)))
+                columns["status"].InsertNextValue("pending")
+            for array in columns.values():
+                table.AddColumn(array)
+        table.SetAttribute(ATTR_LOG, str(self.log.path))
+        table.SetAttribute(ATTR_AXIS, str(self.axis))
+        table.SetAttribute(ATTR_VOLUME, self.volume.GetID())
+        table.SetAttribute(ATTR_SEGMENTATION, self.segmentation.GetID())
+        return table
+
+    def _read_ranking(self) -> list[int]:
+        column = self.table.GetTable().GetColumnByName("slice")
+        if column is None:
+            raise ValueError("The scene has no IWUO ranking table; analyse the case first.")
+        return [int(column.GetValue(i)) for i in range(column.GetNumberOfTuples())]
+
+    def _set_status(self, rank_index: int, status: str) -> None:
+        self.table.GetTable().GetColumnByName("status").SetValue(rank_index, status)
+        self.table.GetTable().Modified()
+
+    # -- navigation -------------------------------------------------------------------------------
+    def go_to(self, rank_index: int) -> int:
+        """Centre every slice view on the slice at `rank_index` (0-based); return its slice index."""
+        if not 0 <= rank_index < len(self.ranking):
+            raise IndexError(f"Rank {rank_index + 1} is outside the ranking (1-{len(self.ranking)}).")
+        self.flush_edits()
+        self._close_visit("slice_shown")
+        self.current_rank = rank_index
+        index = self.ranking[rank_index]
+        r, a, s = slice_centre_ras(self.volume, self.axis, index)
+        for i in range(self.scene.GetNumberOfNodesByClass("vtkMRMLSliceNode")):
+            node = self.scene.GetNthNodeByClass(i, "vtkMRMLSliceNode")
+            if node.GetName() == "Red" or node.GetLayoutName() == "Red":
+                node.RotateToVolumePlane(self.volume)
+            node.JumpSliceByCentering(r, a, s)
+        self._shown_at = time.time()
+        if self.table.GetTable().GetColumnByName("status").GetValue(rank_index) == "pending":
+            self._set_status(rank_index, "shown")
+        return index
+
+    def next(self) -> int:
+        return self.go_to(min(self.current_rank + 1, len(self.ranking) - 1))
+
+    def previous(self) -> int:
+        return self.go_to(max(self.current_rank - 1, 0))
+
+    def skip(self) -> int:
+        self._close_visit("slice_skipped")
+        self._set_status(self.current_rank, "skipped")
+        return self.next()
+
+    def mark_corrected(self) -> None:
+        """The reviewer says this slice is done (even if it needed no edit)."""
+        self.flush_edits()
+        self._close_visit("slice_corrected", voxels_added={}, voxels_removed={})
+        self._set_status(self.current_rank, "corrected")
+        self._mirror_log()
+
+    def _close_visit(self, kind: str, **data) -> None:
+        if self.current_rank < 0 or self._shown_at is None:
+            return
+        seconds = time.time() - self._shown_at
+        self._shown_at = time.time()
+        self.log.append(kind, slice=self.ranking[self.current_rank], rank=self.current_rank + 1,
+                        seconds=round(seconds, 3), **data)
+
+    # -- edit accounting --------------------------------------------------------------------------
+    def _segment_ids(self) -> list[str]:
+        seg = self.segmentation.GetSegmentation()
+        return [seg.GetNthSegmentID(i) for i in range(seg.GetNumberOfSegments())]
+
+    def _label_arrays(self) -> dict[str, np.ndarray]:
+        import slicer.util
+
+        return {sid: slicer.util.arrayFromSegmentBinaryLabelmap(self.segmentation, sid, self.volume) > 0
+                for sid in self._segment_ids()}
+
+    def _observe(self) -> None:
+        import slicer
+
+        self._observer = self.segmentation.GetSegmentation().AddObserver(
+            slicer.vtkSegmentation.SourceRepresentationModified, self._on_modified)
+
+    def close(self) -> None:
+        self.flush_edits()
+        if self._observer is not None:
+            self.segmentation.GetSegmentation().RemoveObserver(self._observer)
+            self._observer = None
+
+    def _on_modified(self, *_) -> None:
+        """Segmentation changed: note it; the diff is taken when the edit is complete (flush_edits).
+
+        One user stroke or one programmatic update fires several events (a labelmap update
+        clears and refills the segment), so accounting per event would log intermediate states.
+        The GUI calls flush_edits from a zero-delay timer; navigation flushes first too.
+        """
+        self.dirty = True
+        if self.on_dirty is not None:
+            self.on_dirty()
+
+    def flush_edits(self) -> int:
+        """Attribute the voxel changes since the last flush to their slices; return slices changed."""
+        if not self.dirty:
+            return 0
+        self.dirty = False
+        current = self._label_arrays()
+        changed: dict[int, dict[str, dict[str, int]]] = {}
+        other = tuple(a for a in range(3) if a != self.axis)
+        for sid, mask in current.items():
+            before = self._snapshot.get(sid, np.zeros_like(mask))
+            added = (mask & ~before).sum(axis=other)
+            removed = (~mask & before).sum(axis=other)
+            label = str(self.label_values.get(sid, sid))
+            for s in np.flatnonzero(added + removed):
+                entry = changed.setdefault(int(s), {"voxels_added": {}, "voxels_removed": {}})
+                if added[s]:
+                    entry["voxels_added"][label] = int(added[s])
+                if removed[s]:
+                    entry["voxels_removed"][label] = int(removed[s])
+        self._snapshot = current
+        if not changed:
+            return 0
+        measured = self.measured_dice()
+        for s, entry in sorted(changed.items()):
+            seconds = time.time() - self._shown_at if self._shown_at else 0.0
+            rank = self.ranking.index(s) + 1 if s in self.ranking else None
+            self.log.append("slice_corrected", slice=s, rank=rank, seconds=round(seconds, 3),
+                            measured_dice=measured, **entry)
+            if rank is not None:
+                self._set_status(rank - 1, "corrected")
+        self._shown_at = time.time()
+        self._mirror_log()
+        return len(changed)
+
+    def measured_dice(self) -> Optional[float]:
+        """Whole-tumour Dice against the reference label map (k, j, i), when one is set."""
+        if self.reference is None:
+            return None
+        pred = np.zeros(self.reference.shape, bool)
+        for mask in self._snapshot.values():
+            pred |= mask
+        truth = self.reference > 0
+        denom = pred.sum() + truth.sum()
+        return float(2 * (pred & truth).sum() / denom) if denom else 1.0
+
+    # -- log mirror and restore -------------------------------------------------------------------
+    def _mirror_log(self) -> None:
+        import vtk
+
+        events = self.log.read()
+        self.log_table.RemoveAllColumns()
+        names = ("kind", "slice", "rank", "seconds", "voxels_changed", "measured_dice")
+        arrays = {n: vtk.vtkStringArray() for n in names}
+        for n, a in arrays.items():
+            a.SetName(n)
+        for e in events:
+            voxels = sum(e.get("voxels_added", {}).values()) + sum(e.get("voxels_removed", {}).values())
+            values = (e["kind"], e.get("slice", ""), e.get("rank", ""), e.get("seconds", ""),
+                      voxels if e["kind"] == "slice_corrected" else "", e.get("measured_dice", ""))
+            for n, v in zip(names, values):
+                arrays[n].InsertNextValue("" if v is None else str(v))
+        for a in arrays.values():
+            self.log_table.AddColumn(a)
+        self.log_table.SetAttribute("IWUO.summary", json.dumps(self.log.summary().__dict__))
+
+    def _restore_progress(self, events: list[dict]) -> None:
+        done = {int(e["slice"]) for e in events if e["kind"] == "slice_corrected"}
+        skipped = {int(e["slice"]) for e in events if e["kind"] == "slice_skipped"}
+        for i, s in enumerate(self.ranking):
+            if s in done:
+                self._set_status(i, "corrected")
+            elif s in skipped:
+                self._set_status(i, "skipped")
+        visited = [i for i, s in enumerate(self.ranking) if s in done | skipped]
+        self.current_rank = max(visited) if visited else -1
+
+    @classmethod
+    def restore(cls, scene, log_path: Optional[str] = None, **kwargs) -> ReviewSession:
+        """Rebuild a session from a reopened scene; the log on disk decides the progress."""
+        table = scene.GetFirstNodeByName(RANKING_TABLE)
+        if table is None:
+            raise ValueError("This scene has no IWUO review session (no ranking table).")
+        path = log_path or table.GetAttribute(ATTR_LOG)
+        if not path or not Path(path).exists():
+            raise FileNotFoundError(f"The budget log of this session ({path}) is missing: the session cannot be "
+                                    "resumed from it. Choose the log file, or start a new session.")
+        volume = scene.GetNodeByID(table.GetAttribute(ATTR_VOLUME))
+        segmentation = scene.GetNodeByID(table.GetAttribute(ATTR_SEGMENTATION))
+        return cls(scene, volume, segmentation, path, ranking=None, axis=int(table.GetAttribute(ATTR_AXIS)), **kwargs)
