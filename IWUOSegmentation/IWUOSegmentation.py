@@ -246,7 +246,7 @@ class IWUOSegmentationLogic(ScriptedLoadableModuleLogic):
 
 
 class IWUOSegmentationTest(ScriptedLoadableModuleTest):
-    """Self-test: phantom -> bundled demo model -> segmentation and overlays in the scene."""
+    """Self-test: phantom -> demo model -> scene -> review session -> simulated experts through the editor path."""
 
     def setUp(self):
         slicer.mrmlScene.Clear(0)
@@ -260,6 +260,7 @@ class IWUOSegmentationTest(ScriptedLoadableModuleTest):
 
         result = run_self_test(slicer.mrmlScene, tempfile.mkdtemp(prefix="iwuo_selftest_"))
         self.assertGreaterEqual(result["dice_wt"], 0.5)
+        self.assertGreater(result["perfect_dice"][-1], result["perfect_dice"][0])
         self.assertTrue(result["segments"])
         self.delayDisplay(f"IWUO self-test passed: {json.dumps(result)}")
 
