@@ -102,6 +102,12 @@ def test_brush_like_edit_is_logged_against_its_slice(mrml_scene, tmp_path):
     status = session.table.GetTable().GetColumnByName("status")
     assert status.GetValue(0) == "corrected" and status.GetValue(1) == "pending"
     assert session.log_table.GetNumberOfRows() == len(session.log.read())
+    assert corrected[0]["estimated_dice_gain"] == pytest.approx(0.1)
+    curve = mrml_scene.GetFirstNodeByName("IWUO Dice curve").GetTable()
+    assert curve.GetNumberOfRows() == 3  # before, and after each of the two edits
+    assert curve.GetColumnByName("slices_corrected").GetValue(2) == 1.0  # same slice counts once
+    chart = mrml_scene.GetFirstNodeByName("IWUO Dice vs slices corrected")
+    assert chart.GetNumberOfPlotSeriesNodes() == 1
     session.close()
 
 

@@ -18,6 +18,8 @@ from ..budget_log import BudgetLog
 
 RANKING_TABLE = "IWUO ranking"
 LOG_TABLE = "IWUO budget log"
+CURVE_TABLE = "IWUO Dice curve"
+CHART = "IWUO Dice vs slices corrected"
 ATTR_LOG = "IWUO.budgetLogPath"
 ATTR_AXIS = "IWUO.sliceAxis"
 ATTR_VOLUME = "IWUO.volumeID"
@@ -69,10 +71,15 @@ class ReviewSession:
         self._observer = None
         self.dirty = False
         self.on_dirty = None  # GUI hook: schedule flush_edits() after the current event
+        self._initial_dice = self.measured_dice()
         self._observe()
         events = self.log.read()
-        if not any(e["kind"] == "session_started" for e in events):
-            self.log.append("session_started", budget_slices=budget_slices, n_ranked=len(self.ranking), axis=axis)
+        started = [e for e in events if e["kind"] == "session_started"]
+        if started:
+            self._initial_dice = started[0].get("initial_dice", self._initial_dice)
+        else:
+            self.log.append("session_started", budget_slices=budget_slices, n_ranked=len(self.ranking), axis=axis,
+                            initial_dice=self._initial_dice)
         self._restore_progress(events)
         self._mirror_log()
 
@@ -225,12 +232,16 @@ class ReviewSession:
             seconds = time.time() - self._shown_at if self._shown_at else 0.0
             rank = self.ranking.index(s) + 1 if s in self.ranking else None
             self.log.append("slice_corrected", slice=s, rank=rank, seconds=round(seconds, 3),
-                            measured_dice=measured, **entry)
+                            measured_dice=measured, estimated_dice_gain=self._impact(rank), **entry)
             if rank is not None:
                 self._set_status(rank - 1, "corrected")
         self._shown_at = time.time()
         self._mirror_log()
         return len(changed)
+
+    def _impact(self, rank: Optional[int]) -> float:
+        column = self.table.GetTable().GetColumnByName("impact")
+        return float(column.GetValue(rank - 1)) if rank is not None and column is not None else 0.0
 
     def measured_dice(self) -> Optional[float]:
         """Whole-tumour Dice against the reference label map (k, j, i), when one is set."""
@@ -262,6 +273,48 @@ class ReviewSession:
         for a in arrays.values():
             self.log_table.AddColumn(a)
         self.log_table.SetAttribute("IWUO.summary", json.dumps(self.log.summary().__dict__))
+        self._update_chart(events)
+
+    def _update_chart(self, events: list[dict]) -> None:
+        """Plot chart: measured Dice (or the estimated Dice gain so far) against slices corrected."""
+        import vtk
+
+        corrected: list[int] = []
+        gains: dict[int, float] = {}
+        last = self._initial_dice
+        x, estimated, measured = [0.0], [0.0], [last]
+        for e in events:
+            if e["kind"] != "slice_corrected":
+                continue
+            if int(e["slice"]) not in corrected:
+                corrected.append(int(e["slice"]))
+            gains[int(e["slice"])] = float(e.get("estimated_dice_gain") or 0.0)
+            last = e["measured_dice"] if e.get("measured_dice") is not None else last
+            x.append(float(len(corrected)))
+            estimated.append(sum(gains.values()))
+            measured.append(last)
+        table = self._get_or_add("vtkMRMLTableNode", CURVE_TABLE)
+        table.RemoveAllColumns()
+        columns = {"slices_corrected": x, "estimated_dice_gain": estimated}
+        if self.reference is not None:
+            columns["measured_dice"] = measured
+        for name, values in columns.items():
+            array = vtk.vtkDoubleArray()
+            array.SetName(name)
+            for v in values:
+                array.InsertNextValue(v)
+            table.AddColumn(array)
+        chart = self._get_or_add("vtkMRMLPlotChartNode", CHART)
+        chart.SetXAxisTitle("slices corrected")
+        chart.SetYAxisTitle("Dice" if "measured_dice" in columns else "estimated Dice gain")
+        y_name = "measured_dice" if "measured_dice" in columns else "estimated_dice_gain"
+        series = self._get_or_add("vtkMRMLPlotSeriesNode", f"IWUO {y_name}")
+        series.SetAndObserveTableNodeID(table.GetID())
+        series.SetXColumnName("slices_corrected")
+        series.SetYColumnName(y_name)
+        series.SetPlotType(series.PlotTypeScatter)
+        if not chart.HasPlotSeriesNodeID(series.GetID()):
+            chart.AddAndObservePlotSeriesNodeID(series.GetID())
 
     def _restore_progress(self, events: list[dict]) -> None:
         done = {int(e["slice"]) for e in events if e["kind"] == "slice_corrected"}
