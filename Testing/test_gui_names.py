@@ -37,3 +37,30 @@ def test_ui_file_is_valid_designer_xml_with_custom_widget_declarations():
     declared = {c.findtext("class") for c in root.iter("customwidget")}
     custom = {c for c in used_classes if c and c.startswith(("ctk", "qMRML", "qSlicer"))}
     assert custom <= declared, f"custom widget classes used but not declared: {sorted(custom - declared)}"
+
+
+def _dotted_names(path: Path) -> set[str]:
+    """slicer.*, qt.*, ctk.*, SampleData.* attribute chains used in a file."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Attribute):
+            parts = []
+            current = node
+            while isinstance(current, ast.Attribute):
+                parts.append(current.attr)
+                current = current.value
+            if isinstance(current, ast.Name) and current.id in ("slicer", "qt", "ctk", "SampleData"):
+                names.add(".".join([current.id, *reversed(parts)]))
+    return names
+
+
+def test_every_slicer_and_qt_name_the_gui_uses_was_checked_against_slicer_source():
+    import json
+
+    recorded = set(json.loads((Path(__file__).parent / "data" / "slicer_api_names.json").read_text())["names"])
+    used = _dotted_names(MODULE / "IWUOSegmentation.py")
+    for path in (MODULE / "IWUOSegmentationLib" / "gui").glob("*.py"):
+        used |= _dotted_names(path)
+    assert "slicer.util.loadUI" in used
+    unchecked = sorted(used - recorded)
+    assert not unchecked, f"names used by the GUI but not checked against Slicer's source: {unchecked}"
