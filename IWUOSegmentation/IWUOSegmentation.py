@@ -96,12 +96,33 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.opacitySlider.connect("valueChanged(double)", self.onOverlayChanged)
         self.ui.cancelButton.enabled = False
         self.ui.progressBar.hide()
+        self.ui.segmentEditorWidget.setMRMLScene(slicer.mrmlScene)
+        self.ui.segmentEditorWidget.setMRMLSegmentEditorNode(self.logic.segmentEditorNode())
+        self.ui.previousButton.connect("clicked(bool)", lambda _=None: self.onNavigate("previous"))
+        self.ui.nextButton.connect("clicked(bool)", lambda _=None: self.onNavigate("next"))
+        self.ui.skipButton.connect("clicked(bool)", lambda _=None: self.onNavigate("skip"))
+        self.ui.correctedButton.connect("clicked(bool)", lambda _=None: self.onNavigate("mark_corrected"))
+        self.ui.referenceSelector.setMRMLScene(slicer.mrmlScene)
+        self.ui.referenceSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onReferenceChanged)
+        self.shortcuts = []
+        for key, action in (("n", "next"), ("p", "previous"), ("s", "skip"), ("d", "mark_corrected")):
+            shortcut = qt.QShortcut(qt.QKeySequence(key), slicer.util.mainWindow())
+            shortcut.connect("activated()", lambda action=action: self.onNavigate(action))
+            self.shortcuts.append(shortcut)
+        self.budgetTimer = qt.QTimer()
+        self.budgetTimer.setInterval(1000)
+        self.budgetTimer.connect("timeout()", self.updateBudget)
         self.onModelChanged(self.ui.modelPathLineEdit.currentPath)
         self.layout.addStretch(1)
 
     def cleanup(self):
         self.removeObservers()
         self.onCancel()
+        for shortcut in self.shortcuts:
+            shortcut.disconnect("activated()")
+        self.budgetTimer.stop()
+        if self.logic.session is not None:
+            self.logic.session.close()
 
     def onModelChanged(self, path):
         """One volume selector per model channel, preselected by name."""
@@ -177,8 +198,52 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 slicer.util.errorDisplay(f"Analysis failed (exit code {exitCode}): {self.ui.statusLabel.text}")
             return
         background = self.channelSelectors[0][1].currentNode()
-        self.logic.loadAnalysis(self.outputDir, background, self.ui.modelPathLineEdit.currentPath)
+        segmentation = self.logic.loadAnalysis(self.outputDir, background, self.ui.modelPathLineEdit.currentPath)
         self.onOverlayChanged()
+        session = self.logic.startReview(self.outputDir, background, segmentation)
+        session.on_dirty = lambda: qt.QTimer.singleShot(0, self.onEditFinished)
+        editor = self.ui.segmentEditorWidget
+        editor.setSegmentationNode(segmentation)
+        editor.setSourceVolumeNode(background)
+        editor.setActiveEffectByName("Paint")
+        self.ui.budgetProgressBar.maximum = len(session.ranking)
+        self.budgetTimer.start()
+        self.onNavigate("next")
+
+    def onNavigate(self, action):
+        session = self.logic.session
+        if session is None:
+            return
+        try:
+            getattr(session, action)()
+        except IndexError:
+            pass
+        self.updateBudget()
+
+    def onEditFinished(self):
+        if self.logic.session is not None:
+            self.logic.session.flush_edits()
+            self.updateBudget()
+
+    def updateBudget(self):
+        """Budget bar: 'k of N slices · mm:ss', plus the estimated (and measured) Dice gain."""
+        session = self.logic.session
+        if session is None:
+            return
+        summary = session.log.summary()
+        self.ui.budgetProgressBar.value = summary.slices_corrected
+        minutes, seconds = divmod(int(summary.seconds_used), 60)
+        text = (f"{summary.slices_corrected} of {len(session.ranking)} slices · {minutes:02d}:{seconds:02d} · "
+                f"estimated Dice gain {summary.estimated_dice_gain:+.3f}")
+        if summary.measured_dice is not None:
+            text += f" · measured Dice {summary.measured_dice:.3f}"
+        self.ui.budgetLabel.text = text
+        if session.current_rank >= 0:
+            self.ui.statusLabel.text = f"Rank {session.current_rank + 1}: slice {session.ranking[session.current_rank]}"
+
+    def onReferenceChanged(self, node):
+        message = self.logic.setReference(node)
+        self.ui.diceLabel.text = message
 
     def onCancel(self):
         if self.process is not None and self.process.state() != qt.QProcess.NotRunning:
@@ -197,6 +262,52 @@ class IWUOSegmentationLogic(ScriptedLoadableModuleLogic):
     def __init__(self):
         ScriptedLoadableModuleLogic.__init__(self)
         self.overlays = {}
+        self.session = None
+        self.referenceVolume = None
+
+    def segmentEditorNode(self):
+        """The scene's shared segment editor node (created once)."""
+        node = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLSegmentEditorNode")
+        return node if node is not None else slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentEditorNode")
+
+    def startReview(self, analysisFolder, referenceVolume, segmentation):
+        """Rank slices by IWUO (whole tumour, entropy) and open a review session logged next to the analysis."""
+        from IWUOSegmentationLib.analysis_files import read_analysis
+        from IWUOSegmentationLib.mrml.review_session import ReviewSession
+        from IWUOSegmentationLib.slice_scores import iwuo_ranking
+
+        analysis = read_analysis(analysisFolder)
+        axis, _, rows = iwuo_ranking(analysis.label_map, analysis.probabilities, analysis.summary["outputs"],
+                                     analysis.summary["region_based"], analysis.uncertainty["entropy"],
+                                     analysis.reference.GetSpacing())
+        labels = json.loads(segmentation.GetAttribute("IWUO.labels") or "{}")
+        if self.session is not None:
+            self.session.close()
+        self.referenceVolume = referenceVolume
+        self.session = ReviewSession(slicer.mrmlScene, referenceVolume, segmentation,
+                                     os.path.join(analysisFolder, "review.budget.jsonl"), ranking=rows, axis=axis,
+                                     label_values=labels)
+        return self.session
+
+    def setReference(self, referenceSegmentation):
+        """Use a reference segmentation for measured Dice; it must share the input's grid."""
+        if self.session is None or referenceSegmentation is None:
+            if self.session is not None:
+                self.session.reference = None
+            return ""
+        import numpy as np
+
+        reference = np.zeros(slicer.util.arrayFromVolume(self.referenceVolume).shape, np.uint8)
+        segmentation = referenceSegmentation.GetSegmentation()
+        for i in range(segmentation.GetNumberOfSegments()):
+            mask = slicer.util.arrayFromSegmentBinaryLabelmap(referenceSegmentation, segmentation.GetNthSegmentID(i),
+                                                              self.referenceVolume)
+            if mask.shape != reference.shape:
+                return "The reference segmentation cannot be put on the input's grid; choose another one."
+            reference[mask > 0] = 1
+        self.session.reference = reference
+        dice = self.session.measured_dice()
+        return f"Whole-tumour Dice against the reference: {dice:.3f} (resampled onto the input's grid)"
 
     def defaultModelPath(self):
         from IWUOSegmentationLib.demo_model import demo_model_folder
@@ -227,6 +338,7 @@ class IWUOSegmentationLogic(ScriptedLoadableModuleLogic):
         scene = slicer.mrmlScene
         segmentation = add_segmentation(scene, analysis.label_map, referenceVolume, model.written_labels,
                                         f"{referenceVolume.GetName()} IWUO segmentation")
+        segmentation.SetAttribute("IWUO.labels", json.dumps({k: v for k, v in model.written_labels.items() if v}))
         place_in_study(scene, segmentation, referenceVolume)
         self.overlays = {}
         for name in UNCERTAINTY_MAPS:

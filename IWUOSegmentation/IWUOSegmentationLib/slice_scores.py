@@ -136,3 +136,17 @@ def score_slices(prob: np.ndarray, pred: np.ndarray, umap: np.ndarray, axis: int
     iwuo = np.power(impact, options.impact_exponent) * np.power(unc, options.uncertainty_exponent) * weight
     return SliceScores(axis=axis, impact=impact, uncertainty=unc, iwuo=iwuo,
                        predicted_area=_per_slice_sum(pred, axis), expected_dice=d, options=options)
+
+
+def iwuo_ranking(label_map: np.ndarray, probabilities: np.ndarray, output_names: list[str], region_based: bool,
+                 uncertainty: np.ndarray, spacing_xyz: tuple[float, float, float], region: str = "WT",
+                 options: ScoreOptions | None = None, limit: int | None = None,
+                 label_values: dict[str, int] | None = None) -> tuple[int, SliceScores, list[dict]]:
+    """Slices to review, best first: (axis, scores, rows of slice/iwuo/impact/uncertainty)."""
+    axis = slice_axis(spacing_xyz)
+    prob = region_probability(probabilities, output_names, region_based, region, label_values)
+    scores = score_slices(prob, region_mask(label_map, region), uncertainty, axis, options)
+    order = np.argsort(-scores.iwuo, kind="stable")[:limit]
+    rows = [{"slice": int(s), "iwuo": float(scores.iwuo[s]), "impact": float(scores.impact[s]),
+             "uncertainty": float(scores.uncertainty[s])} for s in order]
+    return axis, scores, rows

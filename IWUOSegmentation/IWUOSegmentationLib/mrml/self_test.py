@@ -64,7 +64,7 @@ def run_self_test(scene, work_dir: str, seed: int = 7, n_review: int = 5) -> dic
     from ..model_folder import open_model
     from ..phantom import write_phantoms
     from ..replay import aubc, dice_curve, slice_counts
-    from ..slice_scores import region_mask, region_probability, score_slices, slice_axis
+    from ..slice_scores import iwuo_ranking, region_mask
     from ..strategies import RankingContext, make_strategy
     from .analysis_nodes import add_heatmap_volume, add_segmentation
     from .review_session import ReviewSession
@@ -89,13 +89,10 @@ def run_self_test(scene, work_dir: str, seed: int = 7, n_review: int = 5) -> dic
         scene_labels[slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segment_id, flair) > 0] = value
     assert np.array_equal(scene_labels, result.label_map), "segmentation in the scene differs from the analysis"
 
-    axis = slice_axis(case.spacing)
-    prob = region_probability(result.probabilities, result.output_names, result.region_based, "WT")
+    axis, scores, ranking = iwuo_ranking(result.label_map, result.probabilities, result.output_names,
+                                         result.region_based, result.uncertainty["entropy"], case.spacing)
+    order = np.array([row["slice"] for row in ranking])
     pred, truth = region_mask(result.label_map, "WT"), region_mask(reference, "WT")
-    scores = score_slices(prob, pred, result.uncertainty["entropy"], axis)
-    order = make_strategy("iwuo").order(RankingContext(scores))
-    ranking = [{"slice": int(s), "iwuo": float(scores.iwuo[s]), "impact": float(scores.impact[s]),
-                "uncertainty": float(scores.uncertainty[s])} for s in order[: max(n_review * 3, 10)]]
     reference_written = np.vectorize(REFERENCE_TO_WRITTEN.get)(reference).astype(np.uint8)
 
     session = ReviewSession(scene, flair, segmentation, str(work / "perfect.budget.jsonl"), ranking=ranking,
