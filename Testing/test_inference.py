@@ -16,7 +16,7 @@ from scipy import ndimage
 from IWUOSegmentationLib.analysis_files import read_analysis, write_analysis
 from IWUOSegmentationLib.cli import main
 from IWUOSegmentationLib.demo_model import demo_model_folder
-from IWUOSegmentationLib.errors import BadInputError, CancelledError
+from IWUOSegmentationLib.errors import BadInputError, CancelledError, OutOfMemoryError
 from IWUOSegmentationLib.inference import CaseImages, MemberPredictor
 from IWUOSegmentationLib.model_folder import open_model
 from IWUOSegmentationLib.phantom import write_phantoms
@@ -163,3 +163,31 @@ def test_cli_exit_codes(tmp_path, small_case, capsys):
     assert main(["--progress", "none", "analyze", "--model", str(tmp_path), "--input", "a", "b", "--output",
                  str(tmp_path / "y")]) == 3
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_gpu_out_of_memory_is_explained_or_retried_on_cpu(demo_model, small_case):
+    import torch
+
+    def fail_once(predictor):
+        original = predictor.predict_preprocessed
+        calls = {"n": 0}
+
+        def wrapped(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+            return original(*args, **kwargs)
+
+        predictor.predict_preprocessed = wrapped
+        predictor.device = torch.device("cuda")  # as if it had started on a GPU
+        return calls
+
+    strict = MemberPredictor(demo_model, device="cpu", members=("folds",))
+    fail_once(strict)
+    with pytest.raises(OutOfMemoryError, match="--cpu-fallback"):
+        strict.analyze(_case(small_case))
+    tolerant = MemberPredictor(demo_model, device="cpu", members=("folds",), cpu_fallback=True)
+    calls = fail_once(tolerant)
+    result = tolerant.analyze(_case(small_case))
+    assert calls["n"] == 2 and tolerant.device.type == "cpu"
+    assert any("ran out of memory: retried on the CPU" in n for n in result.members["notes"])

@@ -1,6 +1,6 @@
 """`iwuo` command line: phantom, train, analyze, evaluate, demo.
 
-Exit codes: 0 ok, 1 internal error, 2 bad input, 3 bad model, 4 cancelled, 5 corrupt log.
+Exit codes: 0 ok, 1 internal error, 2 bad input, 3 bad model, 4 cancelled, 5 corrupt log, 6 out of memory.
 With --progress json, progress goes to stderr as one JSON object per line
 ({"progress": 0.42, "message": "..."}) so a GUI can run the command as a background process.
 """
@@ -103,7 +103,7 @@ def cmd_analyze(args) -> int:
     case = CaseImages.from_files(args.input)
     members = tuple(m.strip() for m in args.members.split(",") if m.strip())
     predictor = MemberPredictor(model, device=args.device, members=members, dropout_samples=args.dropout_samples,
-                                trust_model=args.trust_model)
+                                trust_model=args.trust_model, cpu_fallback=args.cpu_fallback)
     result = predictor.analyze(case, progress=Progress(args.progress), cancel=CancelFlag())
     out = write_analysis(result, case, args.output, model.describe(), extension=args.extension)
     print(json.dumps({"output": str(out), "seconds": round(result.seconds, 1), "members": result.members}))
@@ -162,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dropout-samples", type=int, default=5)
     p.add_argument("--extension", default=".nii.gz", choices=[".nii.gz", ".nii", ".nrrd", ".mha"])
     p.add_argument("--trust-model", action="store_true", help="allow checkpoints that contain pickled code")
+    p.add_argument("--cpu-fallback", action="store_true", help="if the GPU runs out of memory, retry on the CPU")
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("demo", help="phantoms -> analysis with the bundled model -> IWUO evaluation")

@@ -31,6 +31,12 @@ class CancelledError(IWUOError):
     exit_code = 4
 
 
+class OutOfMemoryError(IWUOError):
+    """The device ran out of memory; the message says how to run anyway."""
+
+    exit_code = 6
+
+
 class CorruptLogError(IWUOError):
     """A budget log cannot be read back."""
 

@@ -19,7 +19,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from .errors import BadInputError, BadModelError, CancelledError
+from .errors import BadInputError, BadModelError, CancelledError, OutOfMemoryError
 from .member_statistics import PatchMembers, VolumeStatistics
 from .model_folder import ModelFolder, check_channels, load_checkpoint
 
@@ -148,7 +148,8 @@ class MemberPredictor:
     """Runs a trained nnU-Net model and streams its members' statistics."""
 
     def __init__(self, model: ModelFolder, device: str = "cpu", members: tuple[str, ...] = ("flips", "folds"),
-                 dropout_samples: int = 5, tile_step_size: float = 0.5, trust_model: bool = False, seed: int = 0):
+                 dropout_samples: int = 5, tile_step_size: float = 0.5, trust_model: bool = False, seed: int = 0,
+                 cpu_fallback: bool = False):
         from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
         from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
         from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
@@ -161,7 +162,10 @@ class MemberPredictor:
         self.members = tuple(members)
         self.device = resolve_device(device)
         self.seed = seed
+        self.cpu_fallback = cpu_fallback
         self.notes: list[str] = []
+        if device == "auto" and self.device.type == "cpu":
+            self.notes.append("no GPU found: running on the CPU (slower, same results)")
         self.plans_manager = PlansManager(model.plans)
         self.configuration_manager = self.plans_manager.get_configuration(model.configuration)
         self.label_manager = self.plans_manager.get_label_manager(model.dataset_json)
@@ -194,6 +198,13 @@ class MemberPredictor:
         self.nn.manual_initialization(self.networks[0], self.plans_manager, self.configuration_manager,
                                       [c["network_weights"] for c in checkpoints], model.dataset_json,
                                       "nnUNetTrainer", self.mirror_axes)
+
+    def to_device(self, device: torch.device) -> None:
+        self.device = device
+        self.networks = [net.to(device) for net in self.networks]
+        self.nn.device = device
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
 
     # -- member evaluation on one patch, in nnU-Net's order and precision ------------------------
     def _mirror_members(self, net: torch.nn.Module, x: torch.Tensor, sink: PatchMembers | None) -> torch.Tensor:
@@ -289,10 +300,16 @@ class MemberPredictor:
         data, _, props = preprocessor.run_case_npy(image, None, props, self.plans_manager,
                                                    self.configuration_manager, self.model.dataset_json)
         data = torch.from_numpy(data).to(dtype=torch.float32, memory_format=torch.contiguous_format)
-        n_threads = torch.get_num_threads()
-        logits, extra = self.predict_preprocessed(
-            data, lambda f, m: report(0.05 + 0.85 * f, m), cancel)
-        torch.set_num_threads(n_threads)
+        try:
+            logits, extra = self.predict_preprocessed(data, lambda f, m: report(0.05 + 0.85 * f, m), cancel)
+        except torch.OutOfMemoryError as exc:
+            if not self.cpu_fallback or self.device.type == "cpu":
+                raise OutOfMemoryError(
+                    f"The {self.device.type.upper()} device ran out of memory for this case. Run on the CPU "
+                    "(--device cpu), or allow the automatic retry on the CPU (--cpu-fallback).") from exc
+            self.notes.append(f"{self.device.type} ran out of memory: retried on the CPU")
+            self.to_device(torch.device("cpu"))
+            logits, extra = self.predict_preprocessed(data, lambda f, m: report(0.05 + 0.85 * f, m), cancel)
         report(0.92, "resampling to the input geometry")
         seg, probs = convert_predicted_logits_to_segmentation_with_correct_shape(
             logits, self.plans_manager, self.configuration_manager, self.label_manager, props, True)
@@ -334,8 +351,8 @@ class MemberPredictor:
 
 def analyze(model: ModelFolder, case: CaseImages, device: str = "cpu", members: tuple[str, ...] = ("flips", "folds"),
             dropout_samples: int = 5, trust_model: bool = False, progress: Optional[ProgressCallback] = None,
-            cancel: Optional[Callable[[], bool]] = None) -> AnalysisResult:
+            cancel: Optional[Callable[[], bool]] = None, cpu_fallback: bool = False) -> AnalysisResult:
     """One-call analysis of a case with a model folder."""
     predictor = MemberPredictor(model, device=device, members=members, dropout_samples=dropout_samples,
-                                trust_model=trust_model)
+                                trust_model=trust_model, cpu_fallback=cpu_fallback)
     return predictor.analyze(case, progress=progress, cancel=cancel)
