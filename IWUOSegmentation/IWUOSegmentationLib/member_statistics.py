@@ -61,30 +61,46 @@ class PatchMembers:
         self.mean_votes += (v - self.mean_votes) / self.n
 
 
+    def disagreement(self) -> torch.Tensor:
+        """Fraction of this patch's members whose decision differs from the patch consensus."""
+        if self.region_based:
+            consensus = (self.mean > 0.5).float()
+            return (consensus * (1 - self.mean_votes) + (1 - consensus) * self.mean_votes).mean(0, keepdim=True)
+        return 1 - self.mean_votes.gather(0, self.mean.argmax(0, keepdim=True))
+
+    def mutual_information(self) -> torch.Tensor:
+        """Predictive entropy of the patch's member mean minus the members' expected entropy."""
+        return (entropy(self.mean, self.region_based) - self.mean_entropy).clamp_min(0)
+
+
 @dataclass
 class VolumeStatistics:
-    """Gaussian-weighted pool of per-patch member statistics over the whole (padded) volume."""
+    """Gaussian-weighted pool of per-patch member statistics over the whole (padded) volume.
+
+    Spread is measured within each window (members evaluated on the same input patch) and then
+    pooled, so differences between overlapping windows are not counted as member disagreement.
+    """
 
     weight: torch.Tensor
     mean: torch.Tensor
     variance: torch.Tensor
-    mean_entropy: torch.Tensor
-    mean_votes: torch.Tensor
+    mutual_information: torch.Tensor
+    disagreement: torch.Tensor
     n_members: int = 0
 
     @classmethod
     def zeros(cls, n_channels: int, shape: tuple[int, ...]) -> VolumeStatistics:
         z = lambda c: torch.zeros((c, *shape), dtype=torch.float32)  # noqa: E731
         return cls(weight=torch.zeros(shape, dtype=torch.float32), mean=z(n_channels), variance=z(n_channels),
-                   mean_entropy=z(1), mean_votes=z(n_channels))
+                   mutual_information=z(1), disagreement=z(1))
 
     def add_patch(self, sl: tuple, patch: PatchMembers, gaussian: torch.Tensor) -> None:
         g = gaussian.float()
         self.weight[sl[1:]] += g
         self.mean[sl] += patch.mean * g
         self.variance[sl] += patch.m2 / patch.n * g
-        self.mean_entropy[sl] += patch.mean_entropy * g
-        self.mean_votes[sl] += patch.mean_votes * g
+        self.mutual_information[sl] += patch.mutual_information() * g
+        self.disagreement[sl] += patch.disagreement() * g
         self.n_members = patch.n
 
     def finalize(self, region_based: bool) -> dict[str, torch.Tensor]:
@@ -92,21 +108,12 @@ class VolumeStatistics:
         w = self.weight.clamp_min(EPS)
         mean = self.mean / w
         variance = (self.variance / w).clamp_min(0)
-        expected_entropy = self.mean_entropy / w
-        mean_votes = self.mean_votes / w
-        predictive_entropy = entropy(mean, region_based)
-        if region_based:
-            consensus = (mean > 0.5).float()
-            disagreement = (consensus * (1 - mean_votes) + (1 - consensus) * mean_votes).mean(0, keepdim=True)
-            fg_variance = variance.mean(0, keepdim=True)
-        else:
-            agree = mean_votes.gather(0, mean.argmax(0, keepdim=True))
-            disagreement = 1 - agree
-            fg_variance = variance[1:].mean(0, keepdim=True) if variance.shape[0] > 1 else variance
+        fg_variance = variance.mean(0, keepdim=True) if region_based or variance.shape[0] == 1 \
+            else variance[1:].mean(0, keepdim=True)
         return {
             "member_mean": mean, "member_variance": variance,
             "variance": fg_variance,
-            "entropy": predictive_entropy,
-            "mutual_information": (predictive_entropy - expected_entropy).clamp_min(0),
-            "disagreement": disagreement.clamp(0, 1),
+            "entropy": entropy(mean, region_based),
+            "mutual_information": (self.mutual_information / w).clamp_min(0),
+            "disagreement": (self.disagreement / w).clamp(0, 1),
         }
