@@ -124,6 +124,22 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self.logic.session is not None:
             self.logic.session.close()
 
+    def enter(self):
+        """Resume a review saved with the scene (the budget log on disk decides the progress)."""
+        if self.logic.session is not None or slicer.mrmlScene.GetFirstNodeByName("IWUO ranking") is None:
+            return
+        try:
+            session = self.logic.resumeReview()
+        except (FileNotFoundError, ValueError) as exc:
+            self.ui.statusLabel.text = str(exc)
+            return
+        session.on_dirty = lambda: qt.QTimer.singleShot(0, self.onEditFinished)
+        self.ui.segmentEditorWidget.setSegmentationNode(session.segmentation)
+        self.ui.segmentEditorWidget.setSourceVolumeNode(session.volume)
+        self.ui.budgetProgressBar.maximum = len(session.ranking)
+        self.budgetTimer.start()
+        self.updateBudget()
+
     def onModelChanged(self, path):
         """One volume selector per model channel, preselected by name."""
         for label, _selector in self.channelSelectors:
@@ -287,6 +303,15 @@ class IWUOSegmentationLogic(ScriptedLoadableModuleLogic):
         self.session = ReviewSession(slicer.mrmlScene, referenceVolume, segmentation,
                                      os.path.join(analysisFolder, "review.budget.jsonl"), ranking=rows, axis=axis,
                                      label_values=labels)
+        return self.session
+
+    def resumeReview(self):
+        from IWUOSegmentationLib.mrml.review_session import ReviewSession
+
+        self.session = ReviewSession.restore(slicer.mrmlScene)
+        self.referenceVolume = self.session.volume
+        labels = json.loads(self.session.segmentation.GetAttribute("IWUO.labels") or "{}")
+        self.session.label_values = labels
         return self.session
 
     def setReference(self, referenceSegmentation):
