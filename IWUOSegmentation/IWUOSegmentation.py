@@ -320,16 +320,12 @@ class IWUOSegmentationLogic(ScriptedLoadableModuleLogic):
             if self.session is not None:
                 self.session.reference = None
             return ""
-        import numpy as np
+        from IWUOSegmentationLib.mrml.analysis_nodes import reference_mask_on_volume
 
-        reference = np.zeros(slicer.util.arrayFromVolume(self.referenceVolume).shape, np.uint8)
-        segmentation = referenceSegmentation.GetSegmentation()
-        for i in range(segmentation.GetNumberOfSegments()):
-            mask = slicer.util.arrayFromSegmentBinaryLabelmap(referenceSegmentation, segmentation.GetNthSegmentID(i),
-                                                              self.referenceVolume)
-            if mask.shape != reference.shape:
-                return "The reference segmentation cannot be put on the input's grid; choose another one."
-            reference[mask > 0] = 1
+        try:
+            reference = reference_mask_on_volume(referenceSegmentation, self.referenceVolume)
+        except ValueError as exc:
+            return str(exc)
         self.session.reference = reference
         dice = self.session.measured_dice()
         return f"Whole-tumour Dice against the reference: {dice:.3f} (resampled onto the input's grid)"

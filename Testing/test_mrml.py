@@ -94,3 +94,23 @@ def test_self_test_body_passes_on_slicer_core(mrml_scene, tmp_path):
     assert result["slices_logged"] >= 1 and result["perfect_dice"][-1] > result["perfect_dice"][0]
     assert len(result["noisy_dice"]) == len(result["perfect_dice"])
     assert 0 < result["random_aubc"] <= 1 and 0 < result["iwuo_aubc"] <= 1
+
+
+def test_reference_on_another_grid_is_resampled_onto_the_input(mrml_scene):
+    import slicer.util
+
+    from IWUOSegmentationLib.mrml.analysis_nodes import add_segmentation, reference_mask_on_volume
+
+    fine = _volume(mrml_scene, shape=(12, 40, 60))
+    coarse = slicer.util.addVolumeFromArray(np.zeros((6, 20, 30), np.float32), name="coarse")
+    coarse.SetSpacing(2.0, 4.0, 6.0)  # twice the fine volume's spacing (1, 2, 3), same origin
+    coarse.SetOrigin(10.0 - 0.5, -5.0 - 1.0, 7.0 - 1.5)
+    labels = np.zeros((6, 20, 30), np.uint8)
+    labels[2:4, 5:10, 10:20] = 1
+    reference = add_segmentation(mrml_scene, labels, coarse, {"background": 0, "tumour": 1}, "reference")
+    mask = reference_mask_on_volume(reference, fine)
+    assert mask.shape == (12, 40, 60)
+    assert mask.sum() == pytest.approx(labels.sum() * 8, rel=0.15)
+    empty = mrml_scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "empty")
+    with pytest.raises(ValueError, match="has no segments"):
+        reference_mask_on_volume(empty, fine)
