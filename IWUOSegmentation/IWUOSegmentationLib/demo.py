@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from .demo_model import FIRST_TRAINING_SEED, demo_model_folder
+from .errors import BadInputError
 from .evaluate_command import evaluate_folder_case
 from .inference import MemberPredictor
 from .model_folder import open_model
@@ -20,7 +21,9 @@ DEMO_SEEDS_START = 100  # below FIRST_TRAINING_SEED: cases the demo model never 
 
 
 def run_demo(out: Path, n_cases: int = 3, device: str = "auto", progress=None) -> Path:
-    assert DEMO_SEEDS_START + n_cases <= FIRST_TRAINING_SEED
+    if not 1 <= n_cases <= FIRST_TRAINING_SEED - DEMO_SEEDS_START:
+        raise BadInputError(f"The demo takes 1 to {FIRST_TRAINING_SEED - DEMO_SEEDS_START} cases (phantom seeds the "
+                            "demo model never saw during training).")
     progress = progress or (lambda f, m: None)
     out = Path(out)
     cases = out / "phantoms"
