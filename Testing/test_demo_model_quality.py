@@ -17,7 +17,8 @@ OPTIONS = {"strategies": ("iwuo", "random", "oracle"), "experts": ("perfect",), 
 
 
 def _dice(folders, demo_model, out):
-    predictor = MemberPredictor(demo_model, device="cpu", members=("folds",))
+    """Segmentation quality without test-time mirroring (8x faster); the README reports Dice with mirroring."""
+    predictor = MemberPredictor(demo_model, device="cpu", members=("folds",), tta=False)
     return {f.name: evaluate_folder_case(f, demo_model, predictor, out / f.name, OPTIONS)["metrics_before_correction"]
             for f in folders}
 

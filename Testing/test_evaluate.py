@@ -15,7 +15,7 @@ import SimpleITK as sitk
 from IWUOSegmentationLib.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
-FAST = ["--members", "folds", "--random-seeds", "5", "--device", "cpu"]
+FAST = ["--members", "folds", "--disable-tta", "--random-seeds", "5", "--device", "cpu"]
 
 
 def _evaluate(cases: Path, out: Path, *extra: str) -> int:

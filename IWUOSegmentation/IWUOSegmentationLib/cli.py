@@ -103,7 +103,7 @@ def cmd_analyze(args) -> int:
     case = CaseImages.from_files(args.input)
     members = tuple(m.strip() for m in args.members.split(",") if m.strip())
     predictor = MemberPredictor(model, device=args.device, members=members, dropout_samples=args.dropout_samples,
-                                trust_model=args.trust_model, cpu_fallback=args.cpu_fallback)
+                                trust_model=args.trust_model, cpu_fallback=args.cpu_fallback, tta=not args.disable_tta)
     result = predictor.analyze(case, progress=Progress(args.progress), cancel=CancelFlag())
     out = write_analysis(result, case, args.output, model.describe(), extension=args.extension)
     print(json.dumps({"output": str(out), "seconds": round(result.seconds, 1), "members": result.members}))
@@ -163,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--extension", default=".nii.gz", choices=[".nii.gz", ".nii", ".nrrd", ".mha"])
     p.add_argument("--trust-model", action="store_true", help="allow checkpoints that contain pickled code")
     p.add_argument("--cpu-fallback", action="store_true", help="if the GPU runs out of memory, retry on the CPU")
+    p.add_argument("--disable-tta", action="store_true",
+                   help="no test-time mirroring (8x faster in 3-D; no flip members), like nnUNetv2_predict --disable_tta")
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("demo", help="phantoms -> analysis with the bundled model -> IWUO evaluation")

@@ -149,7 +149,7 @@ class MemberPredictor:
 
     def __init__(self, model: ModelFolder, device: str = "cpu", members: tuple[str, ...] = ("flips", "folds"),
                  dropout_samples: int = 5, tile_step_size: float = 0.5, trust_model: bool = False, seed: int = 0,
-                 cpu_fallback: bool = False):
+                 cpu_fallback: bool = False, tta: bool = True):
         from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
         from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
         from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
@@ -180,7 +180,8 @@ class MemberPredictor:
             except RuntimeError as exc:
                 raise BadModelError(f"The checkpoint does not fit the network in plans.json: {exc}") from exc
             self.networks.append(net.to(self.device).eval())
-        self.mirror_axes = checkpoints[0].get("inference_allowed_mirroring_axes")
+        # nnU-Net's test-time mirroring (on by default, as in nnUNetv2_predict; off = its --disable_tta).
+        self.mirror_axes = checkpoints[0].get("inference_allowed_mirroring_axes") if tta else None
         self.dropout_samples = 0
         if "dropout" in self.members:
             n_dropout = _enable_dropout(self.networks[0], False)
@@ -190,7 +191,8 @@ class MemberPredictor:
                 self.notes.append("dropout members unavailable: this network has no dropout layers "
                                   "(default nnU-Net plans use dropout_op None); no dropout samples were drawn")
         if "flips" in self.members and not self.mirror_axes:
-            self.notes.append("flip members unavailable: the checkpoint allows no mirroring at inference")
+            self.notes.append("flip members unavailable: " + ("test-time mirroring is disabled" if not tta else
+                                                              "the checkpoint allows no mirroring at inference"))
         # nnU-Net's own predictor object, used for its slicers and export helpers (never for loading).
         self.nn = nnUNetPredictor(tile_step_size=tile_step_size, use_gaussian=True, use_mirroring=True,
                                   perform_everything_on_device=False, device=self.device, verbose=False,
@@ -315,7 +317,8 @@ class MemberPredictor:
             logits, self.plans_manager, self.configuration_manager, self.label_manager, props, True)
         maps = self._maps_to_input_geometry(extra["maps"], props)
         report(1.0, "done")
-        members = {"kinds": [m for m in self.members if m != "dropout" or self.dropout_samples],
+        members = {"kinds": [m for m in self.members if (m != "dropout" or self.dropout_samples)
+                             and (m != "flips" or self.mirror_axes)],
                    "folds": list(self.model.folds), "mirror_axes": list(self.mirror_axes or []),
                    "dropout_samples": self.dropout_samples, "n_members": extra["n_members"], "notes": self.notes}
         return AnalysisResult(label_map=seg, probabilities=probs, uncertainty=maps,
