@@ -42,7 +42,7 @@ def _copy_model(tmp_path: Path) -> Path:
 
 def test_missing_files_are_named(tmp_path):
     model = _copy_model(tmp_path)
-    with pytest.raises(BadModelError, match="fold.*9"):
+    with pytest.raises(BadModelError, match="Fold.*9 have no"):
         open_model(model, folds=["9"])
     for ckpt in model.glob("fold_*/checkpoint_*.pth"):
         ckpt.unlink()
