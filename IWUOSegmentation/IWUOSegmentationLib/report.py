@@ -15,6 +15,13 @@ from .replay import aubc, normalised_aubc
 from .statistics import bootstrap_ci, bootstrap_curve_band, holm, paired_wilcoxon
 
 REFERENCE_STRATEGY = "iwuo"
+#: One fixed look per strategy, so every plot reads the same way.
+STRATEGY_STYLES = {
+    "iwuo": dict(lw=2.8, color="#d62728"), "oracle": dict(ls="--", color="k", lw=1.5),
+    "random": dict(ls=":", color="gray", lw=1.5), "impact": dict(color="#ff7f0e", lw=1.2),
+    "uncertainty": dict(color="#9467bd", lw=1.2), "largest_area": dict(color="#2ca02c", lw=1.2),
+    "fixed_interval": dict(color="#1f77b4", lw=1.2),
+}
 
 
 def load_case_results(out: Path) -> list[dict]:
@@ -132,8 +139,7 @@ def plot_curves(curves_by_group: dict, path: Path, expert: str = "perfect") -> P
             arr = np.vstack(curves)
             mean = arr.mean(0)
             x = np.arange(arr.shape[1])
-            style = {"iwuo": dict(lw=2.5, color="C3"), "oracle": dict(ls="--", color="k"),
-                     "random": dict(ls=":", color="gray")}.get(strategy, dict(lw=1.2))
+            style = STRATEGY_STYLES.get(strategy, dict(lw=1.2))
             ax.plot(x, mean, label=strategy, **style)
             if arr.shape[0] > 1:
                 lo, hi = bootstrap_curve_band(arr)
