@@ -146,3 +146,19 @@ def test_holm_and_wilcoxon_and_bootstrap():
     assert np.isnan(paired_wilcoxon(a, a))
     lo, hi = bootstrap_ci(np.array([1.0, 2.0, 3.0, 4.0]))
     assert 1.0 <= lo < 2.5 < hi <= 4.0
+
+
+def test_budget_larger_than_the_number_of_slices_is_clamped_and_said(tmp_path):
+    import json
+
+    from IWUOSegmentationLib.report import summarise, write_report
+
+    curves = {f"WT|perfect|{s}": [0.5, 0.7, 0.9, 1.0] for s in ("iwuo", "random", "oracle")}
+    record = {"case": "c1", "n_slices": 3, "rows": [], "curves": curves, "metrics_before_correction": {}}
+    summary, _, _ = summarise([record], budget=50, target_dice=0.85)
+    assert {r["strategy"]: r["aubc"] for r in summary}["iwuo"] == pytest.approx(aubc(np.array(curves["WT|perfect|iwuo"])),
+                                                                              abs=1e-4)
+    (tmp_path / "cases" / "c1").mkdir(parents=True)
+    (tmp_path / "cases" / "c1" / "evaluation.json").write_text(json.dumps(record))
+    text = write_report(tmp_path, budget=50).read_text()
+    assert "fewer than 50 slices are evaluated up to their number of slices" in text
