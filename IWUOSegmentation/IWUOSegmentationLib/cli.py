@@ -114,7 +114,7 @@ def cmd_demo(args) -> int:
     from .demo import run_demo
 
     out = run_demo(Path(args.out), n_cases=args.cases, device=args.device, progress=Progress(args.progress))
-    print(f"Demo finished. Results: {out} (open {out / 'report.md'})")
+    print(f"Demo finished. Results: {out.resolve()} (open {out.resolve() / 'report.md'})")
     return 0
 
 
