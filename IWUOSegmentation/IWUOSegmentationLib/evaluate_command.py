@@ -8,7 +8,6 @@ and report from whatever per-case results exist.
 
 from __future__ import annotations
 
-import argparse
 import json
 import traceback
 from pathlib import Path
@@ -61,7 +60,7 @@ def evaluate_folder_case(folder: Path, model, predictor, out_case: Path, options
     from .analysis_files import read_analysis, write_analysis
     from .case_folders import find_case_files
     from .evaluation import evaluate_case
-    from .inference import CaseImages, _same_geometry
+    from .inference import CaseImages, same_geometry
     from .slice_scores import ScoreOptions, slice_axis
 
     files = find_case_files(folder, model.channel_names)
@@ -74,7 +73,7 @@ def evaluate_folder_case(folder: Path, model, predictor, out_case: Path, options
         write_analysis(result, case, analysis_dir, model.describe())
     analysis = read_analysis(analysis_dir)
     ref_image = sitk.ReadImage(str(files.reference))
-    if not _same_geometry(ref_image, analysis.reference):
+    if not same_geometry(ref_image, analysis.reference):
         raise BadInputError(f"Case {folder.name}: the reference label's grid ({ref_image.GetSize()}, spacing "
                             f"{ref_image.GetSpacing()}) differs from the images' grid ({analysis.reference.GetSize()}, "
                             f"{analysis.reference.GetSpacing()}); resample it onto the images first.")
@@ -145,12 +144,3 @@ def cmd_evaluate(args) -> int:
     report = write_report(out, budget=args.budget, target_dice=args.target_dice)
     print(json.dumps({"report": str(report), "failures": failures}))
     return 0
-
-
-def main_argv(argv: list[str]) -> argparse.Namespace:
-    """Parse `iwuo evaluate` arguments on their own (for scripts that embed the command)."""
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--progress", default="text")
-    sub = parser.add_subparsers(dest="command")
-    add_evaluate_parser(sub)
-    return parser.parse_args(["evaluate", *argv])

@@ -62,7 +62,7 @@ class CaseImages:
                    spacing=ref.GetSpacing(), origin=ref.GetOrigin(), direction=ref.GetDirection(),
                    names=names or [])
         for name, image in zip(case.names or [f"image {i}" for i in range(len(images))], images[1:]):
-            if not _same_geometry(ref, image):
+            if not same_geometry(ref, image):
                 raise BadInputError(
                     f"{name} does not share the geometry of the first image (size {image.GetSize()} vs "
                     f"{ref.GetSize()}, spacing {image.GetSpacing()} vs {ref.GetSpacing()}, origin "
@@ -90,7 +90,7 @@ class CaseImages:
         return image
 
 
-def _same_geometry(a: sitk.Image, b: sitk.Image) -> bool:
+def same_geometry(a: sitk.Image, b: sitk.Image) -> bool:
     return (a.GetSize() == b.GetSize() and np.allclose(a.GetSpacing(), b.GetSpacing(), rtol=1e-4)
             and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=1e-3)
             and np.allclose(a.GetDirection(), b.GetDirection(), atol=1e-4))

@@ -119,11 +119,6 @@ def show_as_foreground(scene, background_volume, foreground_volume, opacity: flo
     return n
 
 
-def array_to_label_values(labels: dict) -> dict[str, int]:
-    """dataset.json labels as name -> written label value (regions map through regions_class_order)."""
-    return {k: int(v) for k, v in labels.items() if isinstance(v, int)}
-
-
 def reference_mask_on_volume(reference_segmentation, volume) -> np.ndarray:
     """Union of a reference segmentation's segments on `volume`'s grid (resampled if its grid differs)."""
     import slicer.util
