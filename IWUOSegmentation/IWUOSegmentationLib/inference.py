@@ -79,7 +79,7 @@ class CaseImages:
             bad = int(np.size(a) - np.count_nonzero(np.isfinite(a)))
             if bad:
                 raise BadInputError(f"{name} has {bad} NaN or infinite voxels; fix or mask them before analysis.")
-        if min(a.shape[0] for a in self.arrays) < 2 or min(min(a.shape) for a in self.arrays) < 2:
+        if min(self.arrays[0].shape) < 2:
             raise BadInputError(f"The input is effectively 2-D (shape {self.arrays[0].shape}); a 3-D volume is needed.")
 
     def to_image(self, array: np.ndarray) -> sitk.Image:
@@ -202,11 +202,11 @@ class MemberPredictor:
                                       "nnUNetTrainer", self.mirror_axes)
 
     def to_device(self, device: torch.device) -> None:
-        self.device = device
+        previous, self.device = self.device, device
         self.networks = [net.to(device) for net in self.networks]
         self.nn.device = device
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+        if previous.type == "cuda" and torch.cuda.is_available():
+            torch.cuda.empty_cache()  # give back what the failed attempt held on the GPU
 
     # -- member evaluation on one patch, in nnU-Net's order and precision ------------------------
     def _mirror_members(self, net: torch.nn.Module, x: torch.Tensor, sink: PatchMembers | None) -> torch.Tensor:
@@ -302,8 +302,11 @@ class MemberPredictor:
         data, _, props = preprocessor.run_case_npy(image, None, props, self.plans_manager,
                                                    self.configuration_manager, self.model.dataset_json)
         data = torch.from_numpy(data).to(dtype=torch.float32, memory_format=torch.contiguous_format)
+        def window_progress(fraction: float, message: str) -> None:
+            report(0.05 + 0.85 * fraction, message)
+
         try:
-            logits, extra = self.predict_preprocessed(data, lambda f, m: report(0.05 + 0.85 * f, m), cancel)
+            logits, extra = self.predict_preprocessed(data, window_progress, cancel)
         except torch.OutOfMemoryError as exc:
             if not self.cpu_fallback or self.device.type == "cpu":
                 raise OutOfMemoryError(
@@ -311,7 +314,7 @@ class MemberPredictor:
                     "(--device cpu), or allow the automatic retry on the CPU (--cpu-fallback).") from exc
             self.notes.append(f"{self.device.type} ran out of memory: retried on the CPU")
             self.to_device(torch.device("cpu"))
-            logits, extra = self.predict_preprocessed(data, lambda f, m: report(0.05 + 0.85 * f, m), cancel)
+            logits, extra = self.predict_preprocessed(data, window_progress, cancel)
         report(0.92, "resampling to the input geometry")
         seg, probs = convert_predicted_logits_to_segmentation_with_correct_shape(
             logits, self.plans_manager, self.configuration_manager, self.label_manager, props, True)
