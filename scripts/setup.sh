@@ -15,7 +15,20 @@ echo "[setup] creating $VENV (torch: $TORCH_SPEC)" >&2
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 "$VENV/bin/python" -m pip install --quiet "$TORCH_SPEC"
-"$VENV/bin/python" -m pip install --quiet -c constraints.txt -e ".[test]"
+"$VENV/bin/python" -m pip install --quiet -c constraints.txt -e ".[test,web]"
 "$VENV/bin/python" -c "import torch, nnunetv2, SimpleITK, slicer; print('[setup] torch', torch.__version__, '| nnunetv2 ok | slicer-core ok')" >&2
+# The browser front end's tests: Debian's Chromium (Playwright drives it; no browser download) and
+# Mesa's EGL + software OpenGL for VTK's headless rendering.
+need=()
+[ -x /usr/bin/chromium ] || need+=(chromium)
+dpkg -s libegl-mesa0 libgl1-mesa-dri >/dev/null 2>&1 || need+=(libegl-mesa0 libgl1-mesa-dri)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "[setup] apt-get install ${need[*]}" >&2
+    (apt-get install -y -qq "${need[@]}" || (apt-get update -qq && apt-get install -y -qq "${need[@]}")) >/dev/null
+  else
+    echo "[setup] WARNING: install ${need[*]} (Debian packages) for the browser front end and its tests" >&2
+  fi
+fi
 rm -f "$VENV"/.iwuo-setup-*
 touch "$VENV/.iwuo-setup-$stamp_key"

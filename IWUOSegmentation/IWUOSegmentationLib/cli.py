@@ -118,6 +118,22 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_review(args) -> int:
+    from .review_case import check_port_free, prepare_review_case
+
+    check_port_free(args.port)
+    case = prepare_review_case(args.case, args.model, args.out, args.analysis, device=args.device,
+                               tta=not args.disable_tta, progress=Progress(args.progress))
+    try:
+        from .web.review_app import run_review
+    except ImportError as exc:
+        raise BadInputError(f"The browser front end needs trame-slicer ({exc}); install the project's 'web' extra: "
+                            "pip install -e '.[web]' -c constraints.txt") from exc
+    check_port_free(args.port)
+    run_review(case, args.port, budget_slices=args.budget_slices)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="iwuo", description="Expert-in-the-loop nnU-Net segmentation (IWUO).")
     parser.add_argument("--progress", choices=["text", "json", "none"], default="text",
@@ -172,6 +188,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cases", type=int, default=3)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("review", help="guided review of one case in the browser (trame-slicer)")
+    p.add_argument("--case", nargs="+", required=True, help="case folder, or one image per model channel")
+    p.add_argument("--model", default=None, help="model folder, Dataset folder or zip (default: bundled demo model)")
+    p.add_argument("--analysis", default=None, help="an existing `iwuo analyze` folder of this case")
+    p.add_argument("--out", default=None, help="where the budget log and corrections go (default iwuo_review/<case>)")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--budget-slices", type=int, default=20)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--disable-tta", action="store_true", help="no mirror members when analysing (8x faster)")
+    p.set_defaults(func=cmd_review)
 
     from .evaluate_command import add_evaluate_parser
 

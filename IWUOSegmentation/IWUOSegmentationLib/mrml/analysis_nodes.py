@@ -30,7 +30,6 @@ def heatmap_color_node(scene, colormap: str = "inferno"):
     node.SetName(name)
     node.SetTypeToUser()
     node.SetNumberOfColors(256)
-    node.SetNamesInitialised(True)
     cmap = matplotlib.colormaps[colormap]
     for i in range(256):
         r, g, b, _ = cmap(i / 255.0)
@@ -101,7 +100,10 @@ def place_in_study(scene, node, reference_volume) -> None:
     shn = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
     if shn is None:
         return
-    parent = shn.GetItemParent(shn.GetItemByDataNode(reference_volume))
+    reference_item = shn.GetItemByDataNode(reference_volume)
+    if not reference_item:
+        return
+    parent = shn.GetItemParent(reference_item)
     item = shn.GetItemByDataNode(node)
     if item and parent:
         shn.SetItemParent(item, parent)

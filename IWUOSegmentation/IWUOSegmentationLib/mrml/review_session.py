@@ -319,11 +319,14 @@ class ReviewSession:
     def _restore_progress(self, events: list[dict]) -> None:
         done = {int(e["slice"]) for e in events if e["kind"] == "slice_corrected"}
         skipped = {int(e["slice"]) for e in events if e["kind"] == "slice_skipped"}
+        shown = {int(e["slice"]) for e in events if e["kind"] == "slice_shown"}
         for i, s in enumerate(self.ranking):
             if s in done:
                 self._set_status(i, "corrected")
             elif s in skipped:
                 self._set_status(i, "skipped")
+            elif s in shown:
+                self._set_status(i, "shown")
         visited = [i for i, s in enumerate(self.ranking) if s in done | skipped]
         self.current_rank = max(visited) if visited else -1
 

@@ -1,0 +1,159 @@
+"""The review workflow both front ends share: analysis into the scene, session, saved corrections.
+
+The desktop module (IWUOSegmentation.py) and the browser app (web/review_app.py) call these
+functions, so a session started in one can be finished in the other: same nodes, same IWUO
+ranking, same BudgetLog file (`review.budget.jsonl`) and the same saved label map of the
+corrected segmentation (`corrected_segmentation.nii.gz`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ..analysis_files import UNCERTAINTY_MAPS, LoadedAnalysis, read_analysis
+from ..errors import BadInputError
+from .analysis_nodes import add_heatmap_volume, add_segmentation, place_in_study
+from .review_session import ReviewSession
+
+LOG_NAME = "review.budget.jsonl"
+CORRECTED_NAME = "corrected_segmentation.nii.gz"
+#: Heatmaps offered as overlays: the four uncertainty maps and the per-voxel impact proxy.
+OVERLAY_KINDS = (*UNCERTAINTY_MAPS, "impact")
+
+
+@dataclass
+class AnalysisInScene:
+    segmentation: object
+    overlays: dict = field(default_factory=dict)
+    labels: dict = field(default_factory=dict)  # segment id -> written label value
+    analysis: Optional[LoadedAnalysis] = None
+
+
+def ijk_to_ras_matrix(image):
+    """vtkMatrix4x4 IJK-to-RAS of a SimpleITK image (LPS physical space -> RAS)."""
+    import vtk
+
+    direction = np.array(image.GetDirection(), float).reshape(3, 3)
+    flip = np.diag([-1.0, -1.0, 1.0])
+    ras = flip @ (direction * np.array(image.GetSpacing(), float)[None, :])
+    origin = flip @ np.array(image.GetOrigin(), float)
+    m = vtk.vtkMatrix4x4()
+    for r in range(3):
+        for c in range(3):
+            m.SetElement(r, c, ras[r, c])
+        m.SetElement(r, 3, origin[r])
+    return m
+
+
+def add_volume_from_image(image, name: str):
+    """Scalar volume node with the voxels and geometry of a SimpleITK image."""
+    import SimpleITK as sitk
+    import slicer.util
+
+    array = np.ascontiguousarray(sitk.GetArrayFromImage(image).astype(np.float32))
+    node = slicer.util.addVolumeFromArray(array, name=name, nodeClassName="vtkMRMLScalarVolumeNode")
+    node.SetIJKToRASMatrix(ijk_to_ras_matrix(image))
+    node.CreateDefaultDisplayNodes()
+    return node
+
+
+def impact_map(analysis: LoadedAnalysis) -> np.ndarray:
+    """Per-voxel expected Dice error mass of the whole tumour: P(tumour) where not predicted, 1-P where predicted."""
+    from ..slice_scores import region_mask, region_probability
+
+    prob = region_probability(analysis.probabilities, analysis.summary["outputs"], analysis.summary["region_based"],
+                              "WT")
+    pred = region_mask(analysis.label_map, "WT")
+    return np.where(pred, 1.0 - prob, prob).astype(np.float32)
+
+
+def load_analysis_into_scene(scene, analysis_folder: str | os.PathLike, volume, written_labels: dict[str, int],
+                             corrected_label_map: Optional[np.ndarray] = None) -> AnalysisInScene:
+    """Segmentation (the saved corrections if given, else the prediction) and heatmap overlays."""
+    analysis = read_analysis(analysis_folder)
+    import slicer.util
+
+    shape = slicer.util.arrayFromVolume(volume).shape
+    if analysis.label_map.shape != shape:
+        raise BadInputError(f"The analysis in {analysis_folder} has grid {analysis.label_map.shape[::-1]} but the "
+                            f"image has {shape[::-1]}: it belongs to another case.")
+    label_map = analysis.label_map if corrected_label_map is None else corrected_label_map
+    segmentation = add_segmentation(scene, label_map, volume, written_labels, f"{volume.GetName()} IWUO segmentation")
+    labels = {k: v for k, v in written_labels.items() if v}
+    segmentation.SetAttribute("IWUO.labels", json.dumps(labels))
+    segmentation.SetAttribute("IWUO.summary", json.dumps(analysis.summary.get("members", {})))
+    place_in_study(scene, segmentation, volume)
+    overlays = {}
+    maps = {**analysis.uncertainty, "impact": impact_map(analysis)}
+    for name in OVERLAY_KINDS:
+        node = add_heatmap_volume(scene, maps[name], volume, f"{volume.GetName()} {name}",
+                                  kind="impact" if name == "impact" else "uncertainty")
+        place_in_study(scene, node, volume)
+        overlays[name] = node
+    return AnalysisInScene(segmentation=segmentation, overlays=overlays, labels=labels, analysis=analysis)
+
+
+def open_review(scene, analysis: LoadedAnalysis, volume, segmentation, labels: dict[str, int],
+                log_path: str | os.PathLike, budget_slices: Optional[int] = None) -> ReviewSession:
+    """IWUO ranking (whole tumour, entropy) as a review session; an existing log resumes its progress."""
+    from ..slice_scores import iwuo_ranking
+
+    axis, _, rows = iwuo_ranking(analysis.label_map, analysis.probabilities, analysis.summary["outputs"],
+                                 analysis.summary["region_based"], analysis.uncertainty["entropy"],
+                                 analysis.reference.GetSpacing())
+    for table in ("IWUO ranking", "IWUO budget log"):
+        node = scene.GetFirstNodeByName(table)
+        if node is not None:
+            scene.RemoveNode(node)
+    return ReviewSession(scene, volume, segmentation, str(log_path), ranking=rows, axis=axis, label_values=labels,
+                         budget_slices=budget_slices)
+
+
+def segmentation_label_map(segmentation, volume, labels: dict[str, int]) -> np.ndarray:
+    """The segmentation as one label map on `volume`'s grid (written label values; later segments win)."""
+    import slicer.util
+
+    shape = slicer.util.arrayFromVolume(volume).shape
+    out = np.zeros(shape, np.uint8)
+    seg = segmentation.GetSegmentation()
+    for i in range(seg.GetNumberOfSegments()):
+        segment_id = seg.GetNthSegmentID(i)
+        if segment_id in labels:
+            out[slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segment_id, volume) > 0] = labels[segment_id]
+    return out
+
+
+def save_corrected_segmentation(segmentation, volume, labels: dict[str, int], reference_image,
+                                path: str | os.PathLike) -> Path:
+    """Write the corrected label map atomically (temp file + rename) with the input image's geometry."""
+    import SimpleITK as sitk
+
+    path = Path(path)
+    image = sitk.GetImageFromArray(segmentation_label_map(segmentation, volume, labels))
+    image.CopyInformation(reference_image)
+    tmp = path.with_name(f".{path.name}.partial.nii.gz")
+    sitk.WriteImage(image, str(tmp), True)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def read_corrected_segmentation(path: str | os.PathLike, shape: tuple[int, ...]) -> Optional[np.ndarray]:
+    """The saved corrections, or None when there are none yet; a file for another grid is refused."""
+    import SimpleITK as sitk
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    array = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+    if array.shape != tuple(shape):
+        raise BadInputError(f"{path} has grid {array.shape[::-1]}, not the case's {tuple(shape)[::-1]}; move it "
+                            "away to start from the prediction.")
+    return array

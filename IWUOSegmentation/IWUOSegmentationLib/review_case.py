@@ -1,0 +1,88 @@
+"""Everything `iwuo review` checks and prepares before a browser front end starts.
+
+Kept free of trame and slicer so that bad input (a port in use, a case the model cannot take,
+an analysis of another case) is refused with a clear message before any server starts, and so
+that the analysis, the slowest step, runs with progress on the terminal.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import SimpleITK as sitk
+
+from .case_folders import find_case_files, match_channels
+from .errors import BadInputError
+
+
+@dataclass
+class ReviewCase:
+    name: str
+    images: list  # SimpleITK images, one per model channel, in channel order
+    channel_names: list[str]
+    written_labels: dict[str, int]
+    analysis_dir: Path
+    out_dir: Path
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        size = self.images[0].GetSize()
+        return size[2], size[1], size[0]
+
+
+def check_port_free(port: int, host: str = "127.0.0.1") -> None:
+    """Refuse a port another program listens on, before the app loads anything."""
+    if not 0 < port < 65536:
+        raise BadInputError(f"Port {port} is not a TCP port (1-65535).")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # as the server will: a port in TIME_WAIT is free, one with a listener is not (Linux semantics)
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                raise BadInputError(f"Port {port} on {host} is already in use (or not allowed); choose another with "
+                                    "--port.") from exc
+            raise
+
+
+def prepare_review_case(case: list[str], model_path: Optional[str], out_dir: Optional[str],
+                        analysis_dir: Optional[str] = None, device: str = "auto", tta: bool = True,
+                        progress: Optional[Callable[[float, str], None]] = None) -> ReviewCase:
+    """Open the model, match the case's images to its channels, run the analysis unless one is given."""
+    from .analysis_files import write_analysis
+    from .demo_model import demo_model_folder
+    from .inference import CaseImages, MemberPredictor
+    from .model_folder import check_channels, open_model
+
+    model = open_model(model_path or demo_model_folder())
+    paths = [Path(p) for p in case]
+    if len(paths) == 1 and paths[0].is_dir():
+        files = find_case_files(paths[0], model.channel_names).images
+        name = paths[0].name
+    else:
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            raise BadInputError(f"Case image(s) not found: {', '.join(missing)}.")
+        check_channels(model, len(paths))
+        files = match_channels(paths, model.channel_names) if len(paths) > 1 else paths
+        name = paths[0].name.split(".")[0]
+    images = CaseImages.from_files([str(f) for f in files])
+    images.validate()
+    out = Path(out_dir or Path("iwuo_review") / name)
+    out.mkdir(parents=True, exist_ok=True)
+    analysis = Path(analysis_dir) if analysis_dir else out / "analysis"
+    if not (analysis / "summary.json").is_file():
+        if analysis_dir:
+            raise BadInputError(f"{analysis} is not an analysis folder (no summary.json); leave --analysis out to "
+                                "analyse the case now.")
+        predictor = MemberPredictor(model, device=device, members=("flips", "folds"), tta=tta)
+        result = predictor.analyze(images, progress=progress)
+        write_analysis(result, images, analysis, model.describe())
+    sitk_images = [sitk.ReadImage(str(f)) for f in files]
+    return ReviewCase(name=name, images=sitk_images, channel_names=model.channel_names,
+                      written_labels=model.written_labels, analysis_dir=analysis, out_dir=out)

@@ -1,0 +1,1 @@
+"""Browser front end (trame-slicer) of the guided review; a GUI layer over `mrml`."""

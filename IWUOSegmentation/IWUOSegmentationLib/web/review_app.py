@@ -1,0 +1,294 @@
+"""Browser front end of the guided review: a trame-slicer app on the shared MRML layer.
+
+The Slicer MRML scene, slice views and Segment Editor effects are trame-slicer's (rendered on
+the server, streamed to the page). Everything the review does goes through
+`mrml.review_workflow` and `mrml.review_session` — the same code the desktop module calls — so
+the BudgetLog and the saved corrections are the desktop module's too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import types
+from typing import Optional
+
+from ..mrml.review_session import ReviewSession, slice_index_of_view
+from ..mrml.review_workflow import (
+    CORRECTED_NAME,
+    LOG_NAME,
+    OVERLAY_KINDS,
+    add_volume_from_image,
+    load_analysis_into_scene,
+    open_review,
+    read_corrected_segmentation,
+    save_corrected_segmentation,
+)
+from ..review_case import ReviewCase
+
+log = logging.getLogger("iwuo.review")
+
+#: Segment Editor effects offered, first the ones a correction needs.
+EFFECTS = ("Paint", "Erase", "Draw", "Scissors")
+#: Keyboard shortcuts, the desktop module's: n/p next/previous, s skip, d done (mark corrected).
+SHORTCUTS = {"n": "next", "p": "previous", "s": "skip", "d": "mark_corrected"}
+KEY_SCRIPT = """
+document.addEventListener('keydown', (event) => {
+  const tag = (event.target && event.target.tagName) || '';
+  if (['INPUT', 'TEXTAREA', 'SELECT'].includes(tag) || event.ctrlKey || event.metaKey || event.altKey) return;
+  if (window.trame && 'npsd'.includes(event.key)) window.trame.trigger('iwuo_key', [event.key]);
+});
+"""
+
+
+def _adopt_scene(slicer_app) -> None:
+    """Point `slicer.util`'s array helpers at trame-slicer's scene and logics (as in headless_scene)."""
+    import slicer
+
+    slicer.mrmlScene = slicer_app.scene
+    slicer.modules = types.SimpleNamespace(
+        segmentations=types.SimpleNamespace(logic=lambda: slicer_app.segmentations_logic),
+        volumes=types.SimpleNamespace(logic=lambda: slicer_app.volumes_logic))
+
+
+class ReviewApp:
+    """One case under review in the browser; owns the trame server, the scene and the session."""
+
+    def __init__(self, case: ReviewCase, server=None, budget_slices: int = 20):
+        if not os.environ.get("DISPLAY"):
+            os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+        from trame.app import get_server
+        from trame_slicer import module as trame_slicer_module
+        from trame_slicer.core import LayoutManager, SlicerApp
+        from trame_slicer.rca_view import register_rca_factories
+
+        self.case = case
+        self.server = server or get_server(None, client_type="vue3")
+        self.server.enable_module(trame_slicer_module)
+        self.slicer_app = SlicerApp()
+        _adopt_scene(self.slicer_app)
+        register_rca_factories(self.slicer_app.view_manager, self.server)
+        self.layout_manager = LayoutManager(self.slicer_app.scene, self.slicer_app.view_manager, self.server)
+        self.layout_manager.register_layout_dict(LayoutManager.default_grid_configuration())
+        self.layout_manager.set_layout("Axial Only")
+        # trame-slicer's brush effects need the views before any data is loaded (known issue): the views
+        # exist now; clear what the layout put into the scene before loading, as the workaround found.
+        self._build_ui()
+        self._flush_scheduled = False
+        self.session: Optional[ReviewSession] = None
+        self._load(budget_slices)
+        self.server.controller.on_client_exited.add(self.save_now)
+        self.server.controller.on_server_exited.add(self.save_now)
+
+    # -- data -------------------------------------------------------------------------------------
+    def _load(self, budget_slices: int) -> None:
+        case = self.case
+        scene = self.slicer_app.scene
+        volume = add_volume_from_image(case.images[0], case.channel_names[0])
+        self.volume = volume
+        corrected = read_corrected_segmentation(case.out_dir / CORRECTED_NAME, case.shape)
+        loaded = load_analysis_into_scene(scene, case.analysis_dir, volume, case.written_labels, corrected)
+        self.segmentation, self.overlays, self.labels = loaded.segmentation, loaded.overlays, loaded.labels
+        self.slicer_app.display_manager.show_volume(volume, do_reset_views=True)
+        editor = self.slicer_app.segmentation_editor
+        editor.set_active_segmentation(self.segmentation, volume)
+        self.session = open_review(scene, loaded.analysis, volume, self.segmentation, self.labels,
+                                   case.out_dir / LOG_NAME, budget_slices=budget_slices)
+        self.session.on_dirty = self._schedule_flush
+        self._set_overlay(self.state.iwuo_map, self.state.iwuo_opacity)
+        if self.session.current_rank >= 0:  # resumed from the log: show where the reviewer stopped
+            self.session.go_to(self.session.current_rank)
+        self._publish()
+
+    @property
+    def state(self):
+        return self.server.state
+
+    def _set_overlay(self, name: str, opacity: float) -> None:
+        from ..mrml.analysis_nodes import show_as_foreground
+
+        show_as_foreground(self.slicer_app.scene, self.volume, self.overlays.get(name), float(opacity))
+
+    def _red_slice_node(self):
+        scene = self.slicer_app.scene
+        for i in range(scene.GetNumberOfNodesByClass("vtkMRMLSliceNode")):
+            node = scene.GetNthNodeByClass(i, "vtkMRMLSliceNode")
+            if node.GetName() == "Red" or node.GetLayoutName() == "Red":
+                return node
+        return None
+
+    def _publish(self) -> None:
+        """Copy the session (table node, log summary, the Red view's actual slice) into the page state."""
+        session = self.session
+        table = session.table.GetTable()
+        status = table.GetColumnByName("status")
+        iwuo = table.GetColumnByName("iwuo")
+        rows = [{"rank": r + 1, "slice": s, "score": f"{iwuo.GetValue(r):.4f}", "status": status.GetValue(r)}
+                for r, s in enumerate(session.ranking)]
+        summary = session.log.summary()
+        budget = summary.budget_slices or len(session.ranking)
+        red = self._red_slice_node()
+        minutes, seconds = divmod(int(summary.seconds_used), 60)
+        with self.state:
+            self.state.iwuo_rows = rows
+            self.state.iwuo_current_rank = session.current_rank + 1
+            self.state.iwuo_view_slice = slice_index_of_view(red, self.volume, session.axis) if red else -1
+            self.state.iwuo_slices_used = summary.slices_corrected
+            self.state.iwuo_budget = budget
+            self.state.iwuo_budget_text = (f"{summary.slices_corrected} of {budget} slices · {minutes:02d}:{seconds:02d}"
+                                           f" · estimated Dice gain {summary.estimated_dice_gain:+.3f}")
+            self.state.iwuo_log_events = len(session.log.read())
+
+    # -- edits ------------------------------------------------------------------------------------
+    def _schedule_flush(self) -> None:
+        """A stroke fires several segmentation events; account for them once, after the current event."""
+        if self._flush_scheduled:
+            return
+        self._flush_scheduled = True
+        try:
+            asyncio.get_running_loop().call_soon(self._flush)
+        except RuntimeError:  # no loop (scripted use): account now
+            self._flush()
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self.session.flush_edits():
+            self._save_corrections()
+        self._publish()
+
+    def _save_corrections(self) -> None:
+        save_corrected_segmentation(self.segmentation, self.volume, self.labels, self.case.images[0],
+                                    self.case.out_dir / CORRECTED_NAME)
+
+    def save_now(self, **_) -> None:
+        """Flush pending edits to the log and the saved segmentation (browser gone, server stopping)."""
+        if self.session is not None and self.session.flush_edits():
+            self._save_corrections()
+
+    # -- actions ----------------------------------------------------------------------------------
+    def act(self, action: str) -> None:
+        try:
+            getattr(self.session, action)()
+        except IndexError:
+            pass
+        if action != "mark_corrected":
+            self.slicer_app.segmentation_editor.deactivate_effect()
+            self.state.iwuo_effect = None
+        self._publish()
+
+    def on_key(self, key: str) -> None:
+        if key in SHORTCUTS:
+            self.act(SHORTCUTS[key])
+
+    def go_to_rank(self, rank: int) -> None:
+        self.session.go_to(int(rank) - 1)
+        self._publish()
+
+    def set_effect(self, name: Optional[str]) -> None:
+        from trame_slicer.segmentation import (
+            SegmentationEffectDraw,
+            SegmentationEffectErase,
+            SegmentationEffectPaint,
+            SegmentationEffectScissors,
+        )
+
+        effects = {"Paint": SegmentationEffectPaint, "Erase": SegmentationEffectErase,
+                   "Draw": SegmentationEffectDraw, "Scissors": SegmentationEffectScissors}
+        editor = self.slicer_app.segmentation_editor
+        if name in effects:
+            editor.set_active_effect_type(effects[name])
+        else:
+            editor.deactivate_effect()
+        self.state.iwuo_effect = name if name in effects else None
+
+    def set_segment(self, segment_id: str) -> None:
+        self.slicer_app.segmentation_editor.set_active_segment_id(segment_id)
+        self.state.iwuo_segment = segment_id
+
+    # -- page -------------------------------------------------------------------------------------
+    def _build_ui(self) -> None:
+        from trame.ui.vuetify3 import VAppLayout
+        from trame.widgets import client, html
+        from trame.widgets import vuetify3 as v
+
+        state, ctrl = self.server.state, self.server.controller
+        state.trame__title = "IWUO review"
+        state.iwuo_map = "entropy"
+        state.iwuo_opacity = 0.4
+        state.iwuo_effect = None
+        state.iwuo_segment = None
+        state.iwuo_segments = []
+        state.iwuo_rows = []
+        state.iwuo_case = self.case.name
+        state.change("iwuo_map", "iwuo_opacity")(lambda iwuo_map, iwuo_opacity, **_: (
+            self._set_overlay(iwuo_map, iwuo_opacity) if self.session else None))
+        ctrl.trigger("iwuo_key")(self.on_key)
+        ctrl.trigger("iwuo_action")(self.act)
+        ctrl.trigger("iwuo_rank")(self.go_to_rank)
+        ctrl.trigger("iwuo_effect")(self.set_effect)
+        ctrl.trigger("iwuo_segment")(self.set_segment)
+
+        with VAppLayout(self.server, full_height=True) as self.layout:
+            client.Script(KEY_SCRIPT)
+            with v.VAppBar(density="compact"):
+                v.VToolbarTitle("IWUO review · {{ iwuo_case }}")
+                html.Div("{{ iwuo_budget_text }}", classes="mx-4 text-body-2", raw_attrs=['data-testid="budget-text"'])
+            with v.VNavigationDrawer(permanent=True, width=380):
+                with v.VContainer(classes="pa-2"):
+                    v.VProgressLinear(model_value=("100 * iwuo_slices_used / Math.max(iwuo_budget, 1)",), height=8,
+                                      color="primary", classes="mb-2", raw_attrs=['data-testid="budget-bar"'])
+                    with html.Div(classes="d-flex flex-wrap ga-1 mb-2"):
+                        for label, action, key in (("Previous", "previous", "p"), ("Next", "next", "n"),
+                                                   ("Skip", "skip", "s"), ("Mark corrected", "mark_corrected", "d")):
+                            v.VBtn(f"{label} ({key})", size="small", click=f"trigger('iwuo_action', ['{action}'])",
+                                   raw_attrs=[f'data-testid="btn-{action}"'])
+                    html.Div("Rank {{ iwuo_current_rank }} · view on slice {{ iwuo_view_slice }}",
+                             classes="text-body-2 mb-2", raw_attrs=['data-testid="view-slice"', ':data-rank="iwuo_current_rank"',
+                                        ':data-slice="iwuo_view_slice"'])
+                    with html.Div(classes="d-flex flex-wrap ga-1 mb-2"):
+                        for name in EFFECTS:
+                            v.VBtn(name, size="small", variant=(f"iwuo_effect === '{name}' ? 'flat' : 'outlined'",),
+                                   color="secondary", click=f"trigger('iwuo_effect', ['{name}'])",
+                                   raw_attrs=[f'data-testid="effect-{name.lower()}"'])
+                        v.VBtn("None", size="small", variant="text", click="trigger('iwuo_effect', [null])")
+                    v.VSelect(label="Segment", items=("iwuo_segments",), item_title="name", item_value="id",
+                              model_value=("iwuo_segment",), density="compact", hide_details=True, classes="mb-2",
+                              update_modelValue="trigger('iwuo_segment', [$event])")
+                    v.VSelect(label="Heatmap", items=("iwuo_maps", list(OVERLAY_KINDS)), v_model=("iwuo_map",),
+                              density="compact", hide_details=True, classes="mb-2", raw_attrs=['data-testid="map-select"'])
+                    v.VSlider(label="Opacity", v_model=("iwuo_opacity",), min=0, max=1, step=0.05, density="compact",
+                              hide_details=True, classes="mb-2")
+                    with v.VTable(density="compact", height=360, fixed_header=True, raw_attrs=['data-testid="ranking"']):
+                        with html.Thead():
+                            with html.Tr():
+                                for head in ("rank", "slice", "IWUO", "status"):
+                                    html.Th(head)
+                        with html.Tbody():
+                            with html.Tr(v_for="row in iwuo_rows", key="row.rank",
+                                         click="trigger('iwuo_rank', [row.rank])", style="cursor: pointer",
+                                         classes=("{'bg-primary': row.rank === iwuo_current_rank}",)):
+                                html.Td("{{ row.rank }}")
+                                html.Td("{{ row.slice }}")
+                                html.Td("{{ row.score }}")
+                                html.Td("{{ row.status }}")
+            with v.VMain(), html.Div(style="position: absolute; inset: 0;", raw_attrs=['data-testid="views"']):
+                self.layout_manager.initialize_layout_grid(self.layout)
+
+    def publish_segments(self) -> None:
+        editor = self.slicer_app.segmentation_editor
+        with self.state:
+            self.state.iwuo_segments = [{"id": sid, "name": props.name}
+                                        for sid, props in editor.get_all_segment_properties().items()]
+            self.state.iwuo_segment = editor.get_active_segment_id()
+
+    def start(self, port: int, host: str = "127.0.0.1", **kwargs) -> None:
+        self.publish_segments()
+        print(f"IWUO review of {self.case.name}: open http://{host}:{port}/ (log: {self.case.out_dir / LOG_NAME})",
+              flush=True)
+        self.server.start(port=port, host=host, open_browser=False, show_connection_info=False, **kwargs)
+
+
+def run_review(case: ReviewCase, port: int, budget_slices: int = 20) -> None:
+    ReviewApp(case, budget_slices=budget_slices).start(port)
+
