@@ -5,11 +5,15 @@ Layers: IWUOSegmentationLib (pure core) -> IWUOSegmentationLib.mrml (MRML) -> th
 
 import json
 import os
+import pathlib
 import tempfile
+from typing import Annotated
 
 import qt
 import slicer
 import vtk
+from slicer import vtkMRMLSegmentationNode
+from slicer.parameterNodeWrapper import Choice, Default, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -19,6 +23,21 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 PHANTOM_SAMPLE_NAME = "IWUOBrainTumourPhantom"
+#: The heatmaps offered (IWUOSegmentationLib.mrml.review_workflow.OVERLAY_KINDS; a test keeps them equal).
+OVERLAYS = ["entropy", "variance", "mutual_information", "disagreement", "impact"]
+
+
+@parameterNodeWrapper
+class IWUOSegmentationParameterNode:
+    """The module's settings, saved with the scene; bound to the widgets named by SlicerParameterName in the .ui."""
+
+    modelPath: pathlib.Path
+    reviewFolder: pathlib.Path
+    device: Annotated[str, Choice(["auto", "cpu", "cuda", "mps"]), Default("auto")]
+    members: Annotated[str, Default("flips,folds")]
+    overlay: Annotated[str, Choice(OVERLAYS), Default("entropy")]
+    opacity: Annotated[float, WithinRange(0.0, 1.0), Default(0.5)]
+    reference: vtkMRMLSegmentationNode
 
 
 class IWUOSegmentation(ScriptedLoadableModule):
@@ -77,6 +96,8 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.process = None
         self.outputDir = None
         self.channelSelectors = []
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -85,13 +106,11 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = IWUOSegmentationLogic()
-        self.ui.deviceComboBox.addItems(["auto", "cpu", "cuda", "mps"])
-        self.ui.membersLineEdit.text = "flips,folds"
-        self.ui.modelPathLineEdit.currentPath = self.logic.defaultModelPath()
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self.onModelChanged)
         self.ui.analyzeButton.connect("clicked(bool)", self.onAnalyze)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
-        self.ui.overlayComboBox.addItems(["entropy", "variance", "mutual_information", "disagreement"])
         self.ui.overlayComboBox.connect("currentIndexChanged(int)", self.onOverlayChanged)
         self.ui.opacitySlider.connect("valueChanged(double)", self.onOverlayChanged)
         self.ui.cancelButton.enabled = False
@@ -104,6 +123,7 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.correctedButton.connect("clicked(bool)", lambda _=None: self.onNavigate("mark_corrected"))
         self.ui.referenceSelector.setMRMLScene(slicer.mrmlScene)
         self.ui.referenceSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onReferenceChanged)
+        self.ui.exportReportButton.connect("clicked(bool)", self.onExportReport)
         self.shortcuts = []
         for key, action in (("n", "next"), ("p", "previous"), ("s", "skip"), ("d", "mark_corrected")):
             shortcut = qt.QShortcut(qt.QKeySequence(key), slicer.util.mainWindow())
@@ -112,11 +132,41 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.budgetTimer = qt.QTimer()
         self.budgetTimer.setInterval(1000)
         self.budgetTimer.connect("timeout()", self.updateBudget)
+        self.initializeParameterNode()
         self.onModelChanged(self.ui.modelPathLineEdit.currentPath)
         self.layout.addStretch(1)
 
+    def initializeParameterNode(self):
+        """Bind the scene's parameter node to the widgets; fill defaults the wrapper cannot know."""
+        self.setParameterNode(self.logic.getParameterNode())
+        if str(self._parameterNode.modelPath) in ("", "."):
+            self._parameterNode.modelPath = pathlib.Path(self.logic.defaultModelPath())
+
+    def setParameterNode(self, parameterNode):
+        if self._parameterNode is not None and self._parameterNodeGuiTag is not None:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+        self._parameterNode = parameterNode
+        if self._parameterNode is not None:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+
+    def onSceneStartClose(self, caller, event):
+        """Before the scene goes: account for the last edits and save them, then let go of the session."""
+        if self.logic.session is not None:
+            if self.logic.session.flush_edits():
+                self.logic.saveCorrections()
+            self.logic.session.close()
+            self.logic.session = None
+        self.budgetTimer.stop()
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event):
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
     def cleanup(self):
         self.removeObservers()
+        self.setParameterNode(None)
         self.onCancel()
         for shortcut in self.shortcuts:
             shortcut.disconnect("activated()")
@@ -126,6 +176,7 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def enter(self):
         """Resume a review saved with the scene (the budget log on disk decides the progress)."""
+        self.initializeParameterNode()
         if self.logic.session is not None or slicer.mrmlScene.GetFirstNodeByName("IWUO ranking") is None:
             return
         try:
@@ -174,13 +225,23 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not volumes or any(v is None for v in volumes):
             slicer.util.errorDisplay("Choose one volume for each model channel.")
             return
+        folder = str(self._parameterNode.reviewFolder) if self._parameterNode is not None else ""
+        if folder in ("", "."):
+            folder = os.path.join(os.path.expanduser("~"), "IWUOSegmentation", volumes[0].GetName())
+            if self._parameterNode is not None:
+                self._parameterNode.reviewFolder = pathlib.Path(folder)
+        self.outputDir = os.path.join(folder, "analysis")
+        if os.path.isfile(os.path.join(self.outputDir, "summary.json")):
+            # an analysis (and maybe a review begun here or in the browser) is already there: continue it
+            self.ui.statusLabel.text = f"Using the analysis in {self.outputDir}"
+            self.loadResults()
+            return
         work = tempfile.mkdtemp(prefix="iwuo_")
         inputs = []
         for i, volume in enumerate(volumes):
             path = os.path.join(work, f"input_{i:04d}.nrrd")
             slicer.util.exportNode(volume, path)
             inputs.append(path)
-        self.outputDir = os.path.join(work, "analysis")
         command = analyze_command(self.ui.modelPathLineEdit.currentPath, inputs, self.outputDir,
                                   self.ui.deviceComboBox.currentText, self.ui.membersLineEdit.text)
         self.process = qt.QProcess()
@@ -213,6 +274,10 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if exitCode != 4:
                 slicer.util.errorDisplay(f"Analysis failed (exit code {exitCode}): {self.ui.statusLabel.text}")
             return
+        self.loadResults()
+
+    def loadResults(self):
+        """Analysis folder -> segmentation, heatmaps and the review session (resumed if its log exists)."""
         background = self.channelSelectors[0][1].currentNode()
         segmentation = self.logic.loadAnalysis(self.outputDir, background, self.ui.modelPathLineEdit.currentPath)
         self.onOverlayChanged()
@@ -238,7 +303,8 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onEditFinished(self):
         if self.logic.session is not None:
-            self.logic.session.flush_edits()
+            if self.logic.session.flush_edits():
+                self.logic.saveCorrections()
             self.updateBudget()
 
     def updateBudget(self):
@@ -256,6 +322,14 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.budgetLabel.text = text
         if session.current_rank >= 0:
             self.ui.statusLabel.text = f"Rank {session.current_rank + 1}: slice {session.ranking[session.current_rank]}"
+
+    def onExportReport(self):
+        try:
+            report = self.logic.exportReport()
+        except Exception as exc:  # no session yet, unreadable log: say so in the panel
+            self.ui.diceLabel.text = str(exc)
+            return
+        self.ui.diceLabel.text = f"Report written: {report}"
 
     def onReferenceChanged(self, node):
         message = self.logic.setReference(node)
@@ -275,11 +349,25 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 class IWUOSegmentationLogic(ScriptedLoadableModuleLogic):
     """Facade for the GUI and for scripts; delegates to IWUOSegmentationLib."""
 
+    def getParameterNode(self):
+        return IWUOSegmentationParameterNode(super().getParameterNode())
+
+    def exportReport(self):
+        """review_report.md, review_log.csv and review_curve.png beside the session's budget log."""
+        from IWUOSegmentationLib.review_report import write_review_report
+
+        if self.session is None:
+            raise ValueError("No review session yet: analyse a case first.")
+        if self.session.flush_edits():
+            self.saveCorrections()
+        return write_review_report(self.session.log.path)
+
     def __init__(self):
         ScriptedLoadableModuleLogic.__init__(self)
         self.overlays = {}
         self.session = None
         self.referenceVolume = None
+        self.analysis = None
 
     def segmentEditorNode(self):
         """The scene's shared segment editor node (created once)."""
@@ -287,23 +375,28 @@ class IWUOSegmentationLogic(ScriptedLoadableModuleLogic):
         return node if node is not None else slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentEditorNode")
 
     def startReview(self, analysisFolder, referenceVolume, segmentation):
-        """Rank slices by IWUO (whole tumour, entropy) and open a review session logged next to the analysis."""
-        from IWUOSegmentationLib.analysis_files import read_analysis
-        from IWUOSegmentationLib.mrml.review_session import ReviewSession
-        from IWUOSegmentationLib.slice_scores import iwuo_ranking
+        """Rank slices by IWUO and open a review session logged next to the analysis (shared with `iwuo review`)."""
+        from IWUOSegmentationLib.mrml.review_workflow import LOG_NAME, open_review
 
-        analysis = read_analysis(analysisFolder)
-        axis, _, rows = iwuo_ranking(analysis.label_map, analysis.probabilities, analysis.summary["outputs"],
-                                     analysis.summary["region_based"], analysis.uncertainty["entropy"],
-                                     analysis.reference.GetSpacing())
-        labels = json.loads(segmentation.GetAttribute("IWUO.labels") or "{}")
         if self.session is not None:
             self.session.close()
         self.referenceVolume = referenceVolume
-        self.session = ReviewSession(slicer.mrmlScene, referenceVolume, segmentation,
-                                     os.path.join(analysisFolder, "review.budget.jsonl"), ranking=rows, axis=axis,
-                                     label_values=labels)
+        self.analysisFolder = analysisFolder
+        labels = json.loads(segmentation.GetAttribute("IWUO.labels") or "{}")
+        self.session = open_review(slicer.mrmlScene, self.analysis, referenceVolume, segmentation, labels,
+                                   os.path.join(os.path.dirname(os.path.abspath(analysisFolder)), LOG_NAME))
         return self.session
+
+    def saveCorrections(self):
+        """Write the corrected label map next to the log (atomic), as the browser front end does."""
+        from IWUOSegmentationLib.analysis_files import read_analysis
+        from IWUOSegmentationLib.mrml.review_workflow import CORRECTED_NAME, save_corrected_segmentation
+
+        session = self.session
+        folder = os.path.dirname(str(session.log.path))
+        geometry = self.analysis.reference if self.analysis is not None else read_analysis(folder).reference
+        save_corrected_segmentation(session.segmentation, session.volume, session.label_values, geometry,
+                                    os.path.join(folder, CORRECTED_NAME))
 
     def resumeReview(self):
         from IWUOSegmentationLib.mrml.review_session import ReviewSession
@@ -350,26 +443,22 @@ class IWUOSegmentationLogic(ScriptedLoadableModuleLogic):
         return None
 
     def loadAnalysis(self, folder, referenceVolume, modelPath):
-        from IWUOSegmentationLib.analysis_files import UNCERTAINTY_MAPS, read_analysis
+        """Segmentation (saved corrections first) and heatmaps into the scene (shared with `iwuo review`)."""
         from IWUOSegmentationLib.model_folder import open_model
-        from IWUOSegmentationLib.mrml.analysis_nodes import add_heatmap_volume, add_segmentation, place_in_study
+        from IWUOSegmentationLib.mrml.review_workflow import (
+            CORRECTED_NAME,
+            load_analysis_into_scene,
+            read_corrected_segmentation,
+        )
 
-        analysis = read_analysis(folder)
         model = open_model(modelPath)
-        scene = slicer.mrmlScene
-        segmentation = add_segmentation(scene, analysis.label_map, referenceVolume, model.written_labels,
-                                        f"{referenceVolume.GetName()} IWUO segmentation")
-        segmentation.SetAttribute("IWUO.labels", json.dumps({k: v for k, v in model.written_labels.items() if v}))
-        place_in_study(scene, segmentation, referenceVolume)
-        self.overlays = {}
-        for name in UNCERTAINTY_MAPS:
-            node = add_heatmap_volume(scene, analysis.uncertainty[name], referenceVolume,
-                                      f"{referenceVolume.GetName()} {name}")
-            place_in_study(scene, node, referenceVolume)
-            self.overlays[name] = node
-        with open(os.path.join(folder, "summary.json")) as f:
-            segmentation.SetAttribute("IWUO.summary", json.dumps(json.load(f)["members"]))
-        return segmentation
+        shape = slicer.util.arrayFromVolume(referenceVolume).shape
+        reviewFolder = os.path.dirname(os.path.abspath(folder))  # analysis/ sits in the review folder
+        corrected = read_corrected_segmentation(os.path.join(reviewFolder, CORRECTED_NAME), shape)
+        loaded = load_analysis_into_scene(slicer.mrmlScene, folder, referenceVolume, model.written_labels, corrected)
+        self.analysis = loaded.analysis
+        self.overlays = loaded.overlays
+        return loaded.segmentation
 
     def showOverlay(self, backgroundVolume, name, opacity):
         from IWUOSegmentationLib.mrml.analysis_nodes import show_as_foreground

@@ -85,12 +85,16 @@ def _imports(path: Path) -> set[str]:
 
 
 def test_layers_point_one_way():
-    gui_only = {"qt", "ctk", "slicer", "vtk"}
+    """core -> mrml -> front ends (gui: the Slicer module's Qt side; web: the trame-slicer browser app)."""
+    front_end = {"qt", "ctk", "trame", "trame_slicer", "trame_server", "trame_client"}
+    gui_only = {"slicer", "vtk"} | front_end
     for path in LIB.rglob("*.py"):
         rel = path.relative_to(LIB).parts
         used = _imports(path)
         if rel[0] == "mrml":
-            assert not used & {"qt", "ctk"}, f"{path} (MRML layer) imports {used & {'qt', 'ctk'}}"
+            assert not used & front_end, f"{path} (MRML layer) imports {used & front_end}"
+        elif rel[0] == "web":
+            assert not used & {"qt", "ctk"}, f"{path} (browser front end) imports {used & {'qt', 'ctk'}}"
         elif rel[0] != "gui":
             assert not used & gui_only, f"{path} (pure core) imports {used & gui_only}"
 

@@ -40,9 +40,11 @@ def test_ui_file_is_valid_designer_xml_with_custom_widget_declarations():
 
 
 def _dotted_names(path: Path) -> set[str]:
-    """slicer.*, qt.*, ctk.*, SampleData.* attribute chains used in a file."""
+    """slicer.*, qt.*, ctk.*, SampleData.* attribute chains and `from slicer... import` names used in a file."""
     names = set()
     for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module.split(".")[0] in ("slicer", "qt", "ctk"):
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
         if isinstance(node, ast.Attribute):
             parts = []
             current = node
@@ -64,3 +66,51 @@ def test_every_slicer_and_qt_name_the_gui_uses_was_checked_against_slicer_source
     assert "slicer.util.loadUI" in used
     unchecked = sorted(used - recorded)
     assert not unchecked, f"names used by the GUI but not checked against Slicer's source: {unchecked}"
+
+
+def _wrapper_fields() -> dict[str, str]:
+    """Field name -> annotation source of the module's @parameterNodeWrapper class."""
+    tree = ast.parse((MODULE / "IWUOSegmentation.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and any(getattr(d, "id", "") == "parameterNodeWrapper"
+                                                  for d in node.decorator_list):
+            return {n.target.id: ast.unparse(n.annotation) for n in node.body if isinstance(n, ast.AnnAssign)}
+    raise AssertionError("no @parameterNodeWrapper class in IWUOSegmentation.py")
+
+
+def test_parameter_node_fields_bind_to_widgets_slicer_can_connect():
+    """Every SlicerParameterName in the .ui names a wrapper field, and each pair is one that a connector in
+    Slicer's parameterNodeWrapper/guiConnectors.py accepts (checked there; a wrong pair fails at connectGui)."""
+    root = ET.parse(MODULE / "Resources" / "UI" / "IWUOSegmentation.ui").getroot()
+    bound = {}
+    for widget in root.iter("widget"):
+        for prop in widget.findall("property"):
+            if prop.get("name") == "SlicerParameterName":
+                bound[prop.findtext("string")] = widget.get("class")
+    fields = _wrapper_fields()
+    assert set(bound) == set(fields), (sorted(bound), sorted(fields))
+
+    def accepted(annotation: str, widget_class: str) -> bool:
+        if annotation == "pathlib.Path":
+            return widget_class in ("ctkPathLineEdit", "ctkDirectoryButton")
+        if annotation.startswith("Annotated[str, Choice("):
+            return widget_class == "QComboBox"
+        if annotation.startswith("Annotated[float, WithinRange("):
+            return widget_class in ("ctkSliderWidget", "QDoubleSpinBox")
+        if annotation == "str" or annotation.startswith("Annotated[str, Default("):
+            return widget_class == "QLineEdit"
+        if annotation.startswith("vtkMRML"):
+            return widget_class == "qMRMLNodeComboBox"
+        return False
+
+    wrong = {name: (fields[name], cls) for name, cls in bound.items() if not accepted(fields[name], cls)}
+    assert not wrong, f"no Slicer GUI connector binds these (field type, widget): {wrong}"
+
+
+def test_overlay_choices_are_the_maps_the_mrml_layer_makes():
+    from IWUOSegmentationLib.mrml.review_workflow import OVERLAY_KINDS
+
+    tree = ast.parse((MODULE / "IWUOSegmentation.py").read_text())
+    overlays = next(ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+                    and getattr(n.targets[0], "id", "") == "OVERLAYS")
+    assert overlays == list(OVERLAY_KINDS)

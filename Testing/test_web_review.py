@@ -124,9 +124,9 @@ def review(phantom_cases, tmp_path_factory):
     case_dir = sorted(p for p in phantom_cases.iterdir() if p.is_dir())[0]
     out = tmp_path_factory.mktemp("web_review") / "out"
     port = free_port()
-    proc = start_server(case_dir, out, port)
-    yield {"case": case_dir, "out": out, "port": port, "proc": proc}
-    stop_server(proc)
+    info = {"case": case_dir, "out": out, "port": port, "proc": start_server(case_dir, out, port)}
+    yield info
+    stop_server(info["proc"])  # the server the tests left running (one test restarts it)
 
 
 def open_page(browser, port: int):
@@ -150,7 +150,24 @@ def view_box(page):
     return left, top, box["x"] + box["width"] - left, box["y"] + box["height"] - top
 
 
+def wait_rendered(page, timeout: float = 20.0) -> None:
+    """Wait until the streamed slice view shows an image (a reloaded page starts black)."""
+    import io
+
+    from PIL import Image
+
+    x, y, w, h = view_box(page)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        png = page.screenshot(clip={"x": x, "y": y, "width": w, "height": h})
+        if np.asarray(Image.open(io.BytesIO(png)).convert("L")).std() > 10:
+            return
+        time.sleep(0.3)
+    raise AssertionError("the slice view stayed blank")
+
+
 def shot(page, name: str) -> Path:
+    wait_rendered(page)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path))
@@ -245,6 +262,11 @@ def test_disconnect_mid_edit_then_restart_resumes_from_log(review, browser, tmp_
     assert len(read_log(out)) == n_events, "reopening the session rewrote or added to its log"
     assert_log_matches_saved_segmentation(out)
     shot(page, "6_restarted")
+    page.click("[data-testid=btn-report]")
+    page.wait_for_selector("[data-testid=message]:has-text('review_report.md')")
+    report = (out / "review_report.md").read_text()
+    corrected = len({e["slice"] for e in read_log(out) if e["kind"] == "slice_corrected"})
+    assert f"| slices corrected | {corrected} of 20 |" in report
     page.close()
 
 

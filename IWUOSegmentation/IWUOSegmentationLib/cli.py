@@ -134,6 +134,14 @@ def cmd_review(args) -> int:
     return 0
 
 
+def cmd_review_report(args) -> int:
+    from .review_report import write_review_report
+
+    report = write_review_report(args.log, args.out)
+    print(json.dumps({"report": str(report.resolve())}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="iwuo", description="Expert-in-the-loop nnU-Net segmentation (IWUO).")
     parser.add_argument("--progress", choices=["text", "json", "none"], default="text",
@@ -199,6 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--disable-tta", action="store_true", help="no mirror members when analysing (8x faster)")
     p.set_defaults(func=cmd_review)
+
+    p = sub.add_parser("review-report", help="report of a review's correction budget from its budget log")
+    p.add_argument("--log", required=True, help="review.budget.jsonl of a session (desktop or browser)")
+    p.add_argument("--out", default=None, help="folder for the report (default: beside the log)")
+    p.set_defaults(func=cmd_review_report)
 
     from .evaluate_command import add_evaluate_parser
 

@@ -23,8 +23,8 @@ from .review_session import ReviewSession
 
 LOG_NAME = "review.budget.jsonl"
 CORRECTED_NAME = "corrected_segmentation.nii.gz"
-#: Heatmaps offered as overlays: the four uncertainty maps and the per-voxel impact proxy.
-OVERLAY_KINDS = (*UNCERTAINTY_MAPS, "impact")
+#: Heatmaps offered as overlays, the default first: the uncertainty maps and the per-voxel impact proxy.
+OVERLAY_KINDS = ("entropy", *(m for m in UNCERTAINTY_MAPS if m != "entropy"), "impact")
 
 
 @dataclass

@@ -72,8 +72,8 @@ class ReviewApp:
         self.layout_manager = LayoutManager(self.slicer_app.scene, self.slicer_app.view_manager, self.server)
         self.layout_manager.register_layout_dict(LayoutManager.default_grid_configuration())
         self.layout_manager.set_layout("Axial Only")
-        # trame-slicer's brush effects need the views before any data is loaded (known issue): the views
-        # exist now; clear what the layout put into the scene before loading, as the workaround found.
+        # The layout's views exist before any data is loaded: trame-slicer's brush effects are known to fail
+        # when a volume comes first (the end-to-end test paints after this order).
         self._build_ui()
         self._flush_scheduled = False
         self.session: Optional[ReviewSession] = None
@@ -177,6 +177,13 @@ class ReviewApp:
             self.state.iwuo_effect = None
         self._publish()
 
+    def export_report(self) -> None:
+        from ..review_report import write_review_report
+
+        self.save_now()
+        report = write_review_report(self.session.log.path)
+        self.state.iwuo_message = f"Report written: {report}"
+
     def on_key(self, key: str) -> None:
         if key in SHORTCUTS:
             self.act(SHORTCUTS[key])
@@ -228,6 +235,8 @@ class ReviewApp:
         ctrl.trigger("iwuo_rank")(self.go_to_rank)
         ctrl.trigger("iwuo_effect")(self.set_effect)
         ctrl.trigger("iwuo_segment")(self.set_segment)
+        ctrl.trigger("iwuo_report")(self.export_report)
+        state.iwuo_message = ""
 
         with VAppLayout(self.server, full_height=True) as self.layout:
             client.Script(KEY_SCRIPT)
@@ -259,6 +268,11 @@ class ReviewApp:
                               density="compact", hide_details=True, classes="mb-2", raw_attrs=['data-testid="map-select"'])
                     v.VSlider(label="Opacity", v_model=("iwuo_opacity",), min=0, max=1, step=0.05, density="compact",
                               hide_details=True, classes="mb-2")
+                    with html.Div(classes="d-flex align-center ga-2 mb-2"):
+                        v.VBtn("Export report", size="small", variant="tonal", click="trigger('iwuo_report')",
+                               raw_attrs=['data-testid="btn-report"'])
+                        html.Div("{{ iwuo_message }}", classes="text-caption", style="word-break: break-all;",
+                                 raw_attrs=['data-testid="message"'])
                     with v.VTable(density="compact", height=360, fixed_header=True, raw_attrs=['data-testid="ranking"']):
                         with html.Thead():
                             with html.Tr():
