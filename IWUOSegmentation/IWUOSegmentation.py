@@ -388,15 +388,13 @@ class IWUOSegmentationLogic(ScriptedLoadableModuleLogic):
         return self.session
 
     def saveCorrections(self):
-        """Write the corrected label map next to the log (atomic), as the browser front end does."""
+        """Write the corrected label map beside the log (atomic), as the browser front end does."""
         from IWUOSegmentationLib.analysis_files import read_analysis
-        from IWUOSegmentationLib.mrml.review_workflow import CORRECTED_NAME, save_corrected_segmentation
+        from IWUOSegmentationLib.mrml.review_workflow import save_session_corrections
 
-        session = self.session
-        folder = os.path.dirname(str(session.log.path))
-        geometry = self.analysis.reference if self.analysis is not None else read_analysis(folder).reference
-        save_corrected_segmentation(session.segmentation, session.volume, session.label_values, geometry,
-                                    os.path.join(folder, CORRECTED_NAME))
+        if self.analysis is None:  # a session resumed from a saved scene: the analysis sits in analysis/
+            self.analysis = read_analysis(self.session.log.path.parent / "analysis")
+        save_session_corrections(self.session, self.analysis.reference)
 
     def resumeReview(self):
         from IWUOSegmentationLib.mrml.review_session import ReviewSession

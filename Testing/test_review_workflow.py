@@ -70,7 +70,7 @@ def test_session_hands_over_between_front_ends(prepared_case):
     from IWUOSegmentationLib.mrml.headless_scene import create_headless_scene
     from IWUOSegmentationLib.mrml.review_workflow import (
         CORRECTED_NAME,
-        save_corrected_segmentation,
+        save_session_corrections,
         segmentation_label_map,
     )
 
@@ -85,8 +85,7 @@ def test_session_hands_over_between_front_ends(prepared_case):
     slicer.util.updateSegmentBinaryLabelmapFromArray((mask | added).astype(np.uint8), loaded.segmentation,
                                                      segment_id, volume)
     assert session.flush_edits() == 1
-    save_corrected_segmentation(loaded.segmentation, volume, loaded.labels, prepared_case.images[0],
-                                prepared_case.out_dir / CORRECTED_NAME)
+    assert save_session_corrections(session, prepared_case.images[0]) == prepared_case.out_dir / CORRECTED_NAME
     expected = segmentation_label_map(loaded.segmentation, volume, loaded.labels)
     session.close()
     scene_a.Clear(1)

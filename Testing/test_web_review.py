@@ -223,6 +223,13 @@ def test_next_paint_reload_in_chromium(review, browser):
     assert "1 of 20 slices" in page.inner_text("[data-testid=budget-text]")
     assert page.locator("[data-testid=ranking] tbody tr").nth(2).inner_text().split()[-1] == "corrected"
     shot(page, "5_reloaded")
+
+    page.keyboard.press("p")  # the desktop module's shortcuts: P previous, N next
+    page.wait_for_selector("[data-testid=view-slice][data-rank='2']")
+    assert view_state(page) == (2, ranking[1])
+    page.keyboard.press("n")
+    page.wait_for_selector("[data-testid=view-slice][data-rank='3']")
+    assert view_state(page) == (3, ranking[2])
     page.close()
 
 

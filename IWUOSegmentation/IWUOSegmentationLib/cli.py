@@ -121,7 +121,7 @@ def cmd_demo(args) -> int:
 def cmd_review(args) -> int:
     from .review_case import check_port_free, prepare_review_case
 
-    check_port_free(args.port)
+    check_port_free(args.port, args.host)
     case = prepare_review_case(args.case, args.model, args.out, args.analysis, device=args.device,
                                tta=not args.disable_tta, progress=Progress(args.progress))
     try:
@@ -129,8 +129,8 @@ def cmd_review(args) -> int:
     except ImportError as exc:
         raise BadInputError(f"The browser front end needs trame-slicer ({exc}); install the project's 'web' extra: "
                             "pip install -e '.[web]' -c constraints.txt") from exc
-    check_port_free(args.port)
-    run_review(case, args.port, budget_slices=args.budget_slices)
+    check_port_free(args.port, args.host)
+    run_review(case, args.port, host=args.host, budget_slices=args.budget_slices)
     return 0
 
 
@@ -203,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--analysis", default=None, help="an existing `iwuo analyze` folder of this case")
     p.add_argument("--out", default=None, help="where the budget log and corrections go (default iwuo_review/<case>)")
     p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="interface to serve on; 0.0.0.0 serves other machines (no login: prefer an SSH tunnel)")
     p.add_argument("--budget-slices", type=int, default=20)
     p.add_argument("--device", default="auto")
     p.add_argument("--disable-tta", action="store_true", help="no mirror members when analysing (8x faster)")

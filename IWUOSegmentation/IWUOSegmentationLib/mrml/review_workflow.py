@@ -145,6 +145,12 @@ def save_corrected_segmentation(segmentation, volume, labels: dict[str, int], re
     return path
 
 
+def save_session_corrections(session: ReviewSession, reference_image) -> Path:
+    """The session's segmentation as `corrected_segmentation.nii.gz` beside its budget log."""
+    return save_corrected_segmentation(session.segmentation, session.volume, session.label_values, reference_image,
+                                       session.log.path.parent / CORRECTED_NAME)
+
+
 def read_corrected_segmentation(path: str | os.PathLike, shape: tuple[int, ...]) -> Optional[np.ndarray]:
     """The saved corrections, or None when there are none yet; a file for another grid is refused."""
     import SimpleITK as sitk

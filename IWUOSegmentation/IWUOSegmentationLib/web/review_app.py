@@ -23,7 +23,7 @@ from ..mrml.review_workflow import (
     load_analysis_into_scene,
     open_review,
     read_corrected_segmentation,
-    save_corrected_segmentation,
+    save_session_corrections,
 )
 from ..review_case import ReviewCase
 
@@ -158,8 +158,7 @@ class ReviewApp:
         self._publish()
 
     def _save_corrections(self) -> None:
-        save_corrected_segmentation(self.segmentation, self.volume, self.labels, self.case.images[0],
-                                    self.case.out_dir / CORRECTED_NAME)
+        save_session_corrections(self.session, self.case.images[0])
 
     def save_now(self, **_) -> None:
         """Flush pending edits to the log and the saved segmentation (browser gone, server stopping)."""
@@ -303,6 +302,6 @@ class ReviewApp:
         self.server.start(port=port, host=host, open_browser=False, show_connection_info=False, **kwargs)
 
 
-def run_review(case: ReviewCase, port: int, budget_slices: int = 20) -> None:
-    ReviewApp(case, budget_slices=budget_slices).start(port)
+def run_review(case: ReviewCase, port: int, host: str = "127.0.0.1", budget_slices: int = 20) -> None:
+    ReviewApp(case, budget_slices=budget_slices).start(port, host=host)
 
