@@ -190,6 +190,9 @@ def paint_stroke(page, release: bool = True) -> None:
 def test_next_paint_reload_in_chromium(review, browser):
     out, port = review["out"], review["port"]
     ranking = expected_ranking(out / "analysis")
+    server_log = (out.parent / f"server_{port}.log").read_text()
+    if not os.environ.get("DISPLAY"):
+        assert "slice views rendered by vtkEGLRenderWindow" in server_log, server_log[-2000:]
     page = open_page(browser, port)
     shots = [shot(page, "0_opened")]
     assert page.locator("[data-testid=ranking] tbody tr").count() == len(ranking)

@@ -138,7 +138,6 @@ class ReviewApp:
             self.state.iwuo_budget = budget
             self.state.iwuo_budget_text = (f"{summary.slices_corrected} of {budget} slices · {minutes:02d}:{seconds:02d}"
                                            f" · estimated Dice gain {summary.estimated_dice_gain:+.3f}")
-            self.state.iwuo_log_events = len(session.log.read())
 
     # -- edits ------------------------------------------------------------------------------------
     def _schedule_flush(self) -> None:
@@ -169,11 +168,8 @@ class ReviewApp:
     def act(self, action: str) -> None:
         try:
             getattr(self.session, action)()
-        except IndexError:
+        except IndexError:  # past either end of the ranking: stay
             pass
-        if action != "mark_corrected":
-            self.slicer_app.segmentation_editor.deactivate_effect()
-            self.state.iwuo_effect = None
         self._publish()
 
     def export_report(self) -> None:
@@ -295,8 +291,14 @@ class ReviewApp:
                                         for sid, props in editor.get_all_segment_properties().items()]
             self.state.iwuo_segment = editor.get_active_segment_id()
 
+    def render_backend(self) -> str:
+        """Which VTK render window draws the views (EGL on Mesa when there is no display)."""
+        views = self.slicer_app.view_manager.get_slice_views()
+        return views[0].render_window().GetClassName() if views else "no view"
+
     def start(self, port: int, host: str = "127.0.0.1", **kwargs) -> None:
         self.publish_segments()
+        print(f"IWUO review: slice views rendered by {self.render_backend()}", flush=True)
         print(f"IWUO review of {self.case.name}: open http://{host}:{port}/ (log: {self.case.out_dir / LOG_NAME})",
               flush=True)
         self.server.start(port=port, host=host, open_browser=False, show_connection_info=False, **kwargs)
