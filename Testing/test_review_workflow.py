@@ -118,3 +118,14 @@ def test_analysis_of_another_case_and_foreign_corrections_are_refused(mrml_scene
     with pytest.raises(BadInputError, match="not the case's"):
         read_corrected_segmentation(foreign, prepared_case.shape)
     assert read_corrected_segmentation(tmp_path / "none.nii.gz", prepared_case.shape) is None
+
+
+def test_existing_analysis_is_reused_and_a_wrong_one_refused(prepared_case, phantom_cases, tmp_path):
+    from IWUOSegmentationLib.errors import BadInputError
+    from IWUOSegmentationLib.review_case import prepare_review_case
+
+    case_dir = sorted(p for p in phantom_cases.iterdir() if p.is_dir())[1]
+    reused = prepare_review_case([str(case_dir)], None, str(tmp_path / "out"), str(prepared_case.analysis_dir))
+    assert reused.analysis_dir == prepared_case.analysis_dir and not (tmp_path / "out" / "analysis").exists()
+    with pytest.raises(BadInputError, match="not an analysis folder"):
+        prepare_review_case([str(case_dir)], None, str(tmp_path / "out2"), str(tmp_path / "nothing"))

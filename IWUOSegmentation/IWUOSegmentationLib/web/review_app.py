@@ -109,14 +109,21 @@ class ReviewApp:
         from ..mrml.analysis_nodes import show_as_foreground
 
         show_as_foreground(self.slicer_app.scene, self.volume, self.overlays.get(name), float(opacity))
+        self.state.iwuo_foreground = self._foreground_description()
 
-    def _red_slice_node(self):
+    def _red(self, node_class: str):
+        """The Red view's slice or composite node (what the page shows is read back from these)."""
         scene = self.slicer_app.scene
-        for i in range(scene.GetNumberOfNodesByClass("vtkMRMLSliceNode")):
-            node = scene.GetNthNodeByClass(i, "vtkMRMLSliceNode")
-            if node.GetName() == "Red" or node.GetLayoutName() == "Red":
+        for i in range(scene.GetNumberOfNodesByClass(node_class)):
+            node = scene.GetNthNodeByClass(i, node_class)
+            if node.GetLayoutName() == "Red":
                 return node
         return None
+
+    def _foreground_description(self) -> str:
+        composite = self._red("vtkMRMLSliceCompositeNode")
+        node = self.slicer_app.scene.GetNodeByID(composite.GetForegroundVolumeID() or "") if composite else None
+        return f"{node.GetName()} @ {composite.GetForegroundOpacity():.2f}" if node else "none"
 
     def _publish(self) -> None:
         """Copy the session (table node, log summary, the Red view's actual slice) into the page state."""
@@ -128,12 +135,13 @@ class ReviewApp:
                 for r, s in enumerate(session.ranking)]
         summary = session.log.summary()
         budget = summary.budget_slices or len(session.ranking)
-        red = self._red_slice_node()
+        red = self._red("vtkMRMLSliceNode")
         minutes, seconds = divmod(int(summary.seconds_used), 60)
         with self.state:
             self.state.iwuo_rows = rows
             self.state.iwuo_current_rank = session.current_rank + 1
             self.state.iwuo_view_slice = slice_index_of_view(red, self.volume, session.axis) if red else -1
+            self.state.iwuo_foreground = self._foreground_description()
             self.state.iwuo_slices_used = summary.slices_corrected
             self.state.iwuo_budget = budget
             self.state.iwuo_budget_text = (f"{summary.slices_corrected} of {budget} slices · {minutes:02d}:{seconds:02d}"
@@ -261,8 +269,10 @@ class ReviewApp:
                               update_modelValue="trigger('iwuo_segment', [$event])")
                     v.VSelect(label="Heatmap", items=("iwuo_maps", list(OVERLAY_KINDS)), v_model=("iwuo_map",),
                               density="compact", hide_details=True, classes="mb-2", raw_attrs=['data-testid="map-select"'])
+                    html.Div("Overlay: {{ iwuo_foreground }}", classes="text-caption mb-1",
+                             raw_attrs=['data-testid="foreground"', ':data-foreground="iwuo_foreground"'])
                     v.VSlider(label="Opacity", v_model=("iwuo_opacity",), min=0, max=1, step=0.05, density="compact",
-                              hide_details=True, classes="mb-2")
+                              hide_details=True, classes="mb-2", raw_attrs=['data-testid="opacity"'])
                     with html.Div(classes="d-flex align-center ga-2 mb-2"):
                         v.VBtn("Export report", size="small", variant="tonal", click="trigger('iwuo_report')",
                                raw_attrs=['data-testid="btn-report"'])
