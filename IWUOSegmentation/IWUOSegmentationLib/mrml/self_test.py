@@ -17,22 +17,6 @@ import numpy as np
 REFERENCE_TO_WRITTEN = {0: 0, 1: 1, 2: 2, 3: 1, 4: 4}
 
 
-def _ijk_to_ras(case):
-    """IJK-to-RAS matrix of a SimpleITK-geometry case (LPS physical space -> RAS)."""
-    import vtk
-
-    direction = np.array(case.direction, float).reshape(3, 3)
-    flip = np.diag([-1.0, -1.0, 1.0])
-    ras = flip @ (direction * np.array(case.spacing, float)[None, :])
-    origin = flip @ np.array(case.origin, float)
-    m = vtk.vtkMatrix4x4()
-    for r in range(3):
-        for c in range(3):
-            m.SetElement(r, c, ras[r, c])
-        m.SetElement(r, 3, origin[r])
-    return m
-
-
 def replay_expert(session, segmentation, volume, corrected_written: np.ndarray, label_values: dict[str, int],
                   n_slices: int) -> list[float]:
     """Correct the next `n_slices` ranked slices by writing them into the segmentation node."""
@@ -68,6 +52,7 @@ def run_self_test(scene, work_dir: str, seed: int = 7, n_review: int = 5) -> dic
     from ..strategies import RankingContext, make_strategy
     from .analysis_nodes import add_heatmap_volume, add_segmentation
     from .review_session import ReviewSession
+    from .review_workflow import ijk_to_ras_matrix
 
     assert seed < FIRST_TRAINING_SEED, "self-test phantoms must not be training phantoms"
     start = time.time()
@@ -78,7 +63,7 @@ def run_self_test(scene, work_dir: str, seed: int = 7, n_review: int = 5) -> dic
     case = CaseImages.from_files([str(case_dir / f"{c}.nii.gz") for c in model.channel_names])
     result = MemberPredictor(model, device="cpu", members=("flips", "folds")).analyze(case)
     flair = slicer.util.addVolumeFromArray(case.arrays[0], name="PhantomFLAIR")
-    flair.SetIJKToRASMatrix(_ijk_to_ras(case))
+    flair.SetIJKToRASMatrix(ijk_to_ras_matrix(case.to_image(case.arrays[0])))
     written = {k: v for k, v in model.written_labels.items() if v}
     segmentation = add_segmentation(scene, result.label_map, flair, model.written_labels, "IWUO segmentation")
     heat = add_heatmap_volume(scene, result.uncertainty["entropy"], flair, "IWUO entropy")
