@@ -54,11 +54,13 @@ def start_server(case_dir: Path, out: Path, port: int) -> subprocess.Popen:
 
 
 def stop_server(proc: subprocess.Popen) -> None:
+    """SIGTERM must stop the server (the analysis' Ctrl-C handler must not outlive the analysis)."""
     proc.terminate()
     try:
         proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
         proc.kill()
+        raise AssertionError("the review server ignored SIGTERM") from None
 
 
 def read_log(out: Path) -> list[dict]:
@@ -325,3 +327,21 @@ def test_case_the_model_cannot_take_is_refused(phantom_cases, tmp_path):
     run = subprocess.run([*IWUO, "review", "--case", *map(str, flat), "--port", str(free_port()), "--out",
                           str(tmp_path / "o2")], capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and "3-D volume is needed" in run.stderr, run.stderr
+
+
+def test_ctrl_c_during_analysis_cancels_cleanly(phantom_cases, tmp_path):
+    """Ctrl-C while `iwuo review` analyses: exit 4, no analysis folder, nothing half-written."""
+    import signal
+
+    case_dir = sorted(p for p in phantom_cases.iterdir() if p.is_dir())[2]
+    out = tmp_path / "o"
+    proc = subprocess.Popen([*IWUO, "--progress", "json", "review", "--case", str(case_dir), "--out", str(out),
+                             "--port", str(free_port()), "--device", "cpu"], stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:  # wait until the analysis reports progress, then interrupt it
+        if '"progress"' in line and json.loads(line)["progress"] > 0.05:
+            break
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=120) == 4, rest[-2000:]
+    assert "cancelled" in rest
+    assert not (out / "analysis").exists() and not list(out.glob(".*partial*"))

@@ -43,8 +43,12 @@ class CancelFlag:
 
     def __init__(self) -> None:
         self.cancelled = False
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._set)
+        self._previous = {sig: signal.signal(sig, self._set) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def restore(self) -> None:
+        """Give the signals back (a server started afterwards must stop on Ctrl-C / SIGTERM)."""
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
     def _set(self, *_):
         self.cancelled = True
@@ -122,8 +126,12 @@ def cmd_review(args) -> int:
     from .review_case import check_port_free, prepare_review_case
 
     check_port_free(args.port, args.host)
-    case = prepare_review_case(args.case, args.model, args.out, args.analysis, device=args.device,
-                               tta=not args.disable_tta, progress=Progress(args.progress))
+    cancel = CancelFlag()
+    try:
+        case = prepare_review_case(args.case, args.model, args.out, args.analysis, device=args.device,
+                                   tta=not args.disable_tta, progress=Progress(args.progress), cancel=cancel)
+    finally:
+        cancel.restore()
     try:
         from .web.review_app import run_review
     except ImportError as exc:

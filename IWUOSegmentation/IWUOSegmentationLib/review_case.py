@@ -52,7 +52,8 @@ def check_port_free(port: int, host: str = "127.0.0.1") -> None:
 
 def prepare_review_case(case: list[str], model_path: Optional[str], out_dir: Optional[str],
                         analysis_dir: Optional[str] = None, device: str = "auto", tta: bool = True,
-                        progress: Optional[Callable[[float, str], None]] = None) -> ReviewCase:
+                        progress: Optional[Callable[[float, str], None]] = None,
+                        cancel: Optional[Callable[[], bool]] = None) -> ReviewCase:
     """Open the model, match the case's images to its channels, run the analysis unless one is given."""
     from .analysis_files import write_analysis
     from .demo_model import demo_model_folder
@@ -81,7 +82,7 @@ def prepare_review_case(case: list[str], model_path: Optional[str], out_dir: Opt
             raise BadInputError(f"{analysis} is not an analysis folder (no summary.json); leave --analysis out to "
                                 "analyse the case now.")
         predictor = MemberPredictor(model, device=device, members=("flips", "folds"), tta=tta)
-        result = predictor.analyze(images, progress=progress)
+        result = predictor.analyze(images, progress=progress, cancel=cancel)
         write_analysis(result, images, analysis, model.describe())
     sitk_images = [sitk.ReadImage(str(f)) for f in files]
     return ReviewCase(name=name, images=sitk_images, channel_names=model.channel_names,

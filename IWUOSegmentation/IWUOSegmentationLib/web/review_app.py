@@ -249,7 +249,8 @@ class ReviewApp:
             with v.VNavigationDrawer(permanent=True, width=380):
                 with v.VContainer(classes="pa-2"):
                     v.VProgressLinear(model_value=("100 * iwuo_slices_used / Math.max(iwuo_budget, 1)",), height=8,
-                                      color="primary", classes="mb-2", raw_attrs=['data-testid="budget-bar"'])
+                                      color=("iwuo_slices_used >= iwuo_budget ? 'error' : 'primary'",), classes="mb-2",
+                                      raw_attrs=['data-testid="budget-bar"'])
                     with html.Div(classes="d-flex flex-wrap ga-1 mb-2"):
                         for label, action, key in (("Previous", "previous", "p"), ("Next", "next", "n"),
                                                    ("Skip", "skip", "s"), ("Mark corrected", "mark_corrected", "d")):
