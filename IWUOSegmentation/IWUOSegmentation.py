@@ -95,6 +95,7 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self.process = None
         self.outputDir = None
+        self.reviewFolder = None
         self.channelSelectors = []
         self._parameterNode = None
         self._parameterNodeGuiTag = None
@@ -153,8 +154,7 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSceneStartClose(self, caller, event):
         """Before the scene goes: account for the last edits and save them, then let go of the session."""
         if self.logic.session is not None:
-            if self.logic.session.flush_edits():
-                self.logic.saveCorrections()
+            self.logic.flushAndSave()
             self.logic.session.close()
             self.logic.session = None
         self.budgetTimer.stop()
@@ -230,8 +230,11 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             folder = os.path.join(os.path.expanduser("~"), "IWUOSegmentation", volumes[0].GetName())
             if self._parameterNode is not None:
                 self._parameterNode.reviewFolder = pathlib.Path(folder)
-        self.outputDir = os.path.join(folder, "analysis")
-        if os.path.isfile(os.path.join(self.outputDir, "summary.json")):
+        from IWUOSegmentationLib.review_folder import ReviewFolder
+
+        self.reviewFolder = ReviewFolder(folder)
+        self.outputDir = str(self.reviewFolder.analysis)
+        if self.reviewFolder.has_analysis():
             # an analysis (and maybe a review begun here or in the browser) is already there: continue it
             self.ui.statusLabel.text = f"Using the analysis in {self.outputDir}"
             self.loadResults()
@@ -279,9 +282,9 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def loadResults(self):
         """Analysis folder -> segmentation, heatmaps and the review session (resumed if its log exists)."""
         background = self.channelSelectors[0][1].currentNode()
-        segmentation = self.logic.loadAnalysis(self.outputDir, background, self.ui.modelPathLineEdit.currentPath)
+        segmentation = self.logic.loadAnalysis(self.reviewFolder, background, self.ui.modelPathLineEdit.currentPath)
         self.onOverlayChanged()
-        session = self.logic.startReview(self.outputDir, background, segmentation)
+        session = self.logic.startReview(self.reviewFolder, background, segmentation)
         session.on_dirty = lambda: qt.QTimer.singleShot(0, self.onEditFinished)
         editor = self.ui.segmentEditorWidget
         editor.setSegmentationNode(segmentation)
@@ -303,8 +306,7 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onEditFinished(self):
         if self.logic.session is not None:
-            if self.logic.session.flush_edits():
-                self.logic.saveCorrections()
+            self.logic.flushAndSave()
             self.updateBudget()
 
     def updateBudget(self):
@@ -358,8 +360,7 @@ class IWUOSegmentationLogic(ScriptedLoadableModuleLogic):
 
         if self.session is None:
             raise ValueError("No review session yet: analyse a case first.")
-        if self.session.flush_edits():
-            self.saveCorrections()
+        self.flushAndSave()
         return write_review_report(self.session.log.path)
 
     def __init__(self):
@@ -374,26 +375,31 @@ class IWUOSegmentationLogic(ScriptedLoadableModuleLogic):
         node = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLSegmentEditorNode")
         return node if node is not None else slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentEditorNode")
 
-    def startReview(self, analysisFolder, referenceVolume, segmentation):
-        """Rank slices by IWUO and open a review session logged next to the analysis (shared with `iwuo review`)."""
-        from IWUOSegmentationLib.mrml.review_workflow import LOG_NAME, open_review
+    def startReview(self, reviewFolder, referenceVolume, segmentation):
+        """Rank slices by IWUO and open the review session of `reviewFolder` (shared with `iwuo review`)."""
+        from IWUOSegmentationLib.mrml.review_workflow import open_review
 
         if self.session is not None:
             self.session.close()
         self.referenceVolume = referenceVolume
-        self.analysisFolder = analysisFolder
         labels = json.loads(segmentation.GetAttribute("IWUO.labels") or "{}")
         self.session = open_review(slicer.mrmlScene, self.analysis, referenceVolume, segmentation, labels,
-                                   os.path.join(os.path.dirname(os.path.abspath(analysisFolder)), LOG_NAME))
+                                   reviewFolder.log)
         return self.session
+
+    def flushAndSave(self):
+        """Account for pending edits; when any slice changed, save the corrected label map too."""
+        if self.session is not None and self.session.flush_edits():
+            self.saveCorrections()
 
     def saveCorrections(self):
         """Write the corrected label map beside the log (atomic), as the browser front end does."""
         from IWUOSegmentationLib.analysis_files import read_analysis
         from IWUOSegmentationLib.mrml.review_workflow import save_session_corrections
+        from IWUOSegmentationLib.review_folder import ReviewFolder
 
-        if self.analysis is None:  # a session resumed from a saved scene: the analysis sits in analysis/
-            self.analysis = read_analysis(self.session.log.path.parent / "analysis")
+        if self.analysis is None:  # a session resumed from a saved scene: its analysis is in its review folder
+            self.analysis = read_analysis(ReviewFolder(self.session.log.path.parent).analysis)
         save_session_corrections(self.session, self.analysis.reference)
 
     def resumeReview(self):
@@ -440,20 +446,16 @@ class IWUOSegmentationLogic(ScriptedLoadableModuleLogic):
                 return node
         return None
 
-    def loadAnalysis(self, folder, referenceVolume, modelPath):
+    def loadAnalysis(self, reviewFolder, referenceVolume, modelPath):
         """Segmentation (saved corrections first) and heatmaps into the scene (shared with `iwuo review`)."""
         from IWUOSegmentationLib.model_folder import open_model
-        from IWUOSegmentationLib.mrml.review_workflow import (
-            CORRECTED_NAME,
-            load_analysis_into_scene,
-            read_corrected_segmentation,
-        )
+        from IWUOSegmentationLib.mrml.review_workflow import load_analysis_into_scene, read_corrected_segmentation
 
         model = open_model(modelPath)
         shape = slicer.util.arrayFromVolume(referenceVolume).shape
-        reviewFolder = os.path.dirname(os.path.abspath(folder))  # analysis/ sits in the review folder
-        corrected = read_corrected_segmentation(os.path.join(reviewFolder, CORRECTED_NAME), shape)
-        loaded = load_analysis_into_scene(slicer.mrmlScene, folder, referenceVolume, model.written_labels, corrected)
+        corrected = read_corrected_segmentation(reviewFolder.corrected, shape)
+        loaded = load_analysis_into_scene(slicer.mrmlScene, reviewFolder.analysis, referenceVolume,
+                                          model.written_labels, corrected)
         self.analysis = loaded.analysis
         self.overlays = loaded.overlays
         return loaded.segmentation

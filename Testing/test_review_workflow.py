@@ -25,8 +25,6 @@ def prepared_case(phantom_cases, tmp_path_factory):
 
 def _open(scene, case, corrected=True):
     from IWUOSegmentationLib.mrml.review_workflow import (
-        CORRECTED_NAME,
-        LOG_NAME,
         add_volume_from_image,
         load_analysis_into_scene,
         open_review,
@@ -34,10 +32,10 @@ def _open(scene, case, corrected=True):
     )
 
     volume = add_volume_from_image(case.images[0], "FLAIR")
-    saved = read_corrected_segmentation(case.out_dir / CORRECTED_NAME, case.shape) if corrected else None
+    saved = read_corrected_segmentation(case.folder.corrected, case.shape) if corrected else None
     loaded = load_analysis_into_scene(scene, case.analysis_dir, volume, case.written_labels, saved)
     session = open_review(scene, loaded.analysis, volume, loaded.segmentation, loaded.labels,
-                          case.out_dir / LOG_NAME, budget_slices=10)
+                          case.folder.log, budget_slices=10)
     return volume, loaded, session
 
 
@@ -69,7 +67,6 @@ def test_session_hands_over_between_front_ends(prepared_case):
 
     from IWUOSegmentationLib.mrml.headless_scene import create_headless_scene
     from IWUOSegmentationLib.mrml.review_workflow import (
-        CORRECTED_NAME,
         save_session_corrections,
         segmentation_label_map,
     )
@@ -85,11 +82,11 @@ def test_session_hands_over_between_front_ends(prepared_case):
     slicer.util.updateSegmentBinaryLabelmapFromArray((mask | added).astype(np.uint8), loaded.segmentation,
                                                      segment_id, volume)
     assert session.flush_edits() == 1
-    assert save_session_corrections(session, prepared_case.images[0]) == prepared_case.out_dir / CORRECTED_NAME
+    assert save_session_corrections(session, prepared_case.images[0]) == prepared_case.folder.corrected
     expected = segmentation_label_map(loaded.segmentation, volume, loaded.labels)
     session.close()
     scene_a.Clear(1)
-    assert not list(prepared_case.out_dir.glob(".*partial*")), "a temporary file was left behind"
+    assert not list(prepared_case.folder.root.glob(".*partial*")), "a temporary file was left behind"
 
     scene_b = create_headless_scene()
     volume_b, loaded_b, resumed = _open(scene_b, prepared_case)

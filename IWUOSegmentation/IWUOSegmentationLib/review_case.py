@@ -17,6 +17,7 @@ import SimpleITK as sitk
 
 from .case_folders import find_case_files, match_channels
 from .errors import BadInputError
+from .review_folder import ReviewFolder
 
 
 @dataclass
@@ -26,7 +27,7 @@ class ReviewCase:
     channel_names: list[str]
     written_labels: dict[str, int]
     analysis_dir: Path
-    out_dir: Path
+    folder: ReviewFolder  # where the log and the corrections go
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -74,9 +75,9 @@ def prepare_review_case(case: list[str], model_path: Optional[str], out_dir: Opt
         name = paths[0].name.split(".")[0]
     images = CaseImages.from_files([str(f) for f in files])
     images.validate()
-    out = Path(out_dir or Path("iwuo_review") / name)
-    out.mkdir(parents=True, exist_ok=True)
-    analysis = Path(analysis_dir) if analysis_dir else out / "analysis"
+    folder = ReviewFolder(out_dir or Path("iwuo_review") / name)
+    folder.root.mkdir(parents=True, exist_ok=True)
+    analysis = Path(analysis_dir) if analysis_dir else folder.analysis
     if not (analysis / "summary.json").is_file():
         if analysis_dir:
             raise BadInputError(f"{analysis} is not an analysis folder (no summary.json); leave --analysis out to "
@@ -86,4 +87,4 @@ def prepare_review_case(case: list[str], model_path: Optional[str], out_dir: Opt
         write_analysis(result, images, analysis, model.describe())
     sitk_images = [sitk.ReadImage(str(f)) for f in files]
     return ReviewCase(name=name, images=sitk_images, channel_names=model.channel_names,
-                      written_labels=model.written_labels, analysis_dir=analysis, out_dir=out)
+                      written_labels=model.written_labels, analysis_dir=analysis, folder=folder)

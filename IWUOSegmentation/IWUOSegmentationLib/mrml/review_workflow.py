@@ -2,8 +2,8 @@
 
 The desktop module (IWUOSegmentation.py) and the browser app (web/review_app.py) call these
 functions, so a session started in one can be finished in the other: same nodes, same IWUO
-ranking, same BudgetLog file (`review.budget.jsonl`) and the same saved label map of the
-corrected segmentation (`corrected_segmentation.nii.gz`).
+ranking, same BudgetLog file and the same saved label map of the corrected segmentation, laid
+out as `review_folder.ReviewFolder` says.
 """
 
 from __future__ import annotations
@@ -18,11 +18,10 @@ import numpy as np
 
 from ..analysis_files import UNCERTAINTY_MAPS, LoadedAnalysis, read_analysis
 from ..errors import BadInputError
+from ..review_folder import ReviewFolder
 from .analysis_nodes import add_heatmap_volume, add_segmentation, place_in_study
 from .review_session import ReviewSession
 
-LOG_NAME = "review.budget.jsonl"
-CORRECTED_NAME = "corrected_segmentation.nii.gz"
 #: Heatmaps offered as overlays, the default first: the uncertainty maps and the per-voxel impact proxy.
 OVERLAY_KINDS = ("entropy", *(m for m in UNCERTAINTY_MAPS if m != "entropy"), "impact")
 
@@ -146,9 +145,9 @@ def save_corrected_segmentation(segmentation, volume, labels: dict[str, int], re
 
 
 def save_session_corrections(session: ReviewSession, reference_image) -> Path:
-    """The session's segmentation as `corrected_segmentation.nii.gz` beside its budget log."""
+    """The session's segmentation as the corrected label map of the review folder its budget log is in."""
     return save_corrected_segmentation(session.segmentation, session.volume, session.label_values, reference_image,
-                                       session.log.path.parent / CORRECTED_NAME)
+                                       ReviewFolder(session.log.path.parent).corrected)
 
 
 def read_corrected_segmentation(path: str | os.PathLike, shape: tuple[int, ...]) -> Optional[np.ndarray]:

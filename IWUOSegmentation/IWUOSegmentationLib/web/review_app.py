@@ -16,8 +16,6 @@ from typing import Optional
 
 from ..mrml.review_session import ReviewSession, slice_index_of_view
 from ..mrml.review_workflow import (
-    CORRECTED_NAME,
-    LOG_NAME,
     OVERLAY_KINDS,
     add_volume_from_image,
     load_analysis_into_scene,
@@ -87,14 +85,14 @@ class ReviewApp:
         scene = self.slicer_app.scene
         volume = add_volume_from_image(case.images[0], case.channel_names[0])
         self.volume = volume
-        corrected = read_corrected_segmentation(case.out_dir / CORRECTED_NAME, case.shape)
+        corrected = read_corrected_segmentation(case.folder.corrected, case.shape)
         loaded = load_analysis_into_scene(scene, case.analysis_dir, volume, case.written_labels, corrected)
         self.segmentation, self.overlays, self.labels = loaded.segmentation, loaded.overlays, loaded.labels
         self.slicer_app.display_manager.show_volume(volume, do_reset_views=True)
         editor = self.slicer_app.segmentation_editor
         editor.set_active_segmentation(self.segmentation, volume)
         self.session = open_review(scene, loaded.analysis, volume, self.segmentation, self.labels,
-                                   case.out_dir / LOG_NAME, budget_slices=budget_slices)
+                                   case.folder.log, budget_slices=budget_slices)
         self.session.on_dirty = self._schedule_flush
         self._set_overlay(self.state.iwuo_map, self.state.iwuo_opacity)
         if self.session.current_rank >= 0:  # resumed from the log: show where the reviewer stopped
@@ -310,7 +308,7 @@ class ReviewApp:
     def start(self, port: int, host: str = "127.0.0.1", **kwargs) -> None:
         self.publish_segments()
         print(f"IWUO review: slice views rendered by {self.render_backend()}", flush=True)
-        print(f"IWUO review of {self.case.name}: open http://{host}:{port}/ (log: {self.case.out_dir / LOG_NAME})",
+        print(f"IWUO review of {self.case.name}: open http://{host}:{port}/ (log: {self.case.folder.log})",
               flush=True)
         self.server.start(port=port, host=host, open_browser=False, show_connection_info=False, **kwargs)
 
