@@ -205,6 +205,10 @@ class ReviewSession:
         if self.on_dirty is not None:
             self.on_dirty()
 
+    def accounted_masks(self) -> dict[str, np.ndarray]:
+        """Segment id -> mask as of the last flush: the state the budget log accounts for."""
+        return self._snapshot
+
     def flush_edits(self) -> int:
         """Attribute the voxel changes since the last flush to their slices; return slices changed."""
         if not self.dirty:

@@ -114,27 +114,31 @@ def open_review(scene, analysis: LoadedAnalysis, volume, segmentation, labels: d
                          budget_slices=budget_slices)
 
 
+def label_map_from_masks(masks: dict[str, np.ndarray], labels: dict[str, int], shape: tuple[int, ...]) -> np.ndarray:
+    """Segment masks (in segment order) as one label map of written label values; later segments win."""
+    out = np.zeros(shape, np.uint8)
+    for segment_id, mask in masks.items():
+        if segment_id in labels:
+            out[mask] = labels[segment_id]
+    return out
+
+
 def segmentation_label_map(segmentation, volume, labels: dict[str, int]) -> np.ndarray:
     """The segmentation as one label map on `volume`'s grid (written label values; later segments win)."""
     import slicer.util
 
-    shape = slicer.util.arrayFromVolume(volume).shape
-    out = np.zeros(shape, np.uint8)
     seg = segmentation.GetSegmentation()
-    for i in range(seg.GetNumberOfSegments()):
-        segment_id = seg.GetNthSegmentID(i)
-        if segment_id in labels:
-            out[slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segment_id, volume) > 0] = labels[segment_id]
-    return out
+    ids = [seg.GetNthSegmentID(i) for i in range(seg.GetNumberOfSegments())]
+    masks = {sid: slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, sid, volume) > 0 for sid in ids}
+    return label_map_from_masks(masks, labels, slicer.util.arrayFromVolume(volume).shape)
 
 
-def save_corrected_segmentation(segmentation, volume, labels: dict[str, int], reference_image,
-                                path: str | os.PathLike) -> Path:
+def save_corrected_segmentation(label_map: np.ndarray, reference_image, path: str | os.PathLike) -> Path:
     """Write the corrected label map atomically (temp file + rename) with the input image's geometry."""
     import SimpleITK as sitk
 
     path = Path(path)
-    image = sitk.GetImageFromArray(segmentation_label_map(segmentation, volume, labels))
+    image = sitk.GetImageFromArray(label_map)
     image.CopyInformation(reference_image)
     tmp = path.with_name(f".{path.name}.partial.nii.gz")
     sitk.WriteImage(image, str(tmp), True)
@@ -145,9 +149,13 @@ def save_corrected_segmentation(segmentation, volume, labels: dict[str, int], re
 
 
 def save_session_corrections(session: ReviewSession, reference_image) -> Path:
-    """The session's segmentation as the corrected label map of the review folder its budget log is in."""
-    return save_corrected_segmentation(session.segmentation, session.volume, session.label_values, reference_image,
-                                       ReviewFolder(session.log.path.parent).corrected)
+    """The segmentation as the session's log accounts for it (its last flush, no second extraction), written as
+    the corrected label map of the review folder the log is in."""
+    import slicer.util
+
+    label_map = label_map_from_masks(session.accounted_masks(), session.label_values,
+                                     slicer.util.arrayFromVolume(session.volume).shape)
+    return save_corrected_segmentation(label_map, reference_image, ReviewFolder(session.log.path.parent).corrected)
 
 
 def read_corrected_segmentation(path: str | os.PathLike, shape: tuple[int, ...]) -> Optional[np.ndarray]:
