@@ -179,9 +179,11 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
         if self.logic.session is not None or slicer.mrmlScene.GetFirstNodeByName("IWUO ranking") is None:
             return
+        from IWUOSegmentationLib.errors import IWUOError
+
         try:
             session = self.logic.resumeReview()
-        except (FileNotFoundError, ValueError) as exc:
+        except (FileNotFoundError, ValueError, IWUOError) as exc:
             self.ui.statusLabel.text = str(exc)
             return
         session.on_dirty = lambda: qt.QTimer.singleShot(0, self.onEditFinished)
@@ -388,27 +390,29 @@ class IWUOSegmentationLogic(ScriptedLoadableModuleLogic):
         return self.session
 
     def flushAndSave(self):
-        """Account for pending edits; when any slice changed, save the corrected label map too."""
-        if self.session is not None and self.session.flush_edits():
-            self.saveCorrections()
-
-    def saveCorrections(self):
-        """Write the corrected label map beside the log (atomic), as the browser front end does."""
-        from IWUOSegmentationLib.analysis_files import read_analysis
-        from IWUOSegmentationLib.mrml.review_workflow import save_session_corrections
-        from IWUOSegmentationLib.review_folder import ReviewFolder
-
-        if self.analysis is None:  # a session resumed from a saved scene: its analysis is in its review folder
-            self.analysis = read_analysis(ReviewFolder(self.session.log.path.parent).analysis)
-        save_session_corrections(self.session, self.analysis.reference)
+        """Account for pending edits; the session saves the corrected label map before it logs them."""
+        if self.session is not None:
+            self.session.flush_edits()
 
     def resumeReview(self):
+        """The session of a reopened scene, saving its corrections beside its log as a new one does."""
+        from IWUOSegmentationLib.analysis_files import read_analysis
+        from IWUOSegmentationLib.errors import BadInputError
         from IWUOSegmentationLib.mrml.review_session import ReviewSession
+        from IWUOSegmentationLib.mrml.review_workflow import save_corrections_before_logging
+        from IWUOSegmentationLib.review_folder import ReviewFolder
 
         self.session = ReviewSession.restore(slicer.mrmlScene)
         self.referenceVolume = self.session.volume
         labels = json.loads(self.session.segmentation.GetAttribute("IWUO.labels") or "{}")
         self.session.label_values = labels
+        try:
+            self.analysis = read_analysis(ReviewFolder(self.session.log.path.parent).analysis)
+        except BadInputError:  # no analysis beside the log: without its geometry corrections cannot be saved
+            self.session.close()
+            self.session = None
+            raise
+        save_corrections_before_logging(self.session, self.analysis.reference)
         return self.session
 
     def setReference(self, referenceSegmentation):

@@ -23,20 +23,36 @@ def prepared_case(phantom_cases, tmp_path_factory):
                                device="cpu", tta=False)
 
 
-def _open(scene, case, corrected=True):
+def _open(scene, case, corrected=True, folder=None):
+    """What both front ends do on start: the saved corrections (if any) into the scene, then the session."""
     from IWUOSegmentationLib.mrml.review_workflow import (
         add_volume_from_image,
         load_analysis_into_scene,
         open_review,
         read_corrected_segmentation,
     )
+    from IWUOSegmentationLib.review_folder import ReviewFolder
 
+    folder = case.folder if folder is None else ReviewFolder(folder)
     volume = add_volume_from_image(case.images[0], "FLAIR")
-    saved = read_corrected_segmentation(case.folder.corrected, case.shape) if corrected else None
+    saved = read_corrected_segmentation(folder.corrected, case.shape) if corrected else None
     loaded = load_analysis_into_scene(scene, case.analysis_dir, volume, case.written_labels, saved)
     session = open_review(scene, loaded.analysis, volume, loaded.segmentation, loaded.labels,
-                          case.folder.log, budget_slices=10)
+                          folder.log, budget_slices=10)
     return volume, loaded, session
+
+
+def _add_box(loaded, volume, slice_index: int, rows=slice(10, 14), cols=slice(10, 15)) -> np.ndarray:
+    """A brush-like edit through the segmentation node: add a box to the first segment on one slice."""
+    import slicer.util
+
+    segment_id = next(iter(loaded.labels))
+    mask = slicer.util.arrayFromSegmentBinaryLabelmap(loaded.segmentation, segment_id, volume) > 0
+    added = np.zeros_like(mask)
+    added[slice_index, rows, cols] = ~mask[slice_index, rows, cols]
+    slicer.util.updateSegmentBinaryLabelmapFromArray((mask | added).astype(np.uint8), loaded.segmentation,
+                                                     segment_id, volume)
+    return added
 
 
 def test_prepared_case_matches_channels_and_analyses(prepared_case):
@@ -63,8 +79,6 @@ def test_overlays_include_impact_with_its_colour_table(mrml_scene, prepared_case
 
 def test_session_hands_over_between_front_ends(prepared_case):
     """Front end A corrects a slice and stops; front end B, in a new scene, resumes the same state."""
-    import slicer.util
-
     from IWUOSegmentationLib.mrml.headless_scene import create_headless_scene
     from IWUOSegmentationLib.mrml.review_workflow import (
         save_session_corrections,
@@ -75,15 +89,12 @@ def test_session_hands_over_between_front_ends(prepared_case):
     volume, loaded, session = _open(scene_a, prepared_case)
     session.next()
     target = session.next()  # rank 2
-    segment_id = next(iter(loaded.labels))
-    mask = slicer.util.arrayFromSegmentBinaryLabelmap(loaded.segmentation, segment_id, volume) > 0
-    added = np.zeros_like(mask)
-    added[target, 10:14, 10:15] = ~mask[target, 10:14, 10:15]
-    slicer.util.updateSegmentBinaryLabelmapFromArray((mask | added).astype(np.uint8), loaded.segmentation,
-                                                     segment_id, volume)
+    added = _add_box(loaded, volume, target)
     assert session.flush_edits() == 1
-    assert save_session_corrections(session, prepared_case.images[0]) == prepared_case.folder.corrected
     expected = segmentation_label_map(loaded.segmentation, volume, loaded.labels)
+    saved = sitk.GetArrayFromImage(sitk.ReadImage(str(prepared_case.folder.corrected)))
+    assert np.array_equal(saved, expected), "the flush did not save the corrected segmentation"
+    assert save_session_corrections(session, prepared_case.images[0]) == prepared_case.folder.corrected
     session.close()
     scene_a.Clear(1)
     assert not list(prepared_case.folder.root.glob(".*partial*")), "a temporary file was left behind"
@@ -99,6 +110,56 @@ def test_session_hands_over_between_front_ends(prepared_case):
     assert resumed.flush_edits() == 0, "resuming counted the saved corrections as new edits"
     resumed.close()
     scene_b.Clear(1)
+
+
+def test_corrections_are_saved_before_logged_and_recovered_after_a_crash(prepared_case, tmp_path):
+    """Whatever flushes (Next here), the saved segmentation holds every logged correction; a crash between
+    saving and logging leaves a saved, unlogged correction, which the next start logs as recovered."""
+    from IWUOSegmentationLib.mrml.headless_scene import create_headless_scene
+    from IWUOSegmentationLib.mrml.review_workflow import segmentation_label_map
+
+    prediction = sitk.GetArrayFromImage(sitk.ReadImage(str(prepared_case.analysis_dir / "segmentation.nii.gz")))
+    saved = lambda: sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "corrected_segmentation.nii.gz")))  # noqa: E731
+    scene_a = create_headless_scene()
+    volume, loaded, session = _open(scene_a, prepared_case, folder=tmp_path)
+    assert [e["kind"] for e in session.log.read()] == ["session_started"], "a fresh session logged a correction"
+    first = session.next()
+    _add_box(loaded, volume, first)
+    second = session.next()  # navigation flushes the pending stroke: saved, then logged
+    assert np.array_equal(saved(), segmentation_label_map(loaded.segmentation, volume, loaded.labels))
+    assert [e["slice"] for e in session.log.read() if e["kind"] == "slice_corrected"] == [first]
+
+    def fail(message):
+        def raise_(*_, **__):
+            raise OSError(message)
+        return raise_
+
+    session.on_accounted, save = fail("disk full"), session.on_accounted
+    added = _add_box(loaded, volume, second)
+    with pytest.raises(OSError, match="disk full"):
+        session.flush_edits()
+    assert session.dirty and [e["slice"] for e in session.log.read() if e["kind"] == "slice_corrected"] == [first]
+    session.on_accounted = save  # the failed save is retried by the next flush; now the log line is cut off:
+    session.log.append = fail("killed")
+    with pytest.raises(OSError, match="killed"):
+        session.flush_edits()
+    edited = segmentation_label_map(loaded.segmentation, volume, loaded.labels)
+    assert np.array_equal(saved(), edited) and not np.array_equal(saved()[second], prediction[second])
+    scene_a.Clear(1)
+
+    scene_b = create_headless_scene()
+    _, _, resumed = _open(scene_b, prepared_case, folder=tmp_path)
+    recovered = [e for e in resumed.log.read() if e.get("recovered")]
+    assert [e["slice"] for e in recovered] == [second]
+    assert sum(recovered[0]["voxels_added"].values()) == int(added.sum()) > 0
+    assert resumed.log.summary().slices_corrected == 2 and resumed.flush_edits() == 0
+    resumed.close()
+    scene_b.Clear(1)
+    scene_c = create_headless_scene()  # a third start finds nothing more to recover
+    _, _, again = _open(scene_c, prepared_case, folder=tmp_path)
+    assert len([e for e in again.log.read() if e.get("recovered")]) == 1
+    again.close()
+    scene_c.Clear(1)
 
 
 def test_analysis_of_another_case_and_foreign_corrections_are_refused(mrml_scene, prepared_case, tmp_path):

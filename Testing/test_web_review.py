@@ -94,10 +94,22 @@ def label_arrays(out: Path) -> tuple[np.ndarray, np.ndarray]:
     return read(out / "analysis" / "segmentation.nii.gz"), read(out / "corrected_segmentation.nii.gz")
 
 
-def assert_log_matches_saved_segmentation(out: Path) -> set[int]:
-    """Every changed voxel of the saved segmentation is on a logged slice, and per label the logged net
-    change equals the saved one: nothing corrected is missing from the log, nothing logged is unsaved.
-    (A slice edited and then restored is logged but unchanged, hence a subset.)"""
+def assert_log_matches_saved_segmentation(out: Path, settle: float = 10.0) -> set[int]:
+    """Once the server has finished the flush under way (within `settle` s), every changed voxel of the saved
+    segmentation is on a logged slice, and per label the logged net change equals the saved one: nothing
+    corrected is missing from the log, nothing logged is unsaved. (A slice edited and then restored is logged
+    but unchanged, hence a subset.) Returns the slices the saved segmentation changed."""
+    deadline = time.time() + settle
+    while True:
+        try:
+            return _log_matches_saved_segmentation(out)
+        except AssertionError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.25)
+
+
+def _log_matches_saved_segmentation(out: Path) -> set[int]:
     original, corrected = label_arrays(out)
     events = [e for e in read_log(out) if e["kind"] == "slice_corrected"]
     changed_slices = set(np.unique(np.argwhere(original != corrected)[:, 0]).tolist())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -71,6 +71,8 @@ class ReviewSession:
         self._observer = None
         self.dirty = False
         self.on_dirty = None  # GUI hook: schedule flush_edits() after the current event
+        #: Persists the segmentation as accounted (segment id -> mask); flush_edits calls it before it logs.
+        self.on_accounted: Optional[Callable[[dict[str, np.ndarray]], None]] = None
         self._initial_dice = self.measured_dice()
         self._observe()
         events = self.log.read()
@@ -215,12 +217,29 @@ class ReviewSession:
             return 0
         self.dirty = False
         current = self._label_arrays()
+        changed = self._slice_changes(self._snapshot, current)
+        if changed and self.on_accounted is not None:
+            # Saved before logged: a correction the log counts is on disk, whichever path flushed
+            # (a stroke, Next, closing). A failed save leaves the edit pending, to be retried.
+            try:
+                self.on_accounted(current)
+            except BaseException:
+                self.dirty = True
+                raise
+        self._snapshot = current
+        if not changed:
+            return 0
+        self._log_corrections(changed)
+        return len(changed)
+
+    def _slice_changes(self, before: dict[str, np.ndarray], after: dict[str, np.ndarray]) -> dict[int, dict]:
+        """Slice index -> voxels added/removed per written label, from segment masks before and after."""
         changed: dict[int, dict[str, dict[str, int]]] = {}
         other = tuple(a for a in range(3) if a != self.axis)
-        for sid, mask in current.items():
-            before = self._snapshot.get(sid, np.zeros_like(mask))
-            added = (mask & ~before).sum(axis=other)
-            removed = (~mask & before).sum(axis=other)
+        for sid, mask in after.items():
+            previous = before.get(sid, np.zeros_like(mask))
+            added = (mask & ~previous).sum(axis=other)
+            removed = (~mask & previous).sum(axis=other)
             label = str(self.label_values.get(sid, sid))
             for s in np.flatnonzero(added + removed):
                 entry = changed.setdefault(int(s), {"voxels_added": {}, "voxels_removed": {}})
@@ -228,20 +247,31 @@ class ReviewSession:
                     entry["voxels_added"][label] = int(added[s])
                 if removed[s]:
                     entry["voxels_removed"][label] = int(removed[s])
-        self._snapshot = current
-        if not changed:
-            return 0
+        return changed
+
+    def _log_corrections(self, changed: dict[int, dict[str, dict[str, int]]], **extra) -> None:
         measured = self.measured_dice()
         for s, entry in sorted(changed.items()):
             seconds = time.time() - self._shown_at if self._shown_at else 0.0
             rank = self.ranking.index(s) + 1 if s in self.ranking else None
             self.log.append("slice_corrected", slice=s, rank=rank, seconds=round(seconds, 3),
-                            measured_dice=measured, estimated_dice_gain=self._impact(rank), **entry)
+                            measured_dice=measured, estimated_dice_gain=self._impact(rank), **entry, **extra)
             if rank is not None:
                 self._set_status(rank - 1, "corrected")
         self._shown_at = time.time()
         self._mirror_log()
-        return len(changed)
+
+    def log_unlogged_corrections(self, prediction: dict[str, np.ndarray]) -> list[int]:
+        """Slices where the segmentation differs from `prediction` (segment id -> mask) but the log has no
+        correction: saved corrections whose log line a crash cut off (corrections are saved before they are
+        logged). Logged now, marked recovered, so the budget counts them; returns their slice indices."""
+        logged = {int(e["slice"]) for e in self.log.read() if e["kind"] == "slice_corrected"}
+        changed = {s: entry for s, entry in self._slice_changes(prediction, self._snapshot).items() if s not in logged}
+        if changed:
+            shown_at = self._shown_at
+            self._log_corrections(changed, recovered=True)
+            self._shown_at = shown_at  # no visit is timed by the recovery
+        return sorted(changed)
 
     def _impact(self, rank: Optional[int]) -> float:
         column = self.table.GetTable().GetColumnByName("impact")

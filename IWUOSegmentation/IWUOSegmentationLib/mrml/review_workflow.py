@@ -100,7 +100,9 @@ def load_analysis_into_scene(scene, analysis_folder: str | os.PathLike, volume, 
 
 def open_review(scene, analysis: LoadedAnalysis, volume, segmentation, labels: dict[str, int],
                 log_path: str | os.PathLike, budget_slices: Optional[int] = None) -> ReviewSession:
-    """IWUO ranking (whole tumour, entropy) as a review session; an existing log resumes its progress."""
+    """IWUO ranking (whole tumour, entropy) as a review session; an existing log resumes its progress, and
+    saved corrections it lacks (a crash between saving and logging) are logged. Every flush saves the
+    corrected label map before logging."""
     from ..slice_scores import iwuo_ranking
 
     axis, _, rows = iwuo_ranking(analysis.label_map, analysis.probabilities, analysis.summary["outputs"],
@@ -110,8 +112,11 @@ def open_review(scene, analysis: LoadedAnalysis, volume, segmentation, labels: d
         node = scene.GetFirstNodeByName(table)
         if node is not None:
             scene.RemoveNode(node)
-    return ReviewSession(scene, volume, segmentation, str(log_path), ranking=rows, axis=axis, label_values=labels,
-                         budget_slices=budget_slices)
+    session = ReviewSession(scene, volume, segmentation, str(log_path), ranking=rows, axis=axis,
+                            label_values=labels, budget_slices=budget_slices)
+    session.log_unlogged_corrections({sid: analysis.label_map == value for sid, value in labels.items()})
+    save_corrections_before_logging(session, analysis.reference)
+    return session
 
 
 def label_map_from_masks(masks: dict[str, np.ndarray], labels: dict[str, int], shape: tuple[int, ...]) -> np.ndarray:
@@ -148,14 +153,22 @@ def save_corrected_segmentation(label_map: np.ndarray, reference_image, path: st
     return path
 
 
-def save_session_corrections(session: ReviewSession, reference_image) -> Path:
-    """The segmentation as the session's log accounts for it (its last flush, no second extraction), written as
-    the corrected label map of the review folder the log is in."""
+def save_session_corrections(session: ReviewSession, reference_image,
+                             masks: Optional[dict[str, np.ndarray]] = None) -> Path:
+    """The segmentation as the session's log accounts for it (`masks`, by default those of its last flush: no
+    second extraction), written as the corrected label map of the review folder the log is in."""
     import slicer.util
 
-    label_map = label_map_from_masks(session.accounted_masks(), session.label_values,
+    label_map = label_map_from_masks(session.accounted_masks() if masks is None else masks, session.label_values,
                                      slicer.util.arrayFromVolume(session.volume).shape)
     return save_corrected_segmentation(label_map, reference_image, ReviewFolder(session.log.path.parent).corrected)
+
+
+def save_corrections_before_logging(session: ReviewSession, reference_image) -> None:
+    """Make every flush of the session write the corrected label map before its log lines, so whatever path
+    flushes (a stroke, Next, closing) a correction the log counts is saved; a crash in between leaves a saved
+    but unlogged correction, which `open_review` logs on resume."""
+    session.on_accounted = lambda masks: save_session_corrections(session, reference_image, masks)
 
 
 def read_corrected_segmentation(path: str | os.PathLike, shape: tuple[int, ...]) -> Optional[np.ndarray]:

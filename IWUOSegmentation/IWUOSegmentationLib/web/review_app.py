@@ -21,7 +21,6 @@ from ..mrml.review_workflow import (
     load_analysis_into_scene,
     open_review,
     read_corrected_segmentation,
-    save_session_corrections,
 )
 from ..review_case import ReviewCase
 
@@ -157,18 +156,15 @@ class ReviewApp:
             self._flush()
 
     def _flush(self) -> None:
+        """Account for the stroke: the session saves the corrected segmentation, then logs it."""
         self._flush_scheduled = False
-        if self.session.flush_edits():
-            self._save_corrections()
+        self.session.flush_edits()
         self._publish()
 
-    def _save_corrections(self) -> None:
-        save_session_corrections(self.session, self.case.images[0])
-
     def save_now(self, **_) -> None:
-        """Flush pending edits to the log and the saved segmentation (browser gone, server stopping)."""
-        if self.session is not None and self.session.flush_edits():
-            self._save_corrections()
+        """Flush pending edits to the saved segmentation and the log (browser gone, server stopping)."""
+        if self.session is not None:
+            self.session.flush_edits()
 
     # -- actions ----------------------------------------------------------------------------------
     def act(self, action: str) -> None:
