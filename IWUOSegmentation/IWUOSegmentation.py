@@ -395,24 +395,11 @@ class IWUOSegmentationLogic(ScriptedLoadableModuleLogic):
             self.session.flush_edits()
 
     def resumeReview(self):
-        """The session of a reopened scene, saving its corrections beside its log as a new one does."""
-        from IWUOSegmentationLib.analysis_files import read_analysis
-        from IWUOSegmentationLib.errors import BadInputError
-        from IWUOSegmentationLib.mrml.review_session import ReviewSession
-        from IWUOSegmentationLib.mrml.review_workflow import save_corrections_before_logging
-        from IWUOSegmentationLib.review_folder import ReviewFolder
+        """The session of a reopened scene, up to date with its review folder (saved corrections, log)."""
+        from IWUOSegmentationLib.mrml.review_workflow import resume_review_from_scene
 
-        self.session = ReviewSession.restore(slicer.mrmlScene)
+        self.session, self.analysis = resume_review_from_scene(slicer.mrmlScene)
         self.referenceVolume = self.session.volume
-        labels = json.loads(self.session.segmentation.GetAttribute("IWUO.labels") or "{}")
-        self.session.label_values = labels
-        try:
-            self.analysis = read_analysis(ReviewFolder(self.session.log.path.parent).analysis)
-        except BadInputError:  # no analysis beside the log: without its geometry corrections cannot be saved
-            self.session.close()
-            self.session = None
-            raise
-        save_corrections_before_logging(self.session, self.analysis.reference)
         return self.session
 
     def setReference(self, referenceSegmentation):

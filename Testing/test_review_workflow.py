@@ -162,6 +162,51 @@ def test_corrections_are_saved_before_logged_and_recovered_after_a_crash(prepare
     scene_c.Clear(1)
 
 
+def test_reopened_scene_resumes_with_the_corrections_saved_after_it(prepared_case, tmp_path):
+    """The desktop path: a scene saved mid-review, more corrections, a crash, the scene reopened. The
+    segmentation comes back as the review folder saved it (not as the older scene file had it), nothing is
+    re-counted, and the next correction is saved on top of all of them."""
+    from IWUOSegmentationLib.mrml.headless_scene import create_headless_scene
+    from IWUOSegmentationLib.mrml.review_workflow import resume_review_from_scene, segmentation_label_map
+    from IWUOSegmentationLib.mrml.scene_io import load_scene, save_scene
+
+    (tmp_path / "analysis").symlink_to(prepared_case.analysis_dir)  # a review folder: analysis/ beside the log
+    scene_a = create_headless_scene()
+    volume, loaded, session = _open(scene_a, prepared_case, folder=tmp_path)
+    first = session.next()
+    _add_box(loaded, volume, first)
+    session.flush_edits()
+    scene_file = save_scene(scene_a, str(tmp_path / "scene" / "review.mrml"))
+    second = session.next()
+    _add_box(loaded, volume, second)
+    session.flush_edits()  # saved in the review folder, not in the scene file
+    expected = segmentation_label_map(loaded.segmentation, volume, loaded.labels)
+    n_events = len(session.log.read())
+    scene_a.Clear(1)
+
+    scene_b = create_headless_scene()
+    load_scene(scene_b, str(scene_file))
+    resumed, analysis = resume_review_from_scene(scene_b)
+    assert np.array_equal(segmentation_label_map(resumed.segmentation, resumed.volume, resumed.label_values),
+                          expected), "the corrections made after the scene was saved did not come back"
+    assert len(resumed.log.read()) == n_events and resumed.flush_edits() == 0, "resuming re-counted corrections"
+    assert resumed.log.summary().slices_corrected == 2 and resumed.ranking[resumed.current_rank] == second
+    third = resumed.next()
+    added = _add_box(loaded_like(resumed), resumed.volume, third)
+    assert resumed.flush_edits() == 1
+    saved = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "corrected_segmentation.nii.gz")))
+    assert np.array_equal(saved != analysis.label_map, (expected != analysis.label_map) | added)
+    resumed.close()
+    scene_b.Clear(1)
+
+
+def loaded_like(session):
+    """What _add_box needs of a loaded analysis, from a resumed session."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(segmentation=session.segmentation, labels=session.label_values)
+
+
 def test_analysis_of_another_case_and_foreign_corrections_are_refused(mrml_scene, prepared_case, tmp_path):
     import slicer.util
 

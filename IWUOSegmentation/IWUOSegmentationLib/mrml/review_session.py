@@ -261,6 +261,23 @@ class ReviewSession:
         self._shown_at = time.time()
         self._mirror_log()
 
+    def adopt_saved_corrections(self, masks: dict[str, np.ndarray]) -> bool:
+        """Put saved corrections (segment id -> mask) into the segmentation as already accounted: they were
+        logged when they were made (see log_unlogged_corrections for those that were not). Returns whether
+        the segmentation changed."""
+        import slicer.util
+
+        current = self._label_arrays()
+        if all(np.array_equal(current.get(sid), mask) for sid, mask in masks.items()):
+            return False
+        for sid, mask in masks.items():
+            if sid in current:
+                slicer.util.updateSegmentBinaryLabelmapFromArray(mask.astype(np.uint8), self.segmentation, sid,
+                                                                 self.volume)
+        self._snapshot = self._label_arrays()
+        self.dirty = False
+        return True
+
     def log_unlogged_corrections(self, prediction: dict[str, np.ndarray]) -> list[int]:
         """Slices where the segmentation differs from `prediction` (segment id -> mask) but the log has no
         correction: saved corrections whose log line a crash cut off (corrections are saved before they are

@@ -119,6 +119,33 @@ def open_review(scene, analysis: LoadedAnalysis, volume, segmentation, labels: d
     return session
 
 
+def resume_review_from_scene(scene) -> tuple[ReviewSession, LoadedAnalysis]:
+    """The review session of a reopened scene, brought up to date with its review folder.
+
+    The corrected label map is saved on every flush, the scene only when the user saves it, so the
+    saved corrections replace the scene's segmentation: edits made after the scene was saved are
+    neither lost nor overwritten by the next flush. Then as `open_review`: unlogged saved corrections
+    are logged, and every flush saves before it logs.
+    """
+    import slicer.util
+
+    session = ReviewSession.restore(scene)  # a clear error without the ranking table or the log
+    labels = json.loads(session.segmentation.GetAttribute("IWUO.labels") or "{}")
+    session.label_values = labels
+    folder = ReviewFolder(session.log.path.parent)
+    try:
+        analysis = read_analysis(folder.analysis)
+        corrected = read_corrected_segmentation(folder.corrected, slicer.util.arrayFromVolume(session.volume).shape)
+    except BadInputError:  # no analysis beside the log (its geometry is needed to save), or foreign corrections
+        session.close()
+        raise
+    if corrected is not None:
+        session.adopt_saved_corrections({sid: corrected == value for sid, value in labels.items()})
+    session.log_unlogged_corrections({sid: analysis.label_map == value for sid, value in labels.items()})
+    save_corrections_before_logging(session, analysis.reference)
+    return session, analysis
+
+
 def label_map_from_masks(masks: dict[str, np.ndarray], labels: dict[str, int], shape: tuple[int, ...]) -> np.ndarray:
     """Segment masks (in segment order) as one label map of written label values; later segments win."""
     out = np.zeros(shape, np.uint8)
