@@ -6,8 +6,8 @@ One phantom (seed 300), analysed without mirroring, served by `iwuo review` and 
 in Debian's Chromium. Measured in the browser: server start to port open, page load to first frame,
 Next click to the page showing the new rank (median of 10), stroke release to the BudgetLog line
 (median of 3). Reference, measured in the same run on the same analysis: the shared MRML layer
-in-process (`ReviewSession.go_to`; `flush_edits` after a brush-sized labelmap edit). Writes
-benchmarks/results/web_review.json.
+in-process (`ReviewSession.go_to`; `flush_edits` after a brush-sized labelmap edit, which saves the
+corrected segmentation and then logs). Writes benchmarks/results/web_review.json.
 """
 
 from __future__ import annotations
