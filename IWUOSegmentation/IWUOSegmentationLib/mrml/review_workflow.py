@@ -114,7 +114,7 @@ def open_review(scene, analysis: LoadedAnalysis, volume, segmentation, labels: d
             scene.RemoveNode(node)
     session = ReviewSession(scene, volume, segmentation, str(log_path), ranking=rows, axis=axis,
                             label_values=labels, budget_slices=budget_slices)
-    session.log_unlogged_corrections({sid: analysis.label_map == value for sid, value in labels.items()})
+    session.log_unlogged_corrections(masks_from_label_map(analysis.label_map, labels))
     save_corrections_before_logging(session, analysis.reference)
     return session
 
@@ -140,8 +140,8 @@ def resume_review_from_scene(scene) -> tuple[ReviewSession, LoadedAnalysis]:
         session.close()
         raise
     if corrected is not None:
-        session.adopt_saved_corrections({sid: corrected == value for sid, value in labels.items()})
-    session.log_unlogged_corrections({sid: analysis.label_map == value for sid, value in labels.items()})
+        session.adopt_saved_corrections(masks_from_label_map(corrected, labels))
+    session.log_unlogged_corrections(masks_from_label_map(analysis.label_map, labels))
     save_corrections_before_logging(session, analysis.reference)
     return session, analysis
 
@@ -153,6 +153,11 @@ def label_map_from_masks(masks: dict[str, np.ndarray], labels: dict[str, int], s
         if segment_id in labels:
             out[mask] = labels[segment_id]
     return out
+
+
+def masks_from_label_map(label_map: np.ndarray, labels: dict[str, int]) -> dict[str, np.ndarray]:
+    """Segment id -> mask of its written label value: the inverse of label_map_from_masks."""
+    return {segment_id: label_map == value for segment_id, value in labels.items()}
 
 
 def segmentation_label_map(segmentation, volume, labels: dict[str, int]) -> np.ndarray:
