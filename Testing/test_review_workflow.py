@@ -55,6 +55,13 @@ def _add_box(loaded, volume, slice_index: int, rows=slice(10, 14), cols=slice(10
     return added
 
 
+def _loaded_like(session):
+    """What _add_box needs of a loaded analysis, from a resumed session."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(segmentation=session.segmentation, labels=session.label_values)
+
+
 def test_prepared_case_matches_channels_and_analyses(prepared_case):
     assert [p for p in prepared_case.channel_names] == ["FLAIR", "T1c"]
     summary = json.loads((prepared_case.analysis_dir / "summary.json").read_text())
@@ -192,19 +199,12 @@ def test_reopened_scene_resumes_with_the_corrections_saved_after_it(prepared_cas
     assert len(resumed.log.read()) == n_events and resumed.flush_edits() == 0, "resuming re-counted corrections"
     assert resumed.log.summary().slices_corrected == 2 and resumed.ranking[resumed.current_rank] == second
     third = resumed.next()
-    added = _add_box(loaded_like(resumed), resumed.volume, third)
+    added = _add_box(_loaded_like(resumed), resumed.volume, third)
     assert resumed.flush_edits() == 1
     saved = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "corrected_segmentation.nii.gz")))
     assert np.array_equal(saved != analysis.label_map, (expected != analysis.label_map) | added)
     resumed.close()
     scene_b.Clear(1)
-
-
-def loaded_like(session):
-    """What _add_box needs of a loaded analysis, from a resumed session."""
-    from types import SimpleNamespace
-
-    return SimpleNamespace(segmentation=session.segmentation, labels=session.label_values)
 
 
 def test_analysis_of_another_case_and_foreign_corrections_are_refused(mrml_scene, prepared_case, tmp_path):
