@@ -101,7 +101,8 @@ def test_session_hands_over_between_front_ends(prepared_case):
     expected = segmentation_label_map(loaded.segmentation, volume, loaded.labels)
     saved = sitk.GetArrayFromImage(sitk.ReadImage(str(prepared_case.folder.corrected)))
     assert np.array_equal(saved, expected), "the flush did not save the corrected segmentation"
-    assert save_session_corrections(session, prepared_case.images[0]) == prepared_case.folder.corrected
+    assert save_session_corrections(session, prepared_case.images[0], session.accounted_masks()) == \
+        prepared_case.folder.corrected
     session.close()
     scene_a.Clear(1)
     assert not list(prepared_case.folder.root.glob(".*partial*")), "a temporary file was left behind"

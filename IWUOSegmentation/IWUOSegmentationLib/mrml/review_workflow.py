@@ -185,14 +185,12 @@ def save_corrected_segmentation(label_map: np.ndarray, reference_image, path: st
     return path
 
 
-def save_session_corrections(session: ReviewSession, reference_image,
-                             masks: Optional[dict[str, np.ndarray]] = None) -> Path:
-    """The segmentation as the session's log accounts for it (`masks`, by default those of its last flush: no
-    second extraction), written as the corrected label map of the review folder the log is in."""
+def save_session_corrections(session: ReviewSession, reference_image, masks: dict[str, np.ndarray]) -> Path:
+    """Segment masks of the session (as its flush has just accounted for them; no second extraction), written
+    as the corrected label map of the review folder the log is in."""
     import slicer.util
 
-    label_map = label_map_from_masks(session.accounted_masks() if masks is None else masks, session.label_values,
-                                     slicer.util.arrayFromVolume(session.volume).shape)
+    label_map = label_map_from_masks(masks, session.label_values, slicer.util.arrayFromVolume(session.volume).shape)
     return save_corrected_segmentation(label_map, reference_image, ReviewFolder(session.log.path.parent).corrected)
 
 
