@@ -1,4 +1,4 @@
-"""`iwuo` command line: phantom, train, analyze, evaluate, demo.
+"""`iwuo` command line: phantom, train, analyze, evaluate, demo, review, export-dataset.
 
 Exit codes: 0 ok, 1 internal error, 2 bad input, 3 bad model, 4 cancelled, 5 corrupt log, 6 out of memory.
 With --progress json, progress goes to stderr as one JSON object per line
@@ -162,6 +162,17 @@ def cmd_review_report(args) -> int:
     return 0
 
 
+def cmd_export_dataset(args) -> int:
+    from .corrected_dataset import export_reviews
+
+    result = export_reviews(args.reviews, args.out, model_path=args.model, include_uncorrected=args.include_uncorrected,
+                            progress=Progress(args.progress))
+    for skipped in result.skipped:
+        print(f"note: skipped {skipped['review']}: {skipped['reason']}", file=sys.stderr)
+    print(result.to_json())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="iwuo", description="Expert-in-the-loop nnU-Net segmentation (IWUO).")
     parser.add_argument("--progress", choices=["text", "json", "none"], default="text",
@@ -244,6 +255,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log", required=True, help="review.budget.jsonl of a session (desktop or browser)")
     p.add_argument("--out", default=None, help="folder for the report (default: beside the log)")
     p.set_defaults(func=cmd_review_report)
+
+    p = sub.add_parser("export-dataset", help="reviewed cases (images + corrected segmentation) as an nnU-Net dataset")
+    p.add_argument("--reviews", nargs="+", required=True,
+                   help="review folders (or a folder holding them, e.g. ~/IWUOSegmentation)")
+    p.add_argument("--model", default=None,
+                   help="the model whose channels and labels the dataset takes (default: the one the reviews used)")
+    p.add_argument("--out", required=True, help="new nnU-Net raw dataset folder .../DatasetXXX_Name")
+    p.add_argument("--include-uncorrected", action="store_true",
+                   help="also export reviews without any correction (their prediction as the label)")
+    p.set_defaults(func=cmd_export_dataset)
 
     from .evaluate_command import add_evaluate_parser
 

@@ -77,6 +77,8 @@ def prepare_review_case(case: list[str], model_path: Optional[str], out_dir: Opt
     images.validate()
     folder = ReviewFolder(out_dir or Path("iwuo_review") / name)
     folder.root.mkdir(parents=True, exist_ok=True)
+    if not folder.input_images():  # kept with the review: `iwuo export-dataset` turns corrections into training data
+        folder.save_inputs(files)
     analysis = Path(analysis_dir) if analysis_dir else folder.analysis
     if not (analysis / "summary.json").is_file():
         if analysis_dir:

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Optional
 
 from .budget_log import BudgetLog
+from .corrected_dataset import export_readiness
 from .errors import BadInputError
 from .io_atomic import atomic_write_text
+from .review_folder import ReviewFolder
 
 CSV_COLUMNS = ("kind", "rank", "slice", "seconds", "voxels_added", "voxels_removed", "estimated_dice_gain",
                "measured_dice")
@@ -128,6 +130,8 @@ def write_review_report(log_path: str | os.PathLike, out_dir: Optional[str | os.
                          f"{float(e.get('estimated_dice_gain') or 0.0):+.4f} |")
     if log.warnings:
         lines += ["", "## Log warnings", "", *[f"- {w}" for w in log.warnings]]
+    if ReviewFolder(log.path.parent).has_analysis():
+        lines += ["", "## Training data", "", export_readiness(ReviewFolder(log.path.parent))]
     lines += ["", "All events: [review_log.csv](review_log.csv)."]
     report = out / "review_report.md"
     atomic_write_text(report, "\n".join(lines) + "\n")
