@@ -125,6 +125,15 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.referenceSelector.setMRMLScene(slicer.mrmlScene)
         self.ui.referenceSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onReferenceChanged)
         self.ui.exportReportButton.connect("clicked(bool)", self.onExportReport)
+        self.exportDatasetButton = qt.QPushButton("Export corrected cases for training")
+        self.exportDatasetButton.toolTip = ("Write the corrected reviews in this review's folder as an nnU-Net dataset "
+                                            "(iwuo export-dataset), for iwuo train --pretrained-weights <model>.")
+        reviewLayout = self.ui.exportReportButton.parentWidget().layout()
+        if isinstance(reviewLayout, qt.QGridLayout):
+            reviewLayout.addWidget(self.exportDatasetButton, reviewLayout.rowCount(), 0, 1, 2)
+        else:
+            reviewLayout.addWidget(self.exportDatasetButton)
+        self.exportDatasetButton.connect("clicked(bool)", self.onExportDataset)
         self.shortcuts = []
         for key, action in (("n", "next"), ("p", "previous"), ("s", "skip"), ("d", "mark_corrected")):
             shortcut = qt.QShortcut(qt.QKeySequence(key), slicer.util.mainWindow())
@@ -241,10 +250,10 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.statusLabel.text = f"Using the analysis in {self.outputDir}"
             self.loadResults()
             return
-        work = tempfile.mkdtemp(prefix="iwuo_")
+        os.makedirs(self.reviewFolder.inputs, exist_ok=True)  # kept with the review: corrections become training data
         inputs = []
         for i, volume in enumerate(volumes):
-            path = os.path.join(work, f"input_{i:04d}.nrrd")
+            path = os.path.join(self.reviewFolder.inputs, f"input_{i:04d}.nrrd")
             slicer.util.exportNode(volume, path)
             inputs.append(path)
         command = analyze_command(self.ui.modelPathLineEdit.currentPath, inputs, self.outputDir,
@@ -335,6 +344,21 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         self.ui.diceLabel.text = f"Report written: {report}"
 
+    def onExportDataset(self):
+        if self.reviewFolder is None:
+            self.ui.diceLabel.text = "No review yet: analyse a case first."
+            return
+        parent = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), "Folder for the nnU-Net dataset")
+        if not parent:
+            return
+        try:
+            result = self.logic.exportTrainingDataset(self.reviewFolder.root.parent, parent,
+                                                      self.ui.modelPathLineEdit.currentPath or None)
+        except Exception as exc:  # a review with unlogged corrections, nothing corrected: say which in the panel
+            self.ui.diceLabel.text = str(exc)
+            return
+        self.ui.diceLabel.text = f"{len(result.cases)} corrected case(s) written to {result.dataset}"
+
     def onReferenceChanged(self, node):
         message = self.logic.setReference(node)
         self.ui.diceLabel.text = message
@@ -364,6 +388,14 @@ class IWUOSegmentationLogic(ScriptedLoadableModuleLogic):
             raise ValueError("No review session yet: analyse a case first.")
         self.flushAndSave()
         return write_review_report(self.session.log.path)
+
+    def exportTrainingDataset(self, reviewsFolder, parentFolder, modelPath=None):
+        """The corrected reviews in `reviewsFolder` as a new DatasetXXX_IWUOCorrected in `parentFolder`."""
+        from IWUOSegmentationLib.corrected_dataset import export_reviews, next_dataset_folder
+
+        if self.session is not None:
+            self.flushAndSave()
+        return export_reviews([reviewsFolder], next_dataset_folder(parentFolder), model_path=modelPath)
 
     def __init__(self):
         ScriptedLoadableModuleLogic.__init__(self)

@@ -305,3 +305,12 @@ def test_reviews_export_fine_tune_in_pretrained_plans_then_analyze(reviews, demo
     assert code == 0
     seg = _array(tmp_path / "analysis" / "segmentation.nii.gz")
     assert seg.shape == _array(case / "FLAIR.nii.gz").shape and seg.any()
+
+
+def test_the_modules_export_picks_a_free_dataset_id(tmp_path):
+    from IWUOSegmentationLib.corrected_dataset import next_dataset_folder
+
+    assert next_dataset_folder(tmp_path) == tmp_path / "Dataset501_IWUOCorrected"
+    (tmp_path / "Dataset501_IWUOCorrected").mkdir()
+    (tmp_path / "Dataset502_Other").mkdir()
+    assert next_dataset_folder(tmp_path).name == "Dataset503_IWUOCorrected"

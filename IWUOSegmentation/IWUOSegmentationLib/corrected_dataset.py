@@ -217,6 +217,17 @@ def export_reviews(reviews: list[str | os.PathLike], out: str | os.PathLike, mod
     return result
 
 
+def next_dataset_folder(parent: str | os.PathLike, name: str = "IWUOCorrected", first_id: int = 501) -> Path:
+    """parent/DatasetNNN_<name> with the first dataset id from `first_id` that no folder in `parent` uses."""
+    parent = Path(parent)
+    used = {int(m.group(1)) for p in (parent.iterdir() if parent.is_dir() else [])
+            if (m := re.match(r"^\.?Dataset(\d{3})_", p.name))}
+    free = next((i for i in range(first_id, 1000) if i not in used), None)
+    if free is None:
+        raise BadInputError(f"Every dataset id from {first_id} to 999 is taken in {parent}.")
+    return parent / f"Dataset{free:03d}_{name}"
+
+
 def export_readiness(folder: ReviewFolder) -> str:
     """One line for a review's report: can it become training data now, and how."""
     try:
