@@ -4,8 +4,8 @@
 
 Leave-one-out over the real BraTS-2015 cases in ../shared/data/brats2015 (read only): for each
 held-out case, the bundled phantom-trained model is fine-tuned with `iwuo train`'s code
-(`training.train`: the bundled model's own 2 mm plans, fold `all`, no final validation) on the
-other cases' expert labels — what a perfect expert's corrections of those cases would be — and
+(`training.train` on the 4-case dataset: its leave-one-out fold, the bundled model's own 2 mm
+plans, no final validation) on the other cases' expert labels — what a perfect expert's corrections of those cases would be — and
 the held-out case is analysed before (bundled model) and after (fine-tuned). Reported per
 held-out case and region: Dice before and after, and the simulated correction effort (slices
 and seconds, perfect expert, experts.TimeModel, slices in IWUO order) to reach a target Dice;
@@ -38,14 +38,14 @@ def case_files(case: Path) -> tuple[list[Path], Path]:
     return [case / "Flair_subtrMeanDivStd.nii.gz", case / "T1c_subtrMeanDivStd.nii.gz"], case / "OTMultiClass.nii.gz"
 
 
-def analyse(model_path: str, images: list[Path]):
+def analyse(model_path: str, images: list[Path], fold: str):
     from IWUOSegmentationLib.inference import CaseImages, MemberPredictor
     from IWUOSegmentationLib.model_folder import open_model
 
-    model = open_model(model_path)
+    model = open_model(model_path, folds=[fold])
     case = CaseImages.from_files([str(p) for p in images])
     result = MemberPredictor(model, device="cpu", members=("folds",), tta=False).analyze(case)
-    return result, case.spacing, model.folds
+    return result, case.spacing
 
 
 def effort(result, reference: np.ndarray, spacing_xyz) -> dict:
@@ -103,7 +103,6 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=25)
     parser.add_argument("--initial-lr", type=float, default=None)
     parser.add_argument("--work", default="/tmp/iwuo_finetune_loo")
-    parser.add_argument("--cases", type=int, default=None, help="held-out cases to run (default: all)")
     args = parser.parse_args()
     if not DATA.is_dir():
         raise SystemExit(f"No BraTS cases at {DATA}: nothing to measure.")
@@ -115,41 +114,48 @@ def main() -> None:
     base_model = str(bundled.path)
     work = Path(args.work)
     report = {
-        "what": "leave-one-out fine-tune of the bundled model on real BraTS-2015 cases (expert labels = a perfect "
-                "expert's corrections), evaluated on the held-out case",
-        "settings": {"epochs": args.epochs, "iterations_per_epoch": args.iterations, "folds": ["all"],
+        "what": "leave-one-out fine-tune of the bundled model on real BraTS-2015 cases (their expert labels = a "
+                "perfect expert's corrections), each fold evaluated on its held-out case",
+        "settings": {"epochs": args.epochs, "iterations_per_epoch": args.iterations,
+                     "folds": "0-3 of the 4-case dataset: iwuo train's leave-one-out splits_final.json",
                      "final_validation": False, "initial_lr": args.initial_lr or 0.01,
-                     "plans": "the bundled model's own (2 mm, its patch and network)",
+                     "plans": "the bundled model's own (2 mm, its patch and network), moved to the dataset",
                      "pretrained_weights": f"{base_model}/fold_0 (all layers)",
-                     "analysis": "members=folds, no mirroring (before: bundled folds 0+1; after: the fine-tuned fold all)",
+                     "analysis": "one network, no mirroring: before = bundled fold 0 (the fine-tune's start), "
+                                 "after = the fine-tuned fold that did not see the case",
                      "effort": "perfect expert, slices in IWUO order (entropy), experts.TimeModel() seconds",
                      "targets": list(TARGETS), "nice": os.nice(0), "nnUNet_n_proc_DA": os.environ["nnUNet_n_proc_DA"]},
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "torch_threads": torch.get_num_threads(),
                     "note": "2 cores shared with other jobs: wall seconds include waiting, CPU seconds do not"},
-        "cases": [],
+        "preprocessing": {}, "cases": [],
     }
-    for held in cases[: args.cases or len(cases)]:
-        train_cases = [c for c in cases if c != held]
+    raw = write_dataset(work / "raw" / "Dataset950_BraTSLOO", cases, bundled.dataset_json)
+    for fold, held in enumerate(cases):
         images, label = case_files(held)
         reference = sitk.GetArrayFromImage(sitk.ReadImage(str(label))).astype(np.int64)
         t0 = time.time()
-        before, spacing, _ = analyse(base_model, images)
+        before, spacing = analyse(base_model, images, "0")
         before_seconds = time.time() - t0
-        raw = write_dataset(work / "raw" / "Dataset950_LOO", train_cases, bundled.dataset_json)
         cpu0, t0 = child_cpu_seconds(), time.time()
-        result = train(raw, work / f"nnunet_{held.name}", ["all"], epochs=args.epochs,
-                       iterations_per_epoch=args.iterations, pretrained_weights=base_model, final_validation=False,
-                       initial_lr=args.initial_lr)
+        result = train(raw, work / "nnunet", [fold], epochs=args.epochs, iterations_per_epoch=args.iterations,
+                       pretrained_weights=base_model, final_validation=False, initial_lr=args.initial_lr,
+                       skip_preprocessing=fold > 0)
         train_wall, train_cpu = time.time() - t0, child_cpu_seconds() - cpu0
+        record = result.training.get(str(fold), {})
+        if fold == 0:
+            report["preprocessing"] = {"note": "fingerprint + preprocessing of the 4 cases with the moved plans, once",
+                                       "wall_seconds_with_fold_0": round(train_wall, 1)}
         t0 = time.time()
-        after, _, folds = analyse(result.model_folder, images)
+        after, _ = analyse(result.model_folder, images, str(fold))
         after_seconds = time.time() - t0
-        row = {"held_out": held.name, "trained_on": [c.name for c in train_cases],
-               "before": effort(before, reference, spacing), "after": effort(after, reference, spacing),
+        row = {"held_out": held.name, "fold": fold, "trained_on": [c.name for c in cases if c != held],
+               "splits": result.splits, "before": effort(before, reference, spacing),
+               "after": effort(after, reference, spacing),
                "fine_tune_wall_seconds": round(train_wall, 1), "fine_tune_cpu_seconds": round(train_cpu, 1),
-               "training_loop_seconds": result.training.get("all", {}).get("training_seconds"),
-               "analysis_seconds": {"before": round(before_seconds, 1), "after": round(after_seconds, 1)},
-               "plans": result.plans, "model_folds_after": folds}
+               "training_loop_wall_seconds": record.get("training_seconds"),
+               "pseudo_dice_last_epoch": record.get("pseudo_dice_last_epoch"),
+               "analysis_wall_seconds": {"before": round(before_seconds, 1), "after": round(after_seconds, 1)},
+               "plans": result.plans}
         report["cases"].append(row)
         RESULT.parent.mkdir(parents=True, exist_ok=True)
         RESULT.write_text(json.dumps(report, indent=2) + "\n")
