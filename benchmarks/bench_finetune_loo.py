@@ -139,10 +139,10 @@ def main() -> None:
         cpu0, t0 = child_cpu_seconds(), time.time()
         result = train(raw, work / "nnunet", [fold], epochs=args.epochs, iterations_per_epoch=args.iterations,
                        pretrained_weights=base_model, final_validation=False, initial_lr=args.initial_lr,
-                       skip_preprocessing=fold > 0)
+                       skip_preprocessing=True)  # preprocessed once (on the first fold), kept in --work
         train_wall, train_cpu = time.time() - t0, child_cpu_seconds() - cpu0
         record = result.training.get(str(fold), {})
-        if fold == 0:
+        if fold == 0 and not report["preprocessing"]:
             report["preprocessing"] = {"note": "fingerprint + preprocessing of the 4 cases with the moved plans, once",
                                        "wall_seconds_with_fold_0": round(train_wall, 1)}
         t0 = time.time()
