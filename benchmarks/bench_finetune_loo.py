@@ -91,6 +91,22 @@ def child_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def markdown_table(report: dict) -> str:
+    """The README table: per held-out case and region, Dice and perfect-expert effort before -> after."""
+    lines = ["| held-out case | region | Dice before → after | slices to 0.80 | seconds to 0.80 | slices to 0.90 | "
+             "seconds to 0.90 |", "|---|---|---|---|---|---|---|"]
+    for row in report["cases"]:
+        for region in REGIONS:
+            b, a = row["before"][region], row["after"][region]
+            cells = [f"{b['dice']:.3f} → {a['dice']:.3f}"]
+            for target in TARGETS:
+                for key in ("slices", "seconds"):
+                    k = f"{key}_to_{target:.2f}"
+                    cells.append(f"{b[k]} → {a[k]}")
+            lines.append(f"| {row['held_out']} | {region} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     import torch
 
@@ -103,7 +119,11 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=25)
     parser.add_argument("--initial-lr", type=float, default=None)
     parser.add_argument("--work", default="/tmp/iwuo_finetune_loo")
+    parser.add_argument("--markdown", action="store_true", help="print the README table of the last results and stop")
     args = parser.parse_args()
+    if args.markdown:
+        print(markdown_table(json.loads(RESULT.read_text())))
+        return
     if not DATA.is_dir():
         raise SystemExit(f"No BraTS cases at {DATA}: nothing to measure.")
     torch.set_num_threads(2)
