@@ -39,11 +39,32 @@ class Progress:
 
 
 class CancelFlag:
-    """Set by SIGTERM/SIGINT so a run stops between sliding-window steps and writes nothing partial."""
+    """Set by SIGTERM/SIGINT, by a cancel file appearing, or by EOF on stdin, so a run stops between
+    sliding-window steps and writes nothing partial.
 
-    def __init__(self) -> None:
+    The file and stdin channels exist for GUIs that start this command through a launcher
+    (Slicer's PythonSlicer is CTKAppLauncher): a launcher forwards no signal, but the file is
+    seen by the real child and the child inherits the launcher's stdin (analysis_process.py).
+    """
+
+    def __init__(self, cancel_file: str | None = None, stdin_eof: bool = False) -> None:
         self.cancelled = False
+        self.cancel_file = Path(cancel_file) if cancel_file else None
         self._previous = {sig: signal.signal(sig, self._set) for sig in (signal.SIGTERM, signal.SIGINT)}
+        if stdin_eof:
+            import threading
+
+            threading.Thread(target=self._wait_for_eof, daemon=True).start()
+
+    def _wait_for_eof(self) -> None:
+        # The raw descriptor, not sys.stdin: a daemon thread blocked in a buffered read makes the
+        # interpreter abort at exit ("could not acquire lock for <stdin>").
+        try:
+            while os.read(0, 65536):
+                pass
+        except OSError:
+            return  # no readable stdin: this channel is off
+        self.cancelled = True
 
     def restore(self) -> None:
         """Give the signals back (a server started afterwards must stop on Ctrl-C / SIGTERM)."""
@@ -54,6 +75,8 @@ class CancelFlag:
         self.cancelled = True
 
     def __call__(self) -> bool:
+        if not self.cancelled and self.cancel_file is not None and self.cancel_file.exists():
+            self.cancelled = True
         return self.cancelled
 
 
@@ -108,7 +131,10 @@ def cmd_analyze(args) -> int:
     members = tuple(m.strip() for m in args.members.split(",") if m.strip())
     predictor = MemberPredictor(model, device=args.device, members=members, dropout_samples=args.dropout_samples,
                                 trust_model=args.trust_model, cpu_fallback=args.cpu_fallback, tta=not args.disable_tta)
-    result = predictor.analyze(case, progress=Progress(args.progress), cancel=CancelFlag())
+    cancel = CancelFlag(args.cancel_file, stdin_eof=args.cancel_on_stdin_eof)
+    result = predictor.analyze(case, progress=Progress(args.progress), cancel=cancel)
+    if cancel():
+        raise CancelledError("Analysis cancelled; nothing was written.")
     out = write_analysis(result, case, args.output, model.describe(), extension=args.extension)
     print(json.dumps({"output": str(out), "seconds": round(result.seconds, 1), "members": result.members}))
     return 0
@@ -197,6 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpu-fallback", action="store_true", help="if the GPU runs out of memory, retry on the CPU")
     p.add_argument("--disable-tta", action="store_true",
                    help="no test-time mirroring (8x faster in 3-D; no flip members), like nnUNetv2_predict --disable_tta")
+    p.add_argument("--cancel-file", default=None,
+                   help="stop (exit code 4, nothing written) as soon as this file exists; for GUIs behind a launcher")
+    p.add_argument("--cancel-on-stdin-eof", action="store_true",
+                   help="stop (exit code 4, nothing written) when stdin is closed, e.g. when the GUI that started it exits")
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("demo", help="phantoms -> analysis with the bundled model -> IWUO evaluation")

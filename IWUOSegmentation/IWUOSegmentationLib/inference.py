@@ -211,6 +211,7 @@ class MemberPredictor:
     # -- member evaluation on one patch, in nnU-Net's order and precision ------------------------
     def _mirror_members(self, net: torch.nn.Module, x: torch.Tensor, sink: PatchMembers | None) -> torch.Tensor:
         """nnU-Net's `_internal_maybe_mirror_and_predict`, streaming each flip to `sink`."""
+        self._check_cancel()
         prediction = net(x)
         if sink is not None:
             sink.add(prediction[0])
@@ -218,12 +219,19 @@ class MemberPredictor:
             axes = [m + 2 for m in self.mirror_axes]
             combos = [c for i in range(len(axes)) for c in itertools.combinations(axes, i + 1)]
             for ax in combos:
+                self._check_cancel()  # per forward pass: a cancel is seen within about a second
                 flipped = torch.flip(net(torch.flip(x, ax)), ax)
                 if sink is not None:
                     sink.add(flipped[0])
                 prediction += flipped
             prediction /= len(combos) + 1
         return prediction
+
+    _cancel: Callable[[], bool] | None = None
+
+    def _check_cancel(self) -> None:
+        if self._cancel is not None and self._cancel():
+            raise CancelledError("Analysis cancelled; nothing was written.")
 
     @torch.inference_mode()
     def predict_preprocessed(self, data: torch.Tensor, progress: ProgressCallback | None = None,
@@ -243,9 +251,9 @@ class MemberPredictor:
         region_based = self.label_manager.has_regions
         use_flips = "flips" in self.members and bool(self.mirror_axes)
         generator_seed = self.seed
+        self._cancel = cancel
         for i, sl in enumerate(slicers):
-            if cancel is not None and cancel():
-                raise CancelledError("Analysis cancelled; nothing was written.")
+            self._check_cancel()
             x = torch.clone(padded[sl][None], memory_format=torch.contiguous_format).to(self.device)
             patch = PatchMembers(region_based)
             for k, net in enumerate(self.networks):
