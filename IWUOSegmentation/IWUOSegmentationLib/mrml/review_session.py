@@ -22,8 +22,10 @@ CURVE_TABLE = "IWUO Dice curve"
 CHART = "IWUO Dice vs slices corrected"
 ATTR_LOG = "IWUO.budgetLogPath"
 ATTR_AXIS = "IWUO.sliceAxis"
-ATTR_VOLUME = "IWUO.volumeID"
-ATTR_SEGMENTATION = "IWUO.segmentationID"
+#: Node reference roles on the ranking table: references, unlike attributes holding node IDs, are
+#: remapped when a saved scene is imported into a scene whose IDs are taken.
+REF_VOLUME = "iwuoVolume"
+REF_SEGMENTATION = "iwuoSegmentation"
 
 
 def slice_centre_ras(volume, axis: int, index: int) -> tuple[float, float, float]:
@@ -113,8 +115,8 @@ class ReviewSession:
                 table.AddColumn(array)
         table.SetAttribute(ATTR_LOG, str(self.log.path))
         table.SetAttribute(ATTR_AXIS, str(self.axis))
-        table.SetAttribute(ATTR_VOLUME, self.volume.GetID())
-        table.SetAttribute(ATTR_SEGMENTATION, self.segmentation.GetID())
+        table.SetNodeReferenceID(REF_VOLUME, self.volume.GetID())
+        table.SetNodeReferenceID(REF_SEGMENTATION, self.segmentation.GetID())
         return table
 
     def _read_ranking(self) -> list[int]:
@@ -124,6 +126,8 @@ class ReviewSession:
         return [int(column.GetValue(i)) for i in range(column.GetNumberOfTuples())]
 
     def _set_status(self, rank_index: int, status: str) -> None:
+        if not 0 <= rank_index < len(self.ranking):  # VTK 9.6 raises, older VTK writes out of bounds
+            raise IndexError(f"No slice at rank {rank_index + 1} of the ranking (1-{len(self.ranking)}).")
         self.table.GetTable().GetColumnByName("status").SetValue(rank_index, status)
         self.table.GetTable().Modified()
 
@@ -154,12 +158,16 @@ class ReviewSession:
         return self.go_to(max(self.current_rank - 1, 0))
 
     def skip(self) -> int:
+        if self.current_rank < 0:  # nothing shown yet (a fresh or just-resumed session): show the first slice
+            return self.next()
         self._close_visit("slice_skipped")
         self._set_status(self.current_rank, "skipped")
         return self.next()
 
     def mark_corrected(self) -> None:
-        """The reviewer says this slice is done (even if it needed no edit)."""
+        """The reviewer says this slice is done (even if it needed no edit); nothing when no slice is shown."""
+        if self.current_rank < 0:
+            return
         self.flush_edits()
         self._close_visit("slice_corrected", voxels_added={}, voxels_removed={})
         self._set_status(self.current_rank, "corrected")
@@ -391,6 +399,8 @@ class ReviewSession:
         if not path or not Path(path).exists():
             raise FileNotFoundError(f"The budget log of this session ({path}) is missing: the session cannot be "
                                     "resumed from it. Choose the log file, or start a new session.")
-        volume = scene.GetNodeByID(table.GetAttribute(ATTR_VOLUME))
-        segmentation = scene.GetNodeByID(table.GetAttribute(ATTR_SEGMENTATION))
+        volume, segmentation = table.GetNodeReference(REF_VOLUME), table.GetNodeReference(REF_SEGMENTATION)
+        if volume is None or segmentation is None:
+            raise ValueError("The scene's IWUO ranking table does not reference its volume and segmentation: the "
+                             "session cannot be resumed from this scene; analyse the case again.")
         return cls(scene, volume, segmentation, path, ranking=None, axis=int(table.GetAttribute(ATTR_AXIS)), **kwargs)
