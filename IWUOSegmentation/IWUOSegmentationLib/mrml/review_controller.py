@@ -79,9 +79,44 @@ def budget_text(session: ReviewSession) -> str:
     return text
 
 
+def model_channels(model_path: str) -> tuple[list[str], str]:
+    """The model's channel names and the line the panel shows; ([], why) when `model_path` is no model."""
+    from ..model_folder import open_model
+
+    try:
+        channels = open_model(model_path).channel_names
+    except Exception as exc:  # not a model folder (yet, while typing): the panel says why
+        return [], str(exc)
+    return channels, f"Model channels: {', '.join(channels)}"
+
+
+def match_volume(scene, channel: str):
+    """First scalar volume whose name contains the channel name (case and punctuation ignored), or None."""
+    key = "".join(ch for ch in channel.lower() if ch.isalnum())
+    for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")):
+        node = scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
+        if key and key in "".join(ch for ch in (node.GetName() or "").lower() if ch.isalnum()):
+            return node
+    return None
+
+
 def default_review_folder(volume_name: str) -> Path:
     """Where a desktop review goes when the user chose no folder."""
     return Path(os.path.expanduser("~")) / "IWUOSegmentation" / volume_name
+
+
+def require_volumes(volumes: list) -> None:
+    """One volume per model channel, or a clear error."""
+    from ..errors import BadInputError
+
+    if not volumes or any(v is None for v in volumes):
+        raise BadInputError("Choose one volume for each model channel.")
+
+
+def review_folder_of(chosen: str | os.PathLike, volume_name: str) -> tuple[str, bool]:
+    """The review folder to use (the chosen one, else the default for the volume) and whether it has an analysis."""
+    folder = ReviewFolder(chosen if str(chosen) not in ("", ".") else default_review_folder(volume_name))
+    return str(folder.root), folder.has_analysis()
 
 
 def check_analysis_reuse(folder: ReviewFolder, volume) -> None:
@@ -111,9 +146,10 @@ class ReviewController:
 
     def open_case(self, review_folder: str | os.PathLike, volume, written_labels: dict[str, int],
                   analysis_dir: str | os.PathLike | None = None,
-                  budget_slices: Optional[int] = DEFAULT_BUDGET_SLICES) -> ReviewSession:
+                  budget_slices: Optional[int] = DEFAULT_BUDGET_SLICES, show_first: bool = False) -> ReviewSession:
         """Review `volume` with the analysis of `review_folder` (or `analysis_dir`): the saved corrections (else
-        the prediction) and the heatmaps into the scene, the IWUO ranking, the session (its log resumed).
+        the prediction) and the heatmaps into the scene, the IWUO ranking, the session (its log resumed, shown
+        where the reviewer stopped; a fresh one on its first slice if `show_first`).
 
         Opening the case already under review, or one whose review the scene holds, adds no nodes."""
         from .review_workflow import load_analysis_into_scene, open_review, read_corrected_segmentation
@@ -135,7 +171,12 @@ class ReviewController:
         for kind, node in loaded.overlays.items():
             session.table.SetNodeReferenceID(REF_OVERLAY + kind, node.GetID())
         self.analysis, self.overlays, self.folder = loaded.analysis, dict(loaded.overlays), folder
-        return self._take(session)
+        self._take(session)
+        if session.current_rank >= 0:
+            session.go_to(session.current_rank)
+        elif show_first:
+            self.act("next")
+        return session
 
     def resume(self) -> ReviewSession:
         """The review a reopened scene holds, brought up to date with its review folder, with its overlays and
