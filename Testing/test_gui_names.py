@@ -142,3 +142,9 @@ def test_overlay_choices_are_the_maps_the_mrml_layer_makes():
     overlays = next(ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
                     and getattr(n.targets[0], "id", "") == "OVERLAYS")
     assert overlays == list(OVERLAY_KINDS)
+
+
+def test_module_file_is_thin():
+    """The module file holds widgets and one-line calls; decisions live in the tested layers below it."""
+    lines = (MODULE / "IWUOSegmentation.py").read_text().splitlines()
+    assert len(lines) < 300, f"IWUOSegmentation.py has {len(lines)} lines"

@@ -175,3 +175,35 @@ def test_segment_editor_node_is_the_modules_own_singleton(mrml_scene):
     mrml_scene.Clear(0)  # File > Close Scene keeps singletons
     assert segment_editor_node(mrml_scene).GetID() == node.GetID()
     assert mrml_scene.GetNumberOfNodesByClass("vtkMRMLSegmentEditorNode") == 2
+
+
+def test_front_end_helpers(mrml_scene, tmp_path, demo_model):
+    """What the module's widgets call besides the review: volume per channel, review folder, model channels."""
+    import slicer.util
+
+    from IWUOSegmentationLib.errors import BadInputError
+    from IWUOSegmentationLib.mrml.review_controller import (
+        SHORTCUTS,
+        match_volume,
+        model_channels,
+        require_volumes,
+        review_folder_of,
+    )
+
+    t1c = slicer.util.addVolumeFromArray(np.zeros((2, 3, 4), np.float32), name="BraTS_001 t1-c")
+    flair = slicer.util.addVolumeFromArray(np.zeros((2, 3, 4), np.float32), name="case_FLAIR")
+    assert match_volume(mrml_scene, "T1c") is t1c and match_volume(mrml_scene, "FLAIR") is flair
+    assert match_volume(mrml_scene, "T2") is None
+    with pytest.raises(BadInputError, match="one volume for each"):
+        require_volumes([flair, None])
+    require_volumes([flair, t1c])
+    folder, analysed = review_folder_of(tmp_path / "chosen", "case_FLAIR")
+    assert folder == str(tmp_path / "chosen") and not analysed
+    (tmp_path / "chosen" / "analysis").mkdir(parents=True)
+    (tmp_path / "chosen" / "analysis" / "summary.json").write_text("{}")
+    assert review_folder_of(tmp_path / "chosen", "x")[1]
+    assert review_folder_of(".", "case_FLAIR")[0].endswith("IWUOSegmentation/case_FLAIR")
+    channels, line = model_channels(str(demo_model.path))
+    assert channels == ["FLAIR", "T1c"] and "FLAIR" in line
+    assert model_channels(str(tmp_path / "nothing"))[0] == []
+    assert SHORTCUTS == {"p": "previous", "n": "next", "s": "skip", "d": "mark_corrected"}
