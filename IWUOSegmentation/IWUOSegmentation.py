@@ -94,6 +94,7 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.controller = ReviewController(slicer.mrmlScene, on_dirty=lambda: qt.QTimer.singleShot(0, self.onEdit))
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndImportEvent, self.onSceneEndClose)
         ui = self.ui
         for widget, signal, slot in (
                 (ui.modelPathLineEdit, "currentPathChanged(QString)", self.onModelChanged),
@@ -135,7 +136,7 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Shortcuts on; a review the scene holds (a reopened scene) is resumed."""
         self.initializeParameterNode()
         self.selectSegmentEditorNode()
-        self.shortcuts = install_shortcuts(self.onAction)
+        self.shortcuts = install_shortcuts(self.onAction, self.shortcuts)
         if self.controller.has_saved_review():
             with slicer.util.tryWithErrorDisplay(_("The review saved with this scene cannot be resumed."),
                                                  waitCursor=True):
@@ -158,9 +159,10 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event):
+        """After a close, or an import (a saved review opened while the module is shown: resumed by enter())."""
         self.selectSegmentEditorNode()
         if self.parent.isEntered:
-            self.initializeParameterNode()
+            self.enter()
 
     def cleanup(self):
         self.removeObservers()

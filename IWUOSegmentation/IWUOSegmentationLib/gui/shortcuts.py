@@ -8,10 +8,12 @@ import qt
 import slicer
 
 
-def install_shortcuts(on_action) -> list:
-    """One QShortcut per review action (mrml.review_controller.ACTIONS); none with --no-main-window."""
+def install_shortcuts(on_action, previous: list) -> list:
+    """One QShortcut per review action (mrml.review_controller.ACTIONS), replacing `previous`; none with
+    --no-main-window."""
     from ..mrml.review_controller import ACTIONS
 
+    remove_shortcuts(previous)
     main_window = slicer.util.mainWindow()
     shortcuts = []
     for action in ACTIONS if main_window is not None else ():
