@@ -124,7 +124,12 @@ def test_analyse_review_close_other_case_reopen_resume(mrml_scene, analysed_case
     controller.act("skip")  # right after resume
     assert "slice_skipped" in [e["kind"] for e in resumed.log.read()[-2:]]
     assert controller.export_report().is_file()
-    controller.close()
+    controller.close()  # e.g. the module reloaded: a new controller, the review still in the scene
+    n_nodes = scene.GetNumberOfNodes()
+    again = ReviewController(scene).open_case(tmp_path / "A", resumed.volume, case.written_labels)
+    assert scene.GetNumberOfNodes() == n_nodes and again.log.summary().slices_corrected == 2, \
+        "Analyse on the case the scene already reviews must resume it, not add a segmentation and heatmaps"
+    again.close()
 
 
 def test_skip_and_done_right_after_a_resume_with_nothing_visited(mrml_scene, analysed_case, tmp_path):

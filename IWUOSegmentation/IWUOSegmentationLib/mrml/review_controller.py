@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..review_folder import ReviewFolder
-from .review_session import RANKING_TABLE, REF_VOLUME, ReviewSession
+from .review_session import ATTR_LOG, RANKING_TABLE, REF_VOLUME, ReviewSession
 
 #: Slices of the correction budget when a front end sets none (`iwuo review --budget-slices` default).
 DEFAULT_BUDGET_SLICES = 20
@@ -207,8 +207,9 @@ class ReviewController:
 
     def _scene_review_of(self, folder: ReviewFolder, volume) -> bool:
         table = self.scene.GetFirstNodeByName(RANKING_TABLE)
-        return (table is not None and table.GetNodeReference(REF_VOLUME) is volume
-                and Path(table.GetAttribute("IWUO.budgetLogPath") or "") == folder.log)
+        referenced = table.GetNodeReference(REF_VOLUME) if table is not None else None
+        return (referenced is not None and referenced.GetID() == volume.GetID()
+                and Path(table.GetAttribute(ATTR_LOG) or "") == folder.log)
 
     def flush(self) -> None:
         """Account for pending edits (saved, then logged)."""
