@@ -22,7 +22,6 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-PHANTOM_SAMPLE_NAME = "IWUOBrainTumourPhantom"
 #: The heatmaps offered (IWUOSegmentationLib.mrml.review_workflow.OVERLAY_KINDS; a test keeps them equal).
 OVERLAYS = ["entropy", "variance", "mutual_information", "disagreement", "impact"]
 
@@ -58,32 +57,16 @@ class IWUOSegmentation(ScriptedLoadableModule):
 
 
 def registerSampleData():
-    """'IWUO brain tumour phantom' in Sample Data: generated locally on demand, no download."""
+    """'IWUO brain tumour phantom' in Sample Data: the phantom case that ships with the module (file:// URIs)."""
     try:
         import SampleData
     except ImportError:
         return
+    from IWUOSegmentationLib.self_test_case import sample_data_source
+
     icon = os.path.join(os.path.dirname(__file__), "Resources", "Icons", "IWUOSegmentation.png")
     SampleData.SampleDataLogic.registerCustomSampleDataSource(
-        category="IWUOSegmentation", sampleName=PHANTOM_SAMPLE_NAME,
-        uris=["iwuo-generated:FLAIR", "iwuo-generated:T1c"], fileNames=["FLAIR.nii.gz", "T1c.nii.gz"],
-        nodeNames=["PhantomFLAIR", "PhantomT1c"], thumbnailFileName=icon,
-        customDownloader=_loadPhantomSample)
-
-
-def _loadPhantomSample(source=None):
-    """Generate phantom seed 7 into Slicer's cache and load it (volumes + reference segmentation)."""
-    from IWUOSegmentationLib.phantom import write_phantoms
-
-    cache = os.path.join(slicer.app.cachePath, "IWUOSegmentation", "phantoms")
-    case_dir = os.path.join(cache, "phantom_0007")
-    if not os.path.exists(os.path.join(case_dir, "label.nii.gz")):
-        write_phantoms(cache, 1, seed=7, layout="cases")
-    nodes = [slicer.util.loadVolume(os.path.join(case_dir, f"{c}.nii.gz"), {"name": f"Phantom{c}"})
-             for c in ("FLAIR", "T1c")]
-    reference = slicer.util.loadSegmentation(os.path.join(case_dir, "label.nii.gz"), {"name": "PhantomReference"})
-    reference.SetAttribute("IWUO.role", "reference")
-    return nodes
+        category="IWUOSegmentation", thumbnailFileName=icon, **sample_data_source())
 
 
 class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -284,7 +267,8 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def loadResults(self):
         """Analysis folder -> segmentation, heatmaps and the review session (resumed if its log exists)."""
         background = self.channelSelectors[0][1].currentNode()
-        segmentation = self.logic.loadAnalysis(self.reviewFolder, background, self.ui.modelPathLineEdit.currentPath)
+        volumes = [selector.currentNode() for _, selector in self.channelSelectors]
+        segmentation = self.logic.loadAnalysis(self.reviewFolder, volumes, self.ui.modelPathLineEdit.currentPath)
         self.onOverlayChanged()
         session = self.logic.startReview(self.reviewFolder, background, segmentation)
         session.on_dirty = lambda: qt.QTimer.singleShot(0, self.onEditFinished)
@@ -437,16 +421,23 @@ class IWUOSegmentationLogic(ScriptedLoadableModuleLogic):
                 return node
         return None
 
-    def loadAnalysis(self, reviewFolder, referenceVolume, modelPath):
-        """Segmentation (saved corrections first) and heatmaps into the scene (shared with `iwuo review`)."""
+    def loadAnalysis(self, reviewFolder, channelVolumes, modelPath):
+        """Segmentation (saved corrections first) and heatmaps into the scene (shared with `iwuo review`);
+        an analysis of other images or another model is refused (analysis_identity.py)."""
         from IWUOSegmentationLib.model_folder import open_model
-        from IWUOSegmentationLib.mrml.review_workflow import load_analysis_into_scene, read_corrected_segmentation
+        from IWUOSegmentationLib.mrml.review_workflow import (
+            identity_of_volumes,
+            load_analysis_into_scene,
+            read_corrected_segmentation,
+        )
 
         model = open_model(modelPath)
+        referenceVolume = channelVolumes[0]
         shape = slicer.util.arrayFromVolume(referenceVolume).shape
         corrected = read_corrected_segmentation(reviewFolder.corrected, shape)
         loaded = load_analysis_into_scene(slicer.mrmlScene, reviewFolder.analysis, referenceVolume,
-                                          model.written_labels, corrected)
+                                          model.written_labels, corrected,
+                                          expected_identity=identity_of_volumes(channelVolumes, model))
         self.analysis = loaded.analysis
         self.overlays = loaded.overlays
         return loaded.segmentation
@@ -459,7 +450,8 @@ class IWUOSegmentationLogic(ScriptedLoadableModuleLogic):
 
 
 class IWUOSegmentationTest(ScriptedLoadableModuleTest):
-    """Self-test: phantom -> demo model -> scene -> review session -> simulated experts through the editor path."""
+    """Self-test on the phantom analysis that ships with the module (stock Slicer: numpy, scipy, SimpleITK only);
+    with torch and nnU-Net installed, the bundled model also re-analyses the phantom."""
 
     def setUp(self):
         slicer.mrmlScene.Clear(0)
@@ -467,6 +459,8 @@ class IWUOSegmentationTest(ScriptedLoadableModuleTest):
     def runTest(self):
         self.setUp()
         self.test_phantom_analysis_in_scene()
+        self.setUp()
+        self.test_inference_when_torch_is_installed()
 
     def test_phantom_analysis_in_scene(self):
         from IWUOSegmentationLib.mrml.self_test import run_self_test
@@ -476,6 +470,17 @@ class IWUOSegmentationTest(ScriptedLoadableModuleTest):
         self.assertGreater(result["perfect_dice"][-1], result["perfect_dice"][0])
         self.assertTrue(result["segments"])
         self.delayDisplay(f"IWUO self-test passed: {json.dumps(result)}")
+
+    def test_inference_when_torch_is_installed(self):
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is None or importlib.util.find_spec("nnunetv2") is None:
+            self.delayDisplay("torch or nnU-Net is not installed: the inference check is skipped.")
+            return
+        from IWUOSegmentationLib.mrml.self_test import run_inference_check
+
+        result = run_inference_check(tempfile.mkdtemp(prefix="iwuo_selftest_"))
+        self.delayDisplay(f"IWUO inference check passed: {json.dumps(result)}")
 
 
 # keep `vtk` imported for scripts that use this module's namespace (Slicer convention)

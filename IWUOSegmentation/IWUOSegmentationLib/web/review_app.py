@@ -85,7 +85,8 @@ class ReviewApp:
         volume = add_volume_from_image(case.images[0], case.channel_names[0])
         self.volume = volume
         corrected = read_corrected_segmentation(case.folder.corrected, case.shape)
-        loaded = load_analysis_into_scene(scene, case.analysis_dir, volume, case.written_labels, corrected)
+        loaded = load_analysis_into_scene(scene, case.analysis_dir, volume, case.written_labels, corrected,
+                                          expected_identity=case.identity)
         self.segmentation, self.overlays, self.labels = loaded.segmentation, loaded.overlays, loaded.labels
         self.slicer_app.display_manager.show_volume(volume, do_reset_views=True)
         editor = self.slicer_app.segmentation_editor
