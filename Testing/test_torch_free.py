@@ -16,8 +16,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: What a stock Slicer (5.6 and later) brings beyond the standard library, and this package.
-ALLOWED = {"numpy", "scipy", "SimpleITK", "slicer", "slicer_core", "vtk", "vtkmodules", "IWUOSegmentationLib"}
+#: What a stock Slicer (5.6 and later) brings beyond the standard library, and this package. slicer-layer-dm
+#: (the web extra) installs slicer/slicer_layer_dm.py into this venv's `slicer` package, whose __init__ imports
+#: every module there: it comes with `import slicer` here (compiled MRML classes, no Python dependencies).
+ALLOWED = {"numpy", "scipy", "SimpleITK", "slicer", "slicer_core", "slicer_layer_dm", "vtk", "vtkmodules",
+           "IWUOSegmentationLib"}
 #: Named in the failure message when one of them is reached.
 HEAVY = ("torch", "nnunetv2", "matplotlib", "nilearn", "trame", "trame_slicer", "nibabel", "medpy")
 
@@ -76,7 +79,7 @@ loaded = load_analysis_into_scene(scene, case.folder.analysis, volume, case.writ
                                   expected_identity=case.identity)
 session = open_review(scene, loaded.analysis, volume, loaded.segmentation, loaded.labels, case.folder.log)
 first = session.next()
-session.flush_edits()
+session.mark_corrected()
 scene_file = save_scene(scene, str(work / "scene" / "review.mrml"))
 session.close()
 scene.Clear(1)
@@ -114,3 +117,17 @@ def test_the_blocker_fails_a_body_that_needs_torch():
     """The check can fail: code that reaches torch (as the inference does) dies in the child."""
     run = _run_stock_slicer_child("from IWUOSegmentationLib.inference import MemberPredictor\n")
     assert run.returncode != 0 and "torch is not in stock Slicer" in run.stderr, run.stderr[-2000:]
+
+
+def test_shipped_colour_tables_are_matplotlibs():
+    """colormaps.py replaces matplotlib in the review; its values are matplotlib's to 8 bits."""
+    import pytest
+
+    matplotlib = pytest.importorskip("matplotlib")
+    from IWUOSegmentationLib.colormaps import COLORMAPS, PALETTE
+
+    for name, table in COLORMAPS.items():
+        expected = [matplotlib.colormaps[name](i / 255.0)[:3] for i in range(256)]
+        assert len(table) == 256 and max(abs(a - b) for t, e in zip(table, expected) for a, b in zip(t, e)) <= 0.5 / 255
+    expected = [matplotlib.colormaps["tab10"](i)[:3] for i in range(10)]
+    assert max(abs(a - b) for t, e in zip(PALETTE, expected) for a, b in zip(t, e)) <= 0.5 / 255
