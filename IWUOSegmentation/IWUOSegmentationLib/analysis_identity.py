@@ -102,12 +102,6 @@ def analysis_identity(inputs: list[dict], model: dict) -> dict:
     return {"version": IDENTITY_VERSION, "inputs": inputs, "model": model}
 
 
-def case_key(identity: dict) -> str:
-    """A short name for a case (its inputs' voxels and grids), e.g. to keep review folders of cases apart."""
-    text = json.dumps([[i["voxels_sha256"], i["size_xyz"]] for i in identity["inputs"]])
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
 def _input_differences(recorded: dict, expected: dict, label: str) -> list[str]:
     out = []
     if recorded.get("size_xyz") != expected.get("size_xyz"):
