@@ -37,6 +37,7 @@ from IWUOSegmentationLib.mrml.review_controller import (
     review_folder_of,
     segment_editor_node,
 )
+from IWUOSegmentationLib.mrml.review_workflow import identity_of_volumes
 
 #: The heatmaps offered (IWUOSegmentationLib.mrml.review_workflow.OVERLAY_KINDS; a test keeps them equal).
 OVERLAYS = ["entropy", "variance", "mutual_information", "disagreement", "impact"]
@@ -225,8 +226,10 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.statusLabel.text = _("Cancelling...")
 
     def openReview(self, folder):
-        labels = open_model(self.ui.modelPathLineEdit.currentPath).written_labels
-        self.controller.open_case(folder, self.channelSelectors[0][1].currentNode(), labels, show_first=True)
+        model = open_model(self.ui.modelPathLineEdit.currentPath)
+        volumes = [selector.currentNode() for _label, selector in self.channelSelectors]
+        self.controller.open_case(folder, volumes[0], model.written_labels, identity_of_volumes(volumes, model),
+                                  show_first=True)
         self.showReview()
 
     def showReview(self):
@@ -280,7 +283,8 @@ class IWUOSegmentationLogic(ScriptedLoadableModuleLogic):
 
 
 class IWUOSegmentationTest(ScriptedLoadableModuleTest):
-    """Self-test: phantom -> demo model -> scene -> review session -> simulated experts through the editor path."""
+    """Self-test on the phantom analysis that ships with the module (stock Slicer: numpy, scipy, SimpleITK only);
+    with torch and nnU-Net installed, the bundled model also re-analyses the phantom."""
 
     def setUp(self):
         slicer.mrmlScene.Clear(0)
@@ -288,6 +292,8 @@ class IWUOSegmentationTest(ScriptedLoadableModuleTest):
     def runTest(self):
         self.setUp()
         self.test_phantom_analysis_in_scene()
+        self.setUp()
+        self.test_inference_when_torch_is_installed()
 
     def test_phantom_analysis_in_scene(self):
         from IWUOSegmentationLib.mrml.self_test import run_self_test
@@ -297,3 +303,15 @@ class IWUOSegmentationTest(ScriptedLoadableModuleTest):
         self.assertGreater(result["perfect_dice"][-1], result["perfect_dice"][0])
         self.assertTrue(result["segments"])
         self.delayDisplay(f"IWUO self-test passed: {json.dumps(result)}")
+
+    def test_inference_when_torch_is_installed(self):
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is None or importlib.util.find_spec("nnunetv2") is None:
+            self.delayDisplay("torch or nnU-Net is not installed: the inference check is skipped.")
+            return
+        from IWUOSegmentationLib.mrml.self_test import run_inference_check
+
+        result = run_inference_check(tempfile.mkdtemp(prefix="iwuo_selftest_"))
+        self.delayDisplay(f"IWUO inference check passed: {json.dumps(result)}")
+

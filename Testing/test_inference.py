@@ -160,6 +160,14 @@ def test_analysis_folder_round_trip_and_cli(tmp_path, demo_model, small_case, an
     assert summary["members"]["n_members"] == len(demo_model.folds) and summary["region_based"]
     assert summary["outputs"] == ["whole_tumor", "tumor_core", "enhancing_tumor"]
     assert (tmp_path / "cli" / "uncertainty_entropy.nii.gz").is_file()
+    from IWUOSegmentationLib.analysis_identity import file_sha256, voxels_sha256
+
+    identity = summary["identity"]  # what the analysis was made from, for the reuse check
+    flair = sitk.GetArrayFromImage(sitk.ReadImage(str(small_case / "FLAIR.nii.gz")))
+    assert [i["name"] for i in identity["inputs"]] == ["FLAIR", "T1c"]
+    assert identity["inputs"][0]["voxels_sha256"] == voxels_sha256(flair.astype(np.float32))
+    assert identity["model"]["files"]["fold_0/checkpoint_final.pth"] == \
+        file_sha256(demo_model.path / "fold_0" / "checkpoint_final.pth")
 
 
 def test_cli_exit_codes(tmp_path, small_case, capsys):

@@ -84,6 +84,7 @@ def test_foreground_layer_in_every_slice_view(mrml_scene):
 
 
 def test_self_test_body_passes_on_slicer_core(mrml_scene, tmp_path):
+    """The module's self-test body on the shipped phantom analysis (test_torch_free.py runs it without torch)."""
     from IWUOSegmentationLib.mrml.self_test import run_self_test
 
     result = run_self_test(mrml_scene, str(tmp_path))
@@ -94,6 +95,49 @@ def test_self_test_body_passes_on_slicer_core(mrml_scene, tmp_path):
     assert result["slices_logged"] >= 1 and result["perfect_dice"][-1] > result["perfect_dice"][0]
     assert len(result["noisy_dice"]) == len(result["perfect_dice"])
     assert 0 < result["random_aubc"] <= 1 and 0 < result["iwuo_aubc"] <= 1
+    assert (tmp_path / "perfect.budget.jsonl").is_file() and (tmp_path / "corrected_segmentation.nii.gz").is_file()
+
+
+def test_bundled_model_reproduces_the_shipped_self_test_analysis(tmp_path):
+    """The module's extra self-test where torch and nnU-Net are installed: the shipped analysis is the demo model's
+    (same recorded identity, same segmentation); regenerate it with scripts/make_self_test_case.py if this fails."""
+    from IWUOSegmentationLib.mrml.self_test import run_inference_check
+
+    result = run_inference_check(str(tmp_path))
+    assert result["wt_agreement"] > 0.99 and result["members"] == 16
+
+
+def test_shipped_self_test_case_is_small_and_loads_as_sample_data(mrml_scene, demo_model, tmp_path):
+    """Under 2 MB; every Sample Data URI is a file:// URI that urllib (SampleData's downloader) copies, the copy
+    matches the registered checksum and loads with Slicer's own readers (volumes logic, segmentation storage
+    node); the volumes so loaded have the identity the shipped analysis records, so it opens on them."""
+    import hashlib
+    import urllib.request
+
+    from IWUOSegmentationLib.self_test_case import CASE_FOLDER, sample_data_source
+
+    total = sum(p.stat().st_size for p in CASE_FOLDER.rglob("*") if p.is_file())
+    assert total < 2_000_000, total
+    source = sample_data_source()
+    n = len(source["uris"])
+    assert n == len(source["fileNames"]) == len(source["nodeNames"]) == len(source["loadFileType"]) == 3
+    assert source["loadFileType"] == ["VolumeFile", "VolumeFile", "SegmentationFile"]
+    for uri, name, checksum in zip(source["uris"], source["fileNames"], source["checksums"]):
+        assert uri.startswith("file://")
+        copy = tmp_path / name
+        urllib.request.urlretrieve(uri, copy)
+        assert checksum == "SHA256:" + hashlib.sha256(copy.read_bytes()).hexdigest()
+    from IWUOSegmentationLib.mrml.review_workflow import identity_of_volumes, load_analysis_into_scene
+    from IWUOSegmentationLib.self_test_case import analysis_folder
+
+    volumes_logic, segmentations_logic = mrml_scene._iwuo_logics[2:]
+    copies = [tmp_path / name for name in source["fileNames"]]
+    volumes = [volumes_logic.AddArchetypeVolume(str(path), node) for path, node in zip(copies, source["nodeNames"])]
+    reference = segmentations_logic.LoadSegmentationFromFile(str(copies[2]), False, source["nodeNames"][2])
+    assert reference.GetSegmentation().GetNumberOfSegments() == 4  # labels 1-4 of the phantom
+    loaded = load_analysis_into_scene(mrml_scene, analysis_folder(), volumes[0], demo_model.written_labels,
+                                      expected_identity=identity_of_volumes(volumes[:2], demo_model))
+    assert loaded.segmentation.GetSegmentation().GetNumberOfSegments() == 3
 
 
 def test_reference_on_another_grid_is_resampled_onto_the_input(mrml_scene):

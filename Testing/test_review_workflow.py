@@ -36,7 +36,8 @@ def _open(scene, case, corrected=True, folder=None):
     folder = case.folder if folder is None else ReviewFolder(folder)
     volume = add_volume_from_image(case.images[0], "FLAIR")
     saved = read_corrected_segmentation(folder.corrected, case.shape) if corrected else None
-    loaded = load_analysis_into_scene(scene, case.analysis_dir, volume, case.written_labels, saved)
+    loaded = load_analysis_into_scene(scene, case.analysis_dir, volume, case.written_labels, saved,
+                                      expected_identity=case.identity)
     session = open_review(scene, loaded.analysis, volume, loaded.segmentation, loaded.labels,
                           folder.log, budget_slices=10)
     return volume, loaded, session
@@ -216,7 +217,8 @@ def test_analysis_of_another_case_and_foreign_corrections_are_refused(mrml_scene
 
     small = slicer.util.addVolumeFromArray(np.zeros((8, 9, 10), np.float32), name="other case")
     with pytest.raises(BadInputError, match="belongs to another case"):
-        load_analysis_into_scene(mrml_scene, prepared_case.analysis_dir, small, prepared_case.written_labels)
+        load_analysis_into_scene(mrml_scene, prepared_case.analysis_dir, small, prepared_case.written_labels,
+                                 expected_identity=prepared_case.identity)
     foreign = tmp_path / "corrected.nii.gz"
     sitk.WriteImage(sitk.Image(10, 9, 8, sitk.sitkUInt8), str(foreign))
     with pytest.raises(BadInputError, match="not the case's"):

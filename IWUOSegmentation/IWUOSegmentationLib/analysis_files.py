@@ -1,5 +1,8 @@
 """Write and read an analysis folder: label map, probabilities, uncertainty maps, summary.json.
 
+summary.json records the identity of the analysis' inputs and model (analysis_identity.py): an
+analysis is reused only for the same images and the same model.
+
 The folder is written under a temporary name and renamed into place at the end, so a cancelled
 or crashed run leaves no half-made analysis. Image format follows the extension asked for
 (.nii.gz by default, .nrrd, .mha).
@@ -12,12 +15,14 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import SimpleITK as sitk
 
+from .analysis_identity import analysis_identity, case_identity, model_identity, read_summary
+from .case_images import AnalysisResult, CaseImages
 from .errors import BadInputError
-from .inference import AnalysisResult, CaseImages
 from .io_atomic import atomic_write_text
 
 UNCERTAINTY_MAPS = ("variance", "entropy", "mutual_information", "disagreement")
@@ -25,10 +30,13 @@ UNCERTAINTY_MAPS = ("variance", "entropy", "mutual_information", "disagreement")
 
 def write_analysis(result: AnalysisResult, case: CaseImages, out_dir: str | os.PathLike, model_info: dict,
                    extension: str = ".nii.gz") -> Path:
-    """Write `result` into `out_dir` atomically (the folder appears whole or not at all)."""
+    """Write `result` into `out_dir` atomically (the folder appears whole or not at all).
+
+    `model_info` is the model's `describe()`: its files are hashed into the analysis' identity."""
     if extension not in (".nii.gz", ".nii", ".nrrd", ".mha"):
         raise BadInputError(f"Unsupported output extension {extension!r}; use .nii.gz, .nii, .nrrd or .mha.")
     out = Path(out_dir)
+    identity = analysis_identity(case_identity(case, model_info.get("channels")), model_identity(model_info))
     tmp = out.with_name(f".{out.name}.partial")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -50,6 +58,7 @@ def write_analysis(result: AnalysisResult, case: CaseImages, out_dir: str | os.P
             "inputs": case.names, "shape_zyx": list(result.label_map.shape),
             "label_voxels": {str(int(k)): int(v) for k, v in zip(*np.unique(result.label_map, return_counts=True))},
             "uncertainty_mean": {n: float(result.uncertainty[n].mean()) for n in UNCERTAINTY_MAPS},
+            "identity": identity,
         }
         atomic_write_text(tmp / "summary.json", json.dumps(summary, indent=2))
         if out.exists():
@@ -73,12 +82,10 @@ class LoadedAnalysis:
     reference: sitk.Image
 
 
-def read_analysis(folder: str | os.PathLike) -> LoadedAnalysis:
+def read_analysis(folder: str | os.PathLike, summary: Optional[dict] = None) -> LoadedAnalysis:
+    """Read the maps of an analysis folder (`summary`: its summary.json when already read and checked)."""
     folder = Path(folder)
-    summary_file = folder / "summary.json"
-    if not summary_file.is_file():
-        raise BadInputError(f"{folder} is not an analysis folder (no summary.json).")
-    summary = json.loads(summary_file.read_text())
+    summary = read_summary(folder) if summary is None else summary
     ext = summary.get("extension", ".nii.gz")
     reference = sitk.ReadImage(str(folder / f"segmentation{ext}"))
     read = lambda name: sitk.GetArrayFromImage(sitk.ReadImage(str(folder / f"{name}{ext}")))  # noqa: E731

@@ -2,7 +2,8 @@
 
 Kept free of trame and slicer so that bad input (a port in use, a case the model cannot take,
 an analysis of another case) is refused with a clear message before any server starts, and so
-that the analysis, the slowest step, runs with progress on the terminal.
+that the analysis, the slowest step, runs with progress on the terminal. An existing analysis is
+reused only when it records this case's images and this model (analysis_identity.py).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class ReviewCase:
     written_labels: dict[str, int]
     analysis_dir: Path
     folder: ReviewFolder  # where the log and the corrections go
+    identity: dict  # of these images and the model (analysis_identity.py): the analysis must record the same
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -57,8 +59,9 @@ def prepare_review_case(case: list[str], model_path: Optional[str], out_dir: Opt
                         cancel: Optional[Callable[[], bool]] = None) -> ReviewCase:
     """Open the model, match the case's images to its channels, run the analysis unless one is given."""
     from .analysis_files import write_analysis
+    from .analysis_identity import analysis_identity, case_identity, check_analysis_folder, model_identity
+    from .case_images import CaseImages
     from .demo_model import demo_model_folder
-    from .inference import CaseImages, MemberPredictor
     from .model_folder import check_channels, open_model
 
     model = open_model(model_path or demo_model_folder())
@@ -76,15 +79,20 @@ def prepare_review_case(case: list[str], model_path: Optional[str], out_dir: Opt
     images = CaseImages.from_files([str(f) for f in files])
     images.validate()
     folder = ReviewFolder(out_dir or Path("iwuo_review") / name)
-    folder.root.mkdir(parents=True, exist_ok=True)
     analysis = Path(analysis_dir) if analysis_dir else folder.analysis
-    if not (analysis / "summary.json").is_file():
+    identity = analysis_identity(case_identity(images, model.channel_names), model_identity(model))
+    if (analysis / "summary.json").is_file():  # reused only for this case and this model
+        check_analysis_folder(analysis, identity["inputs"], identity["model"])
+    else:
         if analysis_dir:
             raise BadInputError(f"{analysis} is not an analysis folder (no summary.json); leave --analysis out to "
                                 "analyse the case now.")
+        from .inference import MemberPredictor
+
         predictor = MemberPredictor(model, device=device, members=("flips", "folds"), tta=tta)
         result = predictor.analyze(images, progress=progress, cancel=cancel)
         write_analysis(result, images, analysis, model.describe())
+    folder.root.mkdir(parents=True, exist_ok=True)
     sitk_images = [sitk.ReadImage(str(f)) for f in files]
     return ReviewCase(name=name, images=sitk_images, channel_names=model.channel_names,
-                      written_labels=model.written_labels, analysis_dir=analysis, folder=folder)
+                      written_labels=model.written_labels, analysis_dir=analysis, folder=folder, identity=identity)

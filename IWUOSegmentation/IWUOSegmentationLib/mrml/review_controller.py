@@ -119,11 +119,6 @@ def review_folder_of(chosen: str | os.PathLike, volume_name: str) -> tuple[str, 
     return str(folder.root), folder.has_analysis()
 
 
-def check_analysis_reuse(folder: ReviewFolder, volume) -> None:
-    """The one place that decides whether the analysis in `folder` may be used for `volume` (the grid check is
-    in load_analysis_into_scene); a content-identity check plugs in here."""
-
-
 class ReviewController:
     """The review of one case in `scene`; `on_dirty` is the front end's "flush after this event" scheduler."""
 
@@ -145,13 +140,15 @@ class ReviewController:
         return self.session is None and self.scene.GetFirstNodeByName(RANKING_TABLE) is not None
 
     def open_case(self, review_folder: str | os.PathLike, volume, written_labels: dict[str, int],
-                  analysis_dir: str | os.PathLike | None = None,
+                  expected_identity: dict, analysis_dir: str | os.PathLike | None = None,
                   budget_slices: Optional[int] = DEFAULT_BUDGET_SLICES, show_first: bool = False) -> ReviewSession:
         """Review `volume` with the analysis of `review_folder` (or `analysis_dir`): the saved corrections (else
         the prediction) and the heatmaps into the scene, the IWUO ranking, the session (its log resumed, shown
         where the reviewer stopped; a fresh one on its first slice if `show_first`).
 
-        Opening the case already under review, or one whose review the scene holds, adds no nodes."""
+        `expected_identity` is the identity of the images and model in hand (`identity_of_volumes`): an
+        analysis of anything else is refused (analysis_identity.check_identity). Opening the case already
+        under review, or one whose review the scene holds, adds no nodes."""
         from .review_workflow import load_analysis_into_scene, open_review, read_corrected_segmentation
 
         folder = ReviewFolder(review_folder)
@@ -160,12 +157,11 @@ class ReviewController:
         if self._scene_review_of(folder, volume):
             return self.resume()
         self.close()
-        check_analysis_reuse(folder, volume)
         import slicer.util
 
         corrected = read_corrected_segmentation(folder.corrected, slicer.util.arrayFromVolume(volume).shape)
         loaded = load_analysis_into_scene(self.scene, analysis_dir or folder.analysis, volume, written_labels,
-                                          corrected)
+                                          corrected, expected_identity=expected_identity)
         session = open_review(self.scene, loaded.analysis, volume, loaded.segmentation, loaded.labels, folder.log,
                               budget_slices=budget_slices)
         for kind, node in loaded.overlays.items():

@@ -360,8 +360,8 @@ class ReviewSession:
         for name, values in columns.items():
             array = vtk.vtkDoubleArray()
             array.SetName(name)
-            for v in values:
-                array.InsertNextValue(v)
+            for v in values:  # NaN: no measured Dice before a reference was chosen (set after the session began)
+                array.InsertNextValue(float("nan") if v is None else v)
             table.AddColumn(array)
         chart = self._get_or_add("vtkMRMLPlotChartNode", CHART)
         chart.SetXAxisTitle("slices corrected")

@@ -4,6 +4,10 @@ The desktop module (IWUOSegmentation.py) and the browser app (web/review_app.py)
 functions, so a session started in one can be finished in the other: same nodes, same IWUO
 ranking, same BudgetLog file and the same saved label map of the corrected segmentation, laid
 out as `review_folder.ReviewFolder` says.
+
+An analysis is put into a scene only for the images and the model it was made from
+(analysis_identity.py): callers pass the identity of what they have, from the channel volumes in
+the scene (`identity_of_volumes`) or from the case's files. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Optional
 import numpy as np
 
 from ..analysis_files import UNCERTAINTY_MAPS, LoadedAnalysis, read_analysis
+from ..analysis_identity import analysis_identity, check_identity, image_identity, model_identity, read_summary
 from ..errors import BadInputError
 from ..review_folder import ReviewFolder
 from .analysis_nodes import add_heatmap_volume, add_segmentation, place_in_study
@@ -50,6 +55,27 @@ def ijk_to_ras_matrix(image):
     return m
 
 
+def volume_identity(volume, name: str = "") -> dict:
+    """Identity of a scalar volume node's voxels and grid, as `analysis_identity.image_identity` (LPS geometry)."""
+    import slicer.util
+
+    directions = np.zeros((3, 3))
+    matrix = [[0.0] * 3 for _ in range(3)]
+    volume.GetIJKToRASDirections(matrix)
+    directions[:] = matrix
+    lps = np.diag([-1.0, -1.0, 1.0])
+    origin = lps @ np.array(volume.GetOrigin(), float)
+    return image_identity(slicer.util.arrayFromVolume(volume).astype(np.float32), volume.GetSpacing(), origin,
+                          (lps @ directions).ravel(), name)
+
+
+def identity_of_volumes(volumes: list, model) -> dict:
+    """The identity an analysis of these channel volumes (in the model's channel order) with `model` has."""
+    names = list(model.channel_names) if hasattr(model, "channel_names") else []
+    inputs = [volume_identity(v, names[i] if i < len(names) else v.GetName()) for i, v in enumerate(volumes)]
+    return analysis_identity(inputs, model_identity(model))
+
+
 def add_volume_from_image(image, name: str):
     """Scalar volume node with the voxels and geometry of a SimpleITK image."""
     import SimpleITK as sitk
@@ -73,9 +99,15 @@ def impact_map(analysis: LoadedAnalysis) -> np.ndarray:
 
 
 def load_analysis_into_scene(scene, analysis_folder: str | os.PathLike, volume, written_labels: dict[str, int],
-                             corrected_label_map: Optional[np.ndarray] = None) -> AnalysisInScene:
-    """Segmentation (the saved corrections if given, else the prediction) and heatmap overlays."""
-    analysis = read_analysis(analysis_folder)
+                             corrected_label_map: Optional[np.ndarray] = None, *,
+                             expected_identity: dict) -> AnalysisInScene:
+    """Segmentation (the saved corrections if given, else the prediction) and heatmap overlays.
+
+    `expected_identity` is the identity of the case and model in hand (`identity_of_volumes`, or
+    `analysis_identity` of the case's files); an analysis of anything else is refused before it is read."""
+    summary = read_summary(analysis_folder)
+    check_identity(summary, analysis_folder, expected_identity["inputs"], expected_identity["model"])
+    analysis = read_analysis(analysis_folder, summary)
     import slicer.util
 
     shape = slicer.util.arrayFromVolume(volume).shape
@@ -134,7 +166,9 @@ def resume_review_from_scene(scene) -> tuple[ReviewSession, LoadedAnalysis]:
     session.label_values = labels
     folder = ReviewFolder(session.log.path.parent)
     try:
-        analysis = read_analysis(folder.analysis)
+        summary = read_summary(folder.analysis)  # the analysis beside the log must be of the scene's image
+        check_identity(summary, folder.analysis, [volume_identity(session.volume)], first_inputs_only=True)
+        analysis = read_analysis(folder.analysis, summary)
         corrected = read_corrected_segmentation(folder.corrected, slicer.util.arrayFromVolume(session.volume).shape)
     except BadInputError:  # no analysis beside the log (its geometry is needed to save), or foreign corrections
         session.close()

@@ -77,7 +77,7 @@ class ReviewApp:
         volume = add_volume_from_image(case.images[0], case.channel_names[0])
         self.volume = volume
         self.controller = ReviewController(self.slicer_app.scene, on_dirty=self._schedule_flush)
-        self.session = self.controller.open_case(case.folder.root, volume, case.written_labels,
+        self.session = self.controller.open_case(case.folder.root, volume, case.written_labels, case.identity,
                                                  analysis_dir=case.analysis_dir, budget_slices=budget_slices)
         self.segmentation, self.overlays = self.session.segmentation, self.controller.overlays
         self.labels = self.session.label_values
