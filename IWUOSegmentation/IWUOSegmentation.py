@@ -125,6 +125,7 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.referenceSelector.setMRMLScene(slicer.mrmlScene)
         self.ui.referenceSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onReferenceChanged)
         self.ui.exportReportButton.connect("clicked(bool)", self.onExportReport)
+        self.ui.targetComboBox.connect("activated(int)", self.onTargetChanged)  # review target (issue 13)
         self.shortcuts = []
         for key, action in (("n", "next"), ("p", "previous"), ("s", "skip"), ("d", "mark_corrected")):
             shortcut = qt.QShortcut(qt.QKeySequence(key), slicer.util.mainWindow())
@@ -288,12 +289,29 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.onOverlayChanged()
         session = self.logic.startReview(self.reviewFolder, background, segmentation)
         session.on_dirty = lambda: qt.QTimer.singleShot(0, self.onEditFinished)
+        self.showTargets(session.target)  # review target (issue 13)
         editor = self.ui.segmentEditorWidget
         editor.setSegmentationNode(segmentation)
         editor.setSourceVolumeNode(background)
         editor.setActiveEffectByName("Paint")
         self.ui.budgetProgressBar.maximum = len(session.ranking)
         self.budgetTimer.start()
+        self.onNavigate("next")
+
+    # -- review target (issue 13): the logic re-ranks in the MRML layer; the log records the change --
+    def showTargets(self, current):
+        self.ui.targetComboBox.clear()
+        for name in self.logic.reviewTargets():
+            self.ui.targetComboBox.addItem(name)
+        self.ui.targetComboBox.setCurrentIndex(max(self.ui.targetComboBox.findText(current), 0))
+
+    def onTargetChanged(self, *_):
+        if self.logic.session is None or self.ui.targetComboBox.currentText == self.logic.session.target:
+            return
+        session = self.logic.startReview(self.reviewFolder, self.logic.referenceVolume, self.logic.session.segmentation,
+                                         target=self.ui.targetComboBox.currentText)
+        session.on_dirty = lambda: qt.QTimer.singleShot(0, self.onEditFinished)
+        self.ui.budgetProgressBar.maximum = len(session.ranking)
         self.onNavigate("next")
 
     def onNavigate(self, action):
@@ -377,17 +395,26 @@ class IWUOSegmentationLogic(ScriptedLoadableModuleLogic):
         node = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLSegmentEditorNode")
         return node if node is not None else slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentEditorNode")
 
-    def startReview(self, reviewFolder, referenceVolume, segmentation):
-        """Rank slices by IWUO and open the review session of `reviewFolder` (shared with `iwuo review`)."""
-        from IWUOSegmentationLib.mrml.review_workflow import open_review
+    def startReview(self, reviewFolder, referenceVolume, segmentation, target=None):
+        """Rank slices by IWUO for `target` (None: the log's, else all foreground) and open the review session of
+        `reviewFolder` (shared with `iwuo review`)."""
+        from IWUOSegmentationLib.mrml.review_workflow import open_review, show_target_impact
 
         if self.session is not None:
             self.session.close()
         self.referenceVolume = referenceVolume
         labels = json.loads(segmentation.GetAttribute("IWUO.labels") or "{}")
         self.session = open_review(slicer.mrmlScene, self.analysis, referenceVolume, segmentation, labels,
-                                   reviewFolder.log)
+                                   reviewFolder.log, target=target)
+        if "impact" in self.overlays:  # the impact overlay shows the ranked target
+            show_target_impact(self.overlays["impact"], self.analysis, self.session.target)
         return self.session
+
+    def reviewTargets(self):
+        """Structures of the model to rank for, the default (all foreground) first."""
+        from IWUOSegmentationLib.mrml.review_workflow import review_targets
+
+        return review_targets(self.analysis) if self.analysis is not None else []
 
     def flushAndSave(self):
         """Account for pending edits; the session saves the corrected label map before it logs them."""

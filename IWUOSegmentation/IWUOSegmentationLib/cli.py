@@ -129,7 +129,8 @@ def cmd_review(args) -> int:
     cancel = CancelFlag()
     try:
         case = prepare_review_case(args.case, args.model, args.out, args.analysis, device=args.device,
-                                   tta=not args.disable_tta, progress=Progress(args.progress), cancel=cancel)
+                                   tta=not args.disable_tta, progress=Progress(args.progress), cancel=cancel,
+                                   target=args.target)
     finally:
         cancel.restore()
     try:
@@ -220,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1",
                    help="interface to serve on; 0.0.0.0 serves other machines (no login: prefer an SSH tunnel)")
     p.add_argument("--budget-slices", type=int, default=20)
+    p.add_argument("--target", default=None,
+                   help="structure to rank slices for: a label or region name of the model's dataset.json, or "
+                        "'all foreground' (default; a BraTS model's whole tumour); a resumed review keeps its own")
     p.add_argument("--device", default="auto")
     p.add_argument("--disable-tta", action="store_true", help="no mirror members when analysing (8x faster)")
     p.set_defaults(func=cmd_review)

@@ -121,14 +121,9 @@ def open_review(scene, analysis: LoadedAnalysis, volume, segmentation, labels: d
 
     `target` is a structure of the model (a label, a region, or "all foreground"); None resumes the log's
     target, or takes the default (all foreground; the whole tumour of a BraTS model). The log records it."""
-    from ..budget_log import BudgetLog
     from ..slice_scores import iwuo_ranking
-    from .review_session import logged_target
 
-    structures = analysis_structures(analysis)
-    if target is None and Path(log_path).is_file():
-        target = logged_target(BudgetLog(log_path).read())
-    structure = structures.get(target)
+    structure = analysis_structures(analysis).get(review_target(analysis.summary, log_path, target))
     axis, _, rows = iwuo_ranking(analysis.label_map, analysis.probabilities, analysis.summary["outputs"],
                                  analysis.summary["region_based"], analysis.uncertainty["entropy"],
                                  analysis.reference.GetSpacing(), region=structure)
@@ -141,6 +136,18 @@ def open_review(scene, analysis: LoadedAnalysis, volume, segmentation, labels: d
     session.log_unlogged_corrections(masks_from_label_map(analysis.label_map, labels))
     save_corrections_before_logging(session, analysis.reference)
     return session
+
+
+def review_target(summary: dict, log_path: str | os.PathLike, target: Optional[str] = None) -> str:
+    """The structure to rank (analysis summary.json given): `target`, else the one the review's log was last
+    ranked on, else the default."""
+    from ..budget_log import BudgetLog
+    from ..structures import structures_from_summary
+    from .review_session import logged_target
+
+    if target is None and Path(log_path).is_file():
+        target = logged_target(BudgetLog(log_path).read())
+    return structures_from_summary(summary).get(target).name
 
 
 def review_targets(analysis: LoadedAnalysis) -> list[str]:

@@ -9,6 +9,7 @@ the BudgetLog and the saved corrections are the desktop module's too.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import types
@@ -21,6 +22,9 @@ from ..mrml.review_workflow import (
     load_analysis_into_scene,
     open_review,
     read_corrected_segmentation,
+    review_target,
+    review_targets,
+    show_target_impact,
 )
 from ..review_case import ReviewCase
 
@@ -85,14 +89,21 @@ class ReviewApp:
         volume = add_volume_from_image(case.images[0], case.channel_names[0])
         self.volume = volume
         corrected = read_corrected_segmentation(case.folder.corrected, case.shape)
-        loaded = load_analysis_into_scene(scene, case.analysis_dir, volume, case.written_labels, corrected)
+        summary = json.loads((case.analysis_dir / "summary.json").read_text())
+        target = review_target(summary, case.folder.log, case.target)  # given, else the log's, else all foreground
+        loaded = load_analysis_into_scene(scene, case.analysis_dir, volume, case.written_labels, corrected,
+                                          target=target)
         self.segmentation, self.overlays, self.labels = loaded.segmentation, loaded.overlays, loaded.labels
+        self.analysis = loaded.analysis
         self.slicer_app.display_manager.show_volume(volume, do_reset_views=True)
         editor = self.slicer_app.segmentation_editor
         editor.set_active_segmentation(self.segmentation, volume)
         self.session = open_review(scene, loaded.analysis, volume, self.segmentation, self.labels,
-                                   case.folder.log, budget_slices=budget_slices)
+                                   case.folder.log, budget_slices=budget_slices, target=target)
         self.session.on_dirty = self._schedule_flush
+        self.budget_slices = budget_slices
+        self.state.iwuo_targets = review_targets(self.analysis)
+        self.state.iwuo_target = self.session.target
         self._set_overlay(self.state.iwuo_map, self.state.iwuo_opacity)
         if self.session.current_rank >= 0:  # resumed from the log: show where the reviewer stopped
             self.session.go_to(self.session.current_rank)
@@ -185,6 +196,18 @@ class ReviewApp:
         if key in SHORTCUTS:
             self.act(SHORTCUTS[key])
 
+    def set_target(self, target: str) -> None:
+        """Rank the slices for another structure: the log records the change and keeps the progress per slice."""
+        if not target or target == self.session.target:
+            return
+        self.session.close()  # accounts pending edits, stops observing
+        self.session = open_review(self.slicer_app.scene, self.analysis, self.volume, self.segmentation, self.labels,
+                                   self.case.folder.log, budget_slices=self.budget_slices, target=target)
+        self.session.on_dirty = self._schedule_flush
+        show_target_impact(self.overlays["impact"], self.analysis, self.session.target)
+        self.state.iwuo_target = self.session.target
+        self._publish()
+
     def go_to_rank(self, rank: int) -> None:
         self.session.go_to(int(rank) - 1)
         self._publish()
@@ -224,6 +247,8 @@ class ReviewApp:
         state.iwuo_segment = None
         state.iwuo_segments = []
         state.iwuo_rows = []
+        state.iwuo_targets = []
+        state.iwuo_target = None
         state.iwuo_case = self.case.name
         state.change("iwuo_map", "iwuo_opacity")(lambda iwuo_map, iwuo_opacity, **_: (
             self._set_overlay(iwuo_map, iwuo_opacity) if self.session else None))
@@ -233,6 +258,7 @@ class ReviewApp:
         ctrl.trigger("iwuo_effect")(self.set_effect)
         ctrl.trigger("iwuo_segment")(self.set_segment)
         ctrl.trigger("iwuo_report")(self.export_report)
+        ctrl.trigger("iwuo_target")(self.set_target)
         state.iwuo_message = ""
 
         with VAppLayout(self.server, full_height=True) as self.layout:
@@ -242,6 +268,10 @@ class ReviewApp:
                 html.Div("{{ iwuo_budget_text }}", classes="mx-4 text-body-2", raw_attrs=['data-testid="budget-text"'])
             with v.VNavigationDrawer(permanent=True, width=380):
                 with v.VContainer(classes="pa-2"):
+                    v.VSelect(label="Review target", items=("iwuo_targets",), model_value=("iwuo_target",),
+                              density="compact", hide_details=True, classes="mb-2",
+                              update_modelValue="trigger('iwuo_target', [$event])",
+                              raw_attrs=['data-testid="target-select"'])
                     v.VProgressLinear(model_value=("100 * iwuo_slices_used / Math.max(iwuo_budget, 1)",), height=8,
                                       color=("iwuo_slices_used >= iwuo_budget ? 'error' : 'primary'",), classes="mb-2",
                                       raw_attrs=['data-testid="budget-bar"'])
@@ -310,5 +340,6 @@ class ReviewApp:
 
 
 def run_review(case: ReviewCase, port: int, host: str = "127.0.0.1", budget_slices: int = 20) -> None:
+    """Serve the review of `case` (its `target` is the structure ranked first; the page can change it)."""
     ReviewApp(case, budget_slices=budget_slices).start(port, host=host)
 
