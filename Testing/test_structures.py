@@ -132,7 +132,7 @@ def test_conventions_by_year_and_conversion():
 
 def test_unknown_reference_labels_are_named():
     model = structures_from_dataset_json(PROSTATE)
-    with pytest.raises(BadInputError, match=r"case7: the reference has label value\(s\) \[3, 5\]"):
+    with pytest.raises(BadInputError, match=r"case7: the reference has label values \[3, 5\]"):
         reference_label_check({0, 1, 3, 5}, set(model.label_values), "case7", "the model's labels")
     reference_label_check({0, 1, 2}, set(model.label_values), "case7", "the model's labels")
 

@@ -300,18 +300,22 @@ def reference_label_check(reference_values: set[int], allowed: set[int], case: s
     """Refuse a reference with label values the regions are not defined on, naming them."""
     unknown = sorted(reference_values - allowed - {0})
     if unknown:
-        raise BadInputError(f"Case {case}: the reference has label value(s) {unknown}, which {model_labels} does "
+        raise BadInputError(f"Case {case}: the reference has label values {unknown}, which {model_labels} does "
                             "not define; pass --label-convention if it uses another BraTS convention "
                             "(brats2013, brats2021, brats2023), or relabel it.")
 
 
 def describe_labels(model: ModelStructures, convention: Optional[str] = None) -> str:
+    """The label values a reference may hold, in words, for error messages."""
     if convention:
         key = resolve_convention(convention)
         return f"the {BRATS_CONVENTIONS[key]['title']} convention"
-    parts = [f"{v} {s.name}" for s in model.structures.values() if s.kind in ("label", "region")
-             for v in s.label_values[:1] if len(s.label_values) == 1]
-    return "the model's labels (" + ", ".join(parts or [str(v) for v in model.label_values]) + ")"
+    if model.region_based:
+        parts = [f"{s.name} = {','.join(map(str, s.label_values))}" for s in model.structures.values()
+                 if s.kind == "region"]
+        return "the model's regions (" + "; ".join(parts) + ")"
+    parts = [f"{s.label_values[0]} {s.name}" for s in model.structures.values() if s.kind == "label"]
+    return "the model's labels (" + ", ".join(parts) + ")"
 
 
 def reference_values_allowed(model: ModelStructures, convention: Optional[str] = None) -> set[int]:
