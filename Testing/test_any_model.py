@@ -107,6 +107,9 @@ def test_label_model_reviewed_on_a_chosen_structure(mrml_scene, tmp_path):
     events = BudgetLog(folder.log).read()
     assert [e["target"] for e in events if e["kind"] == "target_changed"] == ["PZ"]
     resumed.close()
+    from IWUOSegmentationLib.review_report import write_review_report
+
+    assert "| review target | TZ → PZ |" in write_review_report(folder.log).read_text()
     with pytest.raises(BadInputError, match="no structure 'prostate'.*all foreground, PZ, TZ"):
         open_review(mrml_scene, loaded.analysis, volume, loaded.segmentation, loaded.labels, folder.log,
                     target="prostate")
