@@ -47,15 +47,16 @@ def dice_within_seconds(curve: np.ndarray, order: np.ndarray, seconds: np.ndarra
 
 def evaluate_case(name: str, label_map: np.ndarray, probabilities: np.ndarray, output_names: list[str],
                   region_based: bool, uncertainty: np.ndarray, reference: np.ndarray, axis: int,
-                  regions=("WT", "TC", "ET"), strategies: tuple[str, ...] = DEFAULT_STRATEGIES,
+                  regions=None, strategies: tuple[str, ...] = DEFAULT_STRATEGIES,
                   experts: tuple[str, ...] = ("perfect", "noisy"), random_seeds: int = 20,
                   label_values: dict | None = None, options: ScoreOptions | None = None,
                   spacing_xyz: tuple[float, float, float] = (1.0, 1.0, 1.0), time_model: TimeModel | None = None,
                   seconds_budget: float = 300.0, structures: ModelStructures | None = None) -> CaseEvaluation:
     """Score, rank and replay every strategy for every region and expert on one case.
 
-    `regions`: names of the model's structures (WT/TC/ET on BraTS models), a mapping name -> label values, or
-    name -> EvaluationRegion (reference values in the reference's convention); see structures.py."""
+    `regions`: None (WT/TC/ET of a BraTS model, else each of the model's structures), names of the model's
+    structures (WT/TC/ET on BraTS models), a mapping name -> label values, or name -> EvaluationRegion (reference
+    values in the reference's convention); see structures.py."""
     if reference.shape != label_map.shape:
         raise BadInputError(f"Reference {reference.shape} and prediction {label_map.shape} have different grids.")
     time_model = time_model or TimeModel()

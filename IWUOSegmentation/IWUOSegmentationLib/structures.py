@@ -356,4 +356,4 @@ def as_evaluation_regions(regions, model: ModelStructures) -> dict[str, Evaluati
                 structure = _structure_for_values(model, name, values)
             out[name] = EvaluationRegion(name, structure, values)
         return out
-    return evaluation_regions(model, list(regions))
+    return evaluation_regions(model, None if regions is None else list(regions))
