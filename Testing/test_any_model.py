@@ -185,6 +185,42 @@ def test_evaluate_refuses_labels_the_model_does_not_have(tmp_path):
         evaluate_folder_case(folder, _model(BRATS2023, tmp_path), None, out_case, options)
 
 
+def test_review_target_is_checked_against_the_model_before_anything_runs(tmp_path, capsys):
+    from IWUOSegmentationLib.cli import main
+    from IWUOSegmentationLib.review_case import prepare_review_case
+
+    code = main(["--progress", "none", "review", "--case", str(tmp_path / "nowhere"), "--target", "liver",
+                 "--port", "18931", "--out", str(tmp_path / "out")])
+    assert code == 2
+    assert "no structure 'liver'; choose one of: whole_tumor, tumor_core, enhancing_tumor" in capsys.readouterr().err
+    with pytest.raises(BadInputError, match="Case image.s. not found"):  # ET is the demo model's enhancing_tumor
+        prepare_review_case([str(tmp_path / "nowhere")], None, str(tmp_path / "out"), target="ET")
+
+
+def test_phantoms_in_brats2023_labels_and_names_and_tissue_phantoms(tmp_path):
+    from IWUOSegmentationLib.cli import main
+
+    assert main(["--progress", "none", "phantom", "--out", str(tmp_path / "b23"), "--n", "1", "--seed", "3",
+                 "--spacing", "4,4,4", "--label-convention", "brats2023"]) == 0
+    folder = tmp_path / "b23" / "phantom_0003"
+    assert sorted(p.name for p in folder.glob("phantom_0003-*")) == ["phantom_0003-seg.nii.gz",
+                                                                     "phantom_0003-t1c.nii.gz",
+                                                                     "phantom_0003-t2f.nii.gz"]
+    label = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "phantom_0003-seg.nii.gz")))
+    assert set(np.unique(label).tolist()) == {0, 1, 2, 3}
+    flair = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "phantom_0003-t2f.nii.gz")))
+    assert flair[label == 2].mean() > flair[(label == 0) & (flair != 0)].mean() + 0.8  # oedema is FLAIR-bright
+
+    assert main(["--progress", "none", "phantom", "--out", str(tmp_path / "tissue"), "--n", "1", "--kind", "tissue",
+                 "--layout", "nnunet", "--spacing", "4,4,4"]) == 0
+    root = tmp_path / "tissue" / "Dataset900_IWUOPhantom"
+    assert json.loads((root / "dataset.json").read_text())["labels"] == {"background": 0, "csf": 1, "grey_matter": 2,
+                                                                         "white_matter": 3}
+    label = sitk.GetArrayFromImage(sitk.ReadImage(str(root / "labelsTr" / "tissue_0000.nii.gz")))
+    t1 = sitk.GetArrayFromImage(sitk.ReadImage(str(root / "imagesTr" / "tissue_0000_0000.nii.gz")))
+    assert t1[label == 3].mean() > t1[label == 2].mean() > t1[label == 1].mean()
+
+
 # -- real nnU-Net models trained here (slow: planning, preprocessing, training and nnU-Net's validation) --------
 
 def _train(tmp_path_factory, name: str, **phantom_options) -> Path:
