@@ -115,6 +115,29 @@ def test_label_model_reviewed_on_a_chosen_structure(mrml_scene, tmp_path):
                     target="prostate")
 
 
+def test_browser_app_offers_and_changes_the_review_target(tmp_path):
+    """The browser app's target selector (its state and trigger), in-process without a browser."""
+    pytest.importorskip("trame_slicer")
+    from IWUOSegmentationLib.budget_log import BudgetLog
+    from IWUOSegmentationLib.review_case import ReviewCase
+    from IWUOSegmentationLib.review_folder import ReviewFolder
+    from IWUOSegmentationLib.web.review_app import ReviewApp
+
+    folder = ReviewFolder(tmp_path / "review")
+    _write_case_analysis(folder.analysis, PROSTATE, *_prostate_case())
+    image = CaseImages(arrays=[np.zeros(SHAPE, np.float32)], spacing=(1, 1, 1)).to_image(np.zeros(SHAPE, np.float32))
+    case = ReviewCase(name="prostate", images=[image], channel_names=["T2"], written_labels=PROSTATE["labels"],
+                      analysis_dir=folder.analysis, folder=folder, target="TZ")
+    app = ReviewApp(case, budget_slices=5)
+    assert app.state.iwuo_targets == ["all foreground", "PZ", "TZ"] and app.state.iwuo_target == "TZ"
+    assert app.state.iwuo_rows[0]["slice"] == 7
+    app.set_target("PZ")
+    assert app.state.iwuo_target == "PZ" and app.state.iwuo_rows[0]["slice"] == 2
+    assert [(e["kind"], e.get("target")) for e in BudgetLog(folder.log).read()] == [
+        ("session_started", "TZ"), ("target_changed", "PZ")]
+    app.save_now()
+
+
 def _brats2023_case(tmp_path: Path) -> tuple[Path, np.ndarray, np.ndarray]:
     """A BraTS 2023 case folder (-t2f, -t1c, -seg) and a prediction that misses part of ET (label 3)."""
     reference = np.zeros(SHAPE, np.uint8)
