@@ -165,3 +165,11 @@ def test_structures_from_an_analysis_summary():
     assert structures_from_summary(summary).get("ET").channels == (3,)
     with pytest.raises(BadInputError, match="do not match the model's labels"):
         structures_from_summary({**summary, "outputs": ["background", "x"]})
+
+
+def test_nnunet_ignore_label_is_no_structure_but_allowed_in_references():
+    model = structures_from_dataset_json({"labels": {"background": 0, "vessel": 1, "ignore": 2}})
+    assert model.names == ["vessel"] and model.get(None).channels == (1,)
+    from IWUOSegmentationLib.structures import reference_values_allowed
+
+    assert reference_values_allowed(model) == {1, 2}

@@ -100,6 +100,7 @@ class ModelStructures:
     default: str
     region_based: bool
     brats: dict[str, str] = field(default_factory=dict)  # WT/TC/ET -> structure name, when recognised
+    ignore_values: tuple[int, ...] = ()  # nnU-Net's "ignore" label: allowed in references, never scored
 
     @property
     def names(self) -> list[str]:
@@ -153,8 +154,9 @@ def structures_from_labels(labels: Mapping[str, object], region_based: Optional[
         except (TypeError, ValueError) as exc:
             raise BadInputError(f"dataset.json label {name!r} has value {value!r}; nnU-Net labels are integers or "
                                 "lists of integers.") from exc
+    ignore = parsed.pop("ignore", None)  # nnU-Net's ignore label: no output channel, not a structure
     if region_based is None:
-        region_based = any(isinstance(v, (list, tuple)) and len(v) > 1 for v in labels.values())
+        region_based = any(isinstance(v, (list, tuple)) and len(v) > 1 for n, v in labels.items() if n != "ignore")
     foreground = {n: v for n, v in parsed.items() if v != (0,) and 0 not in v}
     if not foreground:
         raise BadInputError("The model's dataset.json declares no foreground label.")
@@ -179,7 +181,8 @@ def structures_from_labels(labels: Mapping[str, object], region_based: Optional[
         structures[ALL_FOREGROUND] = Structure(ALL_FOREGROUND, union, tuple(sorted(set(channels))),
                                                "max" if region_based else "sum", "union")
         default = ALL_FOREGROUND
-    model = ModelStructures(structures=structures, default=default, region_based=region_based)
+    model = ModelStructures(structures=structures, default=default, region_based=region_based,
+                            ignore_values=ignore or ())
     model.brats = _brats_roles(model)
     return model
 
@@ -321,7 +324,7 @@ def describe_labels(model: ModelStructures, convention: Optional[str] = None) ->
 def reference_values_allowed(model: ModelStructures, convention: Optional[str] = None) -> set[int]:
     if convention:
         return set(BRATS_CONVENTIONS[resolve_convention(convention)]["labels"].values())
-    return set(model.label_values)
+    return set(model.label_values) | set(model.ignore_values)
 
 
 def convert_labels(label_map: np.ndarray, source: str, target: str) -> np.ndarray:
