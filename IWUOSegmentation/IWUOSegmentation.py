@@ -191,6 +191,7 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.segmentEditorWidget.setSegmentationNode(session.segmentation)
         self.ui.segmentEditorWidget.setSourceVolumeNode(session.volume)
         self.ui.budgetProgressBar.maximum = len(session.ranking)
+        self.showTargets(session.target)  # review target (issue 13)
         self.budgetTimer.start()
         self.updateBudget()
 
@@ -308,7 +309,10 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onTargetChanged(self, *_):
         if self.logic.session is None or self.ui.targetComboBox.currentText == self.logic.session.target:
             return
-        session = self.logic.startReview(self.reviewFolder, self.logic.referenceVolume, self.logic.session.segmentation,
+        from IWUOSegmentationLib.review_folder import ReviewFolder
+
+        folder = ReviewFolder(self.logic.session.log.path.parent)  # also after a resumed scene
+        session = self.logic.startReview(folder, self.logic.referenceVolume, self.logic.session.segmentation,
                                          target=self.ui.targetComboBox.currentText)
         session.on_dirty = lambda: qt.QTimer.singleShot(0, self.onEditFinished)
         self.ui.budgetProgressBar.maximum = len(session.ranking)
