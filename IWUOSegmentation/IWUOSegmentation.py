@@ -103,7 +103,8 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 (ui.overlayComboBox, "currentIndexChanged(int)", self.onOverlayChanged),
                 (ui.opacitySlider, "valueChanged(double)", self.onOverlayChanged),
                 (ui.referenceSelector, "currentNodeChanged(vtkMRMLNode*)", self.onReferenceChanged),
-                (ui.exportReportButton, "clicked(bool)", self.onExportReport)):
+                (ui.exportReportButton, "clicked(bool)", self.onExportReport),
+                (ui.targetComboBox, "activated(int)", self.onTargetChanged)):
             widget.connect(signal, slot)
         for button, action in zip((ui.previousButton, ui.nextButton, ui.skipButton, ui.correctedButton), ACTIONS):
             button.connect("clicked(bool)", lambda checked=None, name=action.name: self.onAction(name))
@@ -238,9 +239,16 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         editor.setSourceVolumeNode(session.volume)
         editor.setActiveEffectByName("Paint")
         self.ui.referenceSelector.setCurrentNode(self.controller.reference_node())
+        self.ui.targetComboBox.clear()
+        self.ui.targetComboBox.addItems(self.controller.targets())
+        self.ui.targetComboBox.setCurrentText(session.target)
         self._reviewStart = time.monotonic()
         self.onOverlayChanged()
         self.elapsedTimer.start(1000)
+        self.updateReview()
+
+    def onTargetChanged(self, _index):
+        self.controller.set_target(self.ui.targetComboBox.currentText)
         self.updateReview()
 
     def onAction(self, name):

@@ -16,7 +16,8 @@ from typing import Optional
 
 from .errors import CorruptLogError
 
-EVENT_KINDS = ("session_started", "slice_shown", "slice_corrected", "slice_skipped", "reference_dice", "note")
+EVENT_KINDS = ("session_started", "slice_shown", "slice_corrected", "slice_skipped", "reference_dice", "note",
+               "target_changed")
 
 
 @dataclass

@@ -92,7 +92,7 @@ def cmd_phantom(args) -> int:
 
     root = write_phantoms(args.out, args.n, seed=args.seed, layout=args.layout, spacing=args.spacing,
                           mass_effect=args.mass_effect, region_based=not args.label_based,
-                          progress=Progress(args.progress))
+                          progress=Progress(args.progress), label_convention=args.label_convention, kind=args.kind)
     print(json.dumps({"output": str(root), "cases": args.n}))
     return 0
 
@@ -155,7 +155,8 @@ def cmd_review(args) -> int:
     cancel = CancelFlag()
     try:
         case = prepare_review_case(args.case, args.model, args.out, args.analysis, device=args.device,
-                                   tta=not args.disable_tta, progress=Progress(args.progress), cancel=cancel)
+                                   tta=not args.disable_tta, progress=Progress(args.progress), cancel=cancel,
+                                   target=args.target)
     finally:
         cancel.restore()
     try:
@@ -190,6 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spacing", type=_parse_spacing, default=(2.0, 2.0, 2.0), help="mm, x,y,z (e.g. 1,1,5)")
     p.add_argument("--mass-effect", action="store_true")
     p.add_argument("--label-based", action="store_true", help="dataset.json with labels instead of BraTS regions")
+    p.add_argument("--label-convention", default="brats2013", choices=["brats2013", "brats2021", "brats2023"],
+                   help="BraTS labels to write: 2013-2015 (1 necrosis, 2 oedema, 3 non-enhancing, 4 enhancing), "
+                        "2017-2021 (1 NCR/NET, 2 ED, 4 ET) or 2023-2024 (1 NCR, 2 ED, 3 ET); case folders are named "
+                        "as that year's BraTS names them")
+    p.add_argument("--kind", default="tumour", choices=["tumour", "tissue"],
+                   help="tumour: gliomas on FLAIR+T1c; tissue: CSF/grey/white matter labels on T1 (not a tumour task)")
     p.set_defaults(func=cmd_phantom)
 
     p = sub.add_parser("train", help="plan, preprocess and train an nnU-Net model (CPU/GPU/MPS)")
@@ -244,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1",
                    help="interface to serve on; 0.0.0.0 serves other machines (no login: prefer an SSH tunnel)")
     p.add_argument("--budget-slices", type=int, default=20)
+    p.add_argument("--target", default=None,
+                   help="structure to rank slices for: a label or region name of the model's dataset.json, or "
+                        "'all foreground' (default; a BraTS model's whole tumour); a resumed review keeps its own")
     p.add_argument("--device", default="auto")
     p.add_argument("--disable-tta", action="store_true", help="no mirror members when analysing (8x faster)")
     p.set_defaults(func=cmd_review)

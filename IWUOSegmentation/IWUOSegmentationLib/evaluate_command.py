@@ -27,7 +27,12 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--strategies", default="iwuo,uncertainty,impact,random,fixed_interval,largest_area,oracle")
     p.add_argument("--expert", default="perfect,noisy")
-    p.add_argument("--regions", default="WT,TC,ET")
+    p.add_argument("--regions", default="auto",
+                   help="regions to score: auto (WT,TC,ET for a BraTS model, else each of the model's labels/regions "
+                        "and all foreground), or names of the model's structures")
+    p.add_argument("--label-convention", default=None,
+                   help="labels of the reference files when they are not the model's own: brats2013 (2013-2015), "
+                        "brats2021 (2017-2021) or brats2023 (2023-2024)")
     p.add_argument("--uncertainty-map", default="entropy",
                    choices=["entropy", "variance", "mutual_information", "disagreement"])
     p.add_argument("--budget", type=int, default=None, help="slice budget for the report (default: all slices)")
@@ -41,6 +46,13 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--shard", default="0/1", help="i/n: evaluate cases i, i+n, i+2n, ...")
     p.add_argument("--merge-only", action="store_true")
     p.set_defaults(func=cmd_evaluate)
+
+
+def _region_names(regions) -> list[str] | None:
+    """None (auto) or the region names asked for."""
+    if regions is None or list(regions) in (["auto"], ["AUTO"]) or regions == "auto":
+        return None
+    return [r for r in regions if r]
 
 
 def _shard(items: list, shard: str) -> list:
@@ -62,6 +74,15 @@ def evaluate_folder_case(folder: Path, model, predictor, out_case: Path, options
     from .evaluation import evaluate_case
     from .inference import CaseImages, same_geometry
     from .slice_scores import ScoreOptions, slice_axis
+    from .structures import (
+        describe_labels,
+        detect_convention,
+        evaluation_regions,
+        reference_label_check,
+        reference_values_allowed,
+        resolve_convention,
+        structures_from_dataset_json,
+    )
 
     files = find_case_files(folder, model.channel_names)
     if files.reference is None:
@@ -78,24 +99,26 @@ def evaluate_folder_case(folder: Path, model, predictor, out_case: Path, options
                             f"{ref_image.GetSpacing()}) differs from the images' grid ({analysis.reference.GetSize()}, "
                             f"{analysis.reference.GetSpacing()}); resample it onto the images first.")
     reference = sitk.GetArrayFromImage(ref_image).astype(np.int64)
-    known = {0, 1, 2, 3, 4}
-    unknown = sorted(set(np.unique(reference).tolist()) - known)
-    if unknown:
-        raise BadInputError(f"Case {folder.name}: the reference has label values {unknown} outside the BraTS "
-                            "labels 0-4 that the regions WT/TC/ET are defined on.")
+    structures = structures_from_dataset_json(model.dataset_json)
+    convention = options.get("label_convention")
+    regions = evaluation_regions(structures, _region_names(options.get("regions")), convention)
+    reference_label_check(set(np.unique(reference).tolist()), reference_values_allowed(structures, convention),
+                          folder.name, describe_labels(structures, convention))
     axis = slice_axis(analysis.reference.GetSpacing())
-    label_values = {k: v for k, v in model.labels.items() if isinstance(v, int)}
     evaluation = evaluate_case(
         folder.name, analysis.label_map, analysis.probabilities, analysis.summary["outputs"],
         analysis.summary["region_based"], analysis.uncertainty[options["uncertainty_map"]], reference, axis,
-        regions=options["regions"], strategies=options["strategies"], experts=options["experts"],
-        random_seeds=options["random_seeds"], label_values=label_values,
+        regions=regions, strategies=options["strategies"], experts=options["experts"],
+        random_seeds=options["random_seeds"], structures=structures,
         options=ScoreOptions(uncertainty_map=options["uncertainty_map"]), spacing_xyz=analysis.reference.GetSpacing(),
         seconds_budget=options.get("seconds_budget", 300.0))
     record = {"case": folder.name, "axis": axis, "n_slices": evaluation.n_slices, "rows": evaluation.rows,
               "metrics_before_correction": evaluation.metrics,
               "curves": {"|".join(k): [round(float(x), 6) for x in v] for k, v in evaluation.curves.items()},
-              "analysis_seconds": analysis.summary.get("seconds")}
+              "analysis_seconds": analysis.summary.get("seconds"),
+              "regions": {n: {"structure": r.structure.name, "reference_values": list(r.reference_values)}
+                          for n, r in regions.items()},
+              "label_convention": resolve_convention(convention) if convention else detect_convention(structures)}
     atomic_write_text(out_case / "evaluation.json", json.dumps(record))
     return record
 
@@ -112,7 +135,7 @@ def cmd_evaluate(args) -> int:
                "experts": tuple(e.strip() for e in args.expert.split(",")),
                "regions": tuple(r.strip() for r in args.regions.split(",")),
                "uncertainty_map": args.uncertainty_map, "random_seeds": args.random_seeds,
-               "seconds_budget": args.seconds_budget}
+               "seconds_budget": args.seconds_budget, "label_convention": args.label_convention}
     progress = Progress(args.progress)
     failures = []
     if not args.merge_only:
@@ -120,6 +143,11 @@ def cmd_evaluate(args) -> int:
             raise BadInputError("Give --cases (folders of case folders) or --merge-only.")
         folders = _shard([f for root in args.cases for f in list_case_folders(root)], args.shard)
         model = _open_model(args)
+        from .structures import evaluation_regions, structures_from_dataset_json
+
+        # unknown region names or conventions are refused before any case is analysed
+        evaluation_regions(structures_from_dataset_json(model.dataset_json), _region_names(options["regions"]),
+                           args.label_convention)
         predictor = MemberPredictor(model, device=args.device, members=tuple(args.members.split(",")),
                                     tta=not args.disable_tta)
         for i, folder in enumerate(folders):

@@ -30,6 +30,7 @@ class ReviewCase:
     analysis_dir: Path
     folder: ReviewFolder  # where the log and the corrections go
     identity: dict  # of these images and the model (analysis_identity.py): the analysis must record the same
+    target: Optional[str] = None  # review target (a structure of the model); None: the log's, else all foreground
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -56,15 +57,18 @@ def check_port_free(port: int, host: str = "127.0.0.1") -> None:
 def prepare_review_case(case: list[str], model_path: Optional[str], out_dir: Optional[str],
                         analysis_dir: Optional[str] = None, device: str = "auto", tta: bool = True,
                         progress: Optional[Callable[[float, str], None]] = None,
-                        cancel: Optional[Callable[[], bool]] = None) -> ReviewCase:
+                        cancel: Optional[Callable[[], bool]] = None, target: Optional[str] = None) -> ReviewCase:
     """Open the model, match the case's images to its channels, run the analysis unless one is given."""
     from .analysis_files import write_analysis
     from .analysis_identity import analysis_identity, case_identity, check_analysis_folder, model_identity
     from .case_images import CaseImages
     from .demo_model import demo_model_folder
     from .model_folder import check_channels, open_model
+    from .structures import structures_from_dataset_json
 
     model = open_model(model_path or demo_model_folder())
+    if target is not None:  # a name the model does not have is refused before anything runs
+        target = structures_from_dataset_json(model.dataset_json).get(target).name
     paths = [Path(p) for p in case]
     if len(paths) == 1 and paths[0].is_dir():
         files = find_case_files(paths[0], model.channel_names).images
@@ -95,4 +99,5 @@ def prepare_review_case(case: list[str], model_path: Optional[str], out_dir: Opt
     folder.root.mkdir(parents=True, exist_ok=True)
     sitk_images = [sitk.ReadImage(str(f)) for f in files]
     return ReviewCase(name=name, images=sitk_images, channel_names=model.channel_names,
-                      written_labels=model.written_labels, analysis_dir=analysis, folder=folder, identity=identity)
+                      written_labels=model.written_labels, analysis_dir=analysis, folder=folder, identity=identity,
+                      target=target)

@@ -118,6 +118,9 @@ def write_review_report(log_path: str | os.PathLike, out_dir: Optional[str | os.
     ]
     if summary.measured_dice is not None:
         lines.append(f"| measured Dice (last, against the reference) | {summary.measured_dice:.4f} |")
+    targets = [e["target"] for e in events if e["kind"] in ("session_started", "target_changed") and e.get("target")]
+    if targets:  # the structures the slices were ranked for, in order
+        lines.append(f"| review target | {' → '.join(dict.fromkeys(targets))} |")
     lines += ["", "![Dice gain against slices corrected and time](review_curve.png)", "",
               "## Corrected slices", "", "| rank | slice | seconds | voxels added | voxels removed | estimated gain |",
               "|---|---|---|---|---|---|"]

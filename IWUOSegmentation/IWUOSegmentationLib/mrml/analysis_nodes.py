@@ -16,6 +16,9 @@ SEGMENT_COLORS = {
     "necrosis": (0.85, 0.25, 0.2), "edema": (0.35, 0.8, 0.35), "non_enhancing": (0.3, 0.45, 0.9),
     "enhancing": (1.0, 0.85, 0.2), "whole_tumor": (0.35, 0.8, 0.35), "tumor_core": (0.85, 0.25, 0.2),
     "enhancing_tumor": (1.0, 0.85, 0.2),
+    # BraTS 2017-2024 label names (NCR, ED, ET) and nnU-Net's BraTS region names
+    "NCR": (0.85, 0.25, 0.2), "NET": (0.3, 0.45, 0.9), "ED": (0.35, 0.8, 0.35), "ET": (1.0, 0.85, 0.2),
+    "whole tumor": (0.35, 0.8, 0.35), "tumor core": (0.85, 0.25, 0.2), "enhancing tumor": (1.0, 0.85, 0.2),
 }
 
 

@@ -141,15 +141,18 @@ class ReviewController:
 
     def open_case(self, review_folder: str | os.PathLike, volume, written_labels: dict[str, int],
                   expected_identity: dict, analysis_dir: str | os.PathLike | None = None,
-                  budget_slices: Optional[int] = DEFAULT_BUDGET_SLICES, show_first: bool = False) -> ReviewSession:
+                  budget_slices: Optional[int] = DEFAULT_BUDGET_SLICES, show_first: bool = False,
+                  target: Optional[str] = None) -> ReviewSession:
         """Review `volume` with the analysis of `review_folder` (or `analysis_dir`): the saved corrections (else
         the prediction) and the heatmaps into the scene, the IWUO ranking, the session (its log resumed, shown
         where the reviewer stopped; a fresh one on its first slice if `show_first`).
 
         `expected_identity` is the identity of the images and model in hand (`identity_of_volumes`): an
         analysis of anything else is refused (analysis_identity.check_identity). Opening the case already
-        under review, or one whose review the scene holds, adds no nodes."""
-        from .review_workflow import load_analysis_into_scene, open_review, read_corrected_segmentation
+        under review, or one whose review the scene holds, adds no nodes. `target` is the structure to rank
+        (None: the one the review's log was last ranked on, else all foreground)."""
+        from ..analysis_identity import read_summary
+        from .review_workflow import load_analysis_into_scene, open_review, read_corrected_segmentation, review_target
 
         folder = ReviewFolder(review_folder)
         if self.session is not None and self.folder == folder and self.volume is volume:
@@ -159,13 +162,13 @@ class ReviewController:
         self.close()
         import slicer.util
 
+        analysis_dir = analysis_dir or folder.analysis
+        target = review_target(read_summary(analysis_dir), folder.log, target)
         corrected = read_corrected_segmentation(folder.corrected, slicer.util.arrayFromVolume(volume).shape)
-        loaded = load_analysis_into_scene(self.scene, analysis_dir or folder.analysis, volume, written_labels,
-                                          corrected, expected_identity=expected_identity)
+        loaded = load_analysis_into_scene(self.scene, analysis_dir, volume, written_labels, corrected,
+                                          expected_identity=expected_identity, target=target)
         session = open_review(self.scene, loaded.analysis, volume, loaded.segmentation, loaded.labels, folder.log,
-                              budget_slices=budget_slices)
-        for kind, node in loaded.overlays.items():
-            session.table.SetNodeReferenceID(REF_OVERLAY + kind, node.GetID())
+                              budget_slices=budget_slices, target=target)
         self.analysis, self.overlays, self.folder = loaded.analysis, dict(loaded.overlays), folder
         self._take(session)
         if session.current_rank >= 0:
@@ -199,7 +202,33 @@ class ReviewController:
     def _take(self, session: ReviewSession) -> ReviewSession:
         self.session, self.volume = session, session.volume
         session.on_dirty = self.on_dirty
+        for kind, node in self.overlays.items():
+            session.table.SetNodeReferenceID(REF_OVERLAY + kind, node.GetID())
         return session
+
+    # -- review target ----------------------------------------------------------------------------
+    def targets(self) -> list[str]:
+        """Structures of the model the review can rank for, the default (all foreground) first."""
+        from .review_workflow import review_targets
+
+        return review_targets(self.analysis) if self.analysis is not None else []
+
+    def set_target(self, target: str) -> None:
+        """Rank the slices for another structure: the log records the change and keeps the progress per slice;
+        the impact overlay follows the target."""
+        from .review_workflow import open_review, show_target_impact
+
+        session = self.session
+        if session is None or not target or target == session.target:
+            return
+        reference = session.reference
+        session.close()  # accounts pending edits, stops observing
+        session = open_review(self.scene, self.analysis, self.volume, session.segmentation, session.label_values,
+                              session.log.path, target=target)
+        session.reference = reference
+        self._take(session)
+        if "impact" in self.overlays:
+            show_target_impact(self.overlays["impact"], self.analysis, session.target)
 
     def _scene_review_of(self, folder: ReviewFolder, volume) -> bool:
         table = self.scene.GetFirstNodeByName(RANKING_TABLE)

@@ -26,6 +26,13 @@ ATTR_AXIS = "IWUO.sliceAxis"
 #: remapped when a saved scene is imported into a scene whose IDs are taken.
 REF_VOLUME = "iwuoVolume"
 REF_SEGMENTATION = "iwuoSegmentation"
+ATTR_TARGET = "IWUO.target"
+
+
+def logged_target(events: list[dict]) -> Optional[str]:
+    """The review target a budget log was last ranked on (session start or a later change), if it says."""
+    targets = [e.get("target") for e in events if e["kind"] in ("session_started", "target_changed") and e.get("target")]
+    return targets[-1] if targets else None
 
 
 def slice_centre_ras(volume, axis: int, index: int) -> tuple[float, float, float]:
@@ -58,9 +65,10 @@ class ReviewSession:
 
     def __init__(self, scene, volume, segmentation, log_path: str, ranking: Optional[list[dict]] = None,
                  axis: int = 0, label_values: Optional[dict[str, int]] = None, budget_slices: Optional[int] = None,
-                 reference=None):
+                 reference=None, target: Optional[str] = None):
         self.scene, self.volume, self.segmentation = scene, volume, segmentation
         self.axis = axis
+        self.target = target  # the structure the ranking is for (recorded in the log)
         self.log = BudgetLog(log_path)
         self.label_values = label_values or {}
         self.reference = reference
@@ -81,9 +89,11 @@ class ReviewSession:
         started = [e for e in events if e["kind"] == "session_started"]
         if started:
             self._initial_dice = started[0].get("initial_dice", self._initial_dice)
+            if target is not None and ranking is not None and logged_target(events) != target:
+                self.log.append("target_changed", target=target, n_ranked=len(self.ranking))
         else:
             self.log.append("session_started", budget_slices=budget_slices, n_ranked=len(self.ranking), axis=axis,
-                            initial_dice=self._initial_dice)
+                            initial_dice=self._initial_dice, target=target)
         self._restore_progress(events)
         self._mirror_log()
 
@@ -117,6 +127,8 @@ class ReviewSession:
         table.SetAttribute(ATTR_AXIS, str(self.axis))
         table.SetNodeReferenceID(REF_VOLUME, self.volume.GetID())
         table.SetNodeReferenceID(REF_SEGMENTATION, self.segmentation.GetID())
+        if self.target is not None:
+            table.SetAttribute(ATTR_TARGET, self.target)
         return table
 
     def _read_ranking(self) -> list[int]:
@@ -403,4 +415,5 @@ class ReviewSession:
         if volume is None or segmentation is None:
             raise ValueError("The scene's IWUO ranking table does not reference its volume and segmentation: the "
                              "session cannot be resumed from this scene; analyse the case again.")
+        kwargs.setdefault("target", table.GetAttribute(ATTR_TARGET))
         return cls(scene, volume, segmentation, path, ranking=None, axis=int(table.GetAttribute(ATTR_AXIS)), **kwargs)

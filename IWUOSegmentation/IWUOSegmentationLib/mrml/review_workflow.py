@@ -88,20 +88,34 @@ def add_volume_from_image(image, name: str):
     return node
 
 
-def impact_map(analysis: LoadedAnalysis) -> np.ndarray:
-    """Per-voxel expected Dice error mass of the whole tumour: P(tumour) where not predicted, 1-P where predicted."""
-    from ..slice_scores import region_mask, region_probability
+def analysis_structures(analysis: LoadedAnalysis):
+    """The model's structures (labels, regions, all foreground) as the analysis records them."""
+    from ..structures import structures_from_summary
 
-    prob = region_probability(analysis.probabilities, analysis.summary["outputs"], analysis.summary["region_based"],
-                              "WT")
-    pred = region_mask(analysis.label_map, "WT")
+    return structures_from_summary(analysis.summary)
+
+
+def impact_map(analysis: LoadedAnalysis, target: Optional[str] = None) -> np.ndarray:
+    """Per-voxel expected Dice error mass of the review target (default: all foreground): P(target) where not
+    predicted, 1-P where predicted."""
+    structure = analysis_structures(analysis).get(target)
+    prob = structure.probability(analysis.probabilities)
+    pred = structure.mask(analysis.label_map)
     return np.where(pred, 1.0 - prob, prob).astype(np.float32)
+
+
+def show_target_impact(overlay_node, analysis: LoadedAnalysis, target: Optional[str]) -> None:
+    """Refill the impact overlay for another review target (same node, so the views keep showing it)."""
+    import slicer.util
+
+    slicer.util.updateVolumeFromArray(overlay_node, impact_map(analysis, target))
 
 
 def load_analysis_into_scene(scene, analysis_folder: str | os.PathLike, volume, written_labels: dict[str, int],
                              corrected_label_map: Optional[np.ndarray] = None, *,
-                             expected_identity: dict) -> AnalysisInScene:
-    """Segmentation (the saved corrections if given, else the prediction) and heatmap overlays.
+                             expected_identity: dict, target: Optional[str] = None) -> AnalysisInScene:
+    """Segmentation (the saved corrections if given, else the prediction) and heatmap overlays (the impact
+    overlay of the review `target`, default all foreground).
 
     `expected_identity` is the identity of the case and model in hand (`identity_of_volumes`, or
     `analysis_identity` of the case's files); an analysis of anything else is refused before it is read."""
@@ -121,7 +135,7 @@ def load_analysis_into_scene(scene, analysis_folder: str | os.PathLike, volume, 
     segmentation.SetAttribute("IWUO.summary", json.dumps(analysis.summary.get("members", {})))
     place_in_study(scene, segmentation, volume)
     overlays = {}
-    maps = {**analysis.uncertainty, "impact": impact_map(analysis)}
+    maps = {**analysis.uncertainty, "impact": impact_map(analysis, target)}
     for name in OVERLAY_KINDS:
         node = add_heatmap_volume(scene, maps[name], volume, f"{volume.GetName()} {name}",
                                   kind="impact" if name == "impact" else "uncertainty")
@@ -131,24 +145,46 @@ def load_analysis_into_scene(scene, analysis_folder: str | os.PathLike, volume, 
 
 
 def open_review(scene, analysis: LoadedAnalysis, volume, segmentation, labels: dict[str, int],
-                log_path: str | os.PathLike, budget_slices: Optional[int] = None) -> ReviewSession:
-    """IWUO ranking (whole tumour, entropy) as a review session; an existing log resumes its progress, and
+                log_path: str | os.PathLike, budget_slices: Optional[int] = None,
+                target: Optional[str] = None) -> ReviewSession:
+    """IWUO ranking (entropy) of the review target as a review session; an existing log resumes its progress, and
     saved corrections it lacks (a crash between saving and logging) are logged. Every flush saves the
-    corrected label map before logging."""
+    corrected label map before logging.
+
+    `target` is a structure of the model (a label, a region, or "all foreground"); None resumes the log's
+    target, or takes the default (all foreground; the whole tumour of a BraTS model). The log records it."""
     from ..slice_scores import iwuo_ranking
 
+    structure = analysis_structures(analysis).get(review_target(analysis.summary, log_path, target))
     axis, _, rows = iwuo_ranking(analysis.label_map, analysis.probabilities, analysis.summary["outputs"],
                                  analysis.summary["region_based"], analysis.uncertainty["entropy"],
-                                 analysis.reference.GetSpacing())
+                                 analysis.reference.GetSpacing(), region=structure)
     for table in ("IWUO ranking", "IWUO budget log"):
         node = scene.GetFirstNodeByName(table)
         if node is not None:
             scene.RemoveNode(node)
     session = ReviewSession(scene, volume, segmentation, str(log_path), ranking=rows, axis=axis,
-                            label_values=labels, budget_slices=budget_slices)
+                            label_values=labels, budget_slices=budget_slices, target=structure.name)
     session.log_unlogged_corrections(masks_from_label_map(analysis.label_map, labels))
     save_corrections_before_logging(session, analysis.reference)
     return session
+
+
+def review_target(summary: dict, log_path: str | os.PathLike, target: Optional[str] = None) -> str:
+    """The structure to rank (analysis summary.json given): `target`, else the one the review's log was last
+    ranked on, else the default."""
+    from ..budget_log import BudgetLog
+    from ..structures import structures_from_summary
+    from .review_session import logged_target
+
+    if target is None and Path(log_path).is_file():
+        target = logged_target(BudgetLog(log_path).read())
+    return structures_from_summary(summary).get(target).name
+
+
+def review_targets(analysis: LoadedAnalysis) -> list[str]:
+    """Structures a reviewer can rank on, the default first (for the target selectors of both front ends)."""
+    return analysis_structures(analysis).target_choices()
 
 
 def resume_review_from_scene(scene) -> tuple[ReviewSession, LoadedAnalysis]:
