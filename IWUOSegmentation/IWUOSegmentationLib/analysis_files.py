@@ -17,6 +17,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import BadInputError
+from .fault_injection import after_write, before_write
 from .inference import AnalysisResult, CaseImages
 from .io_atomic import atomic_write_text
 
@@ -30,20 +31,26 @@ def write_analysis(result: AnalysisResult, case: CaseImages, out_dir: str | os.P
         raise BadInputError(f"Unsupported output extension {extension!r}; use .nii.gz, .nii, .nrrd or .mha.")
     out = Path(out_dir)
     tmp = out.with_name(f".{out.name}.partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    old = out.with_name(f".{out.name}.old")
+    for leftover in (tmp, old):  # what a crash during an earlier write left
+        if leftover.exists():
+            shutil.rmtree(leftover)
     tmp.mkdir(parents=True)
+
+    def write_image(array: np.ndarray, name: str) -> None:
+        path = tmp / f"{name}{extension}"
+        before_write("analysis.image", path)
+        sitk.WriteImage(case.to_image(array), str(path), True)
+        after_write("analysis.image", path)
+
     try:
-        sitk.WriteImage(case.to_image(result.label_map.astype(np.uint8)), str(tmp / f"segmentation{extension}"), True)
+        write_image(result.label_map.astype(np.uint8), "segmentation")
         for i, name in enumerate(result.output_names):
-            sitk.WriteImage(case.to_image(result.probabilities[i].astype(np.float32)),
-                            str(tmp / f"probability_{name}{extension}"), True)
+            write_image(result.probabilities[i].astype(np.float32), f"probability_{name}")
         for name in UNCERTAINTY_MAPS:
-            sitk.WriteImage(case.to_image(result.uncertainty[name].astype(np.float32)),
-                            str(tmp / f"uncertainty_{name}{extension}"), True)
+            write_image(result.uncertainty[name].astype(np.float32), f"uncertainty_{name}")
         for i, name in enumerate(result.output_names):
-            sitk.WriteImage(case.to_image(result.uncertainty["member_variance"][i].astype(np.float32)),
-                            str(tmp / f"member_variance_{name}{extension}"), True)
+            write_image(result.uncertainty["member_variance"][i].astype(np.float32), f"member_variance_{name}")
         summary = {
             "model": model_info, "members": result.members, "region_based": result.region_based,
             "outputs": result.output_names, "seconds": round(result.seconds, 2), "extension": extension,
@@ -52,9 +59,13 @@ def write_analysis(result: AnalysisResult, case: CaseImages, out_dir: str | os.P
             "uncertainty_mean": {n: float(result.uncertainty[n].mean()) for n in UNCERTAINTY_MAPS},
         }
         atomic_write_text(tmp / "summary.json", json.dumps(summary, indent=2))
+        # The old analysis is moved aside in one rename (never half-deleted in place, where a crash
+        # would leave a summary.json beside missing maps), then the new one renamed in.
         if out.exists():
-            shutil.rmtree(out)
+            os.replace(out, old)
+        after_write("analysis.swap")
         os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -129,7 +129,8 @@ def cmd_review(args) -> int:
     cancel = CancelFlag()
     try:
         case = prepare_review_case(args.case, args.model, args.out, args.analysis, device=args.device,
-                                   tta=not args.disable_tta, progress=Progress(args.progress), cancel=cancel)
+                                   tta=not args.disable_tta, progress=Progress(args.progress), cancel=cancel,
+                                   read_only=args.read_only)
     finally:
         cancel.restore()
     try:
@@ -216,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget-slices", type=int, default=20)
     p.add_argument("--device", default="auto")
     p.add_argument("--disable-tta", action="store_true", help="no mirror members when analysing (8x faster)")
+    p.add_argument("--read-only", action="store_true",
+                   help="browse a review another session holds open: no edits kept, nothing written")
     p.set_defaults(func=cmd_review)
 
     p = sub.add_parser("review-report", help="report of a review's correction budget from its budget log")

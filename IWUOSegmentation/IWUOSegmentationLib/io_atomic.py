@@ -6,6 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from .fault_injection import after_write, before_write
+
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write `text` to a temporary file beside `path`, fsync it, then rename over `path`."""
@@ -14,10 +16,13 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            before_write("atomic.tmp", path)
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        after_write("atomic.tmp", tmp)
         os.replace(tmp, path)
+        after_write("atomic.replaced")
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

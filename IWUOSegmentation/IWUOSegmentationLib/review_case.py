@@ -18,6 +18,10 @@ import SimpleITK as sitk
 from .case_folders import find_case_files, match_channels
 from .errors import BadInputError
 from .review_folder import ReviewFolder
+from .review_lock import FolderLock, FolderLockedError, lock_folder
+
+#: How the browser front end names itself to a second opener of its review folder.
+BROWSER_FRONT_END = "the browser review (iwuo review)"
 
 
 @dataclass
@@ -28,6 +32,8 @@ class ReviewCase:
     written_labels: dict[str, int]
     analysis_dir: Path
     folder: ReviewFolder  # where the log and the corrections go
+    lock: Optional[FolderLock] = None  # the folder's lock, held from before the analysis to the session's end
+    read_only: bool = False  # browse a folder another session holds: nothing is written
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -54,11 +60,11 @@ def check_port_free(port: int, host: str = "127.0.0.1") -> None:
 def prepare_review_case(case: list[str], model_path: Optional[str], out_dir: Optional[str],
                         analysis_dir: Optional[str] = None, device: str = "auto", tta: bool = True,
                         progress: Optional[Callable[[float, str], None]] = None,
-                        cancel: Optional[Callable[[], bool]] = None) -> ReviewCase:
-    """Open the model, match the case's images to its channels, run the analysis unless one is given."""
-    from .analysis_files import write_analysis
+                        cancel: Optional[Callable[[], bool]] = None, read_only: bool = False) -> ReviewCase:
+    """Open the model, match the case's images to its channels, lock the review folder (or, `read_only`,
+    browse it without writing), run the analysis unless one is there."""
     from .demo_model import demo_model_folder
-    from .inference import CaseImages, MemberPredictor
+    from .inference import CaseImages
     from .model_folder import check_channels, open_model
 
     model = open_model(model_path or demo_model_folder())
@@ -76,8 +82,32 @@ def prepare_review_case(case: list[str], model_path: Optional[str], out_dir: Opt
     images = CaseImages.from_files([str(f) for f in files])
     images.validate()
     folder = ReviewFolder(out_dir or Path("iwuo_review") / name)
-    folder.root.mkdir(parents=True, exist_ok=True)
     analysis = Path(analysis_dir) if analysis_dir else folder.analysis
+    lock = None
+    if read_only:
+        if not (analysis / "summary.json").is_file() or not folder.log.is_file():
+            raise BadInputError(f"{folder.root} has no review to browse (no analysis or no budget log); "
+                                "--read-only only opens an existing review.")
+    else:
+        try:
+            lock = lock_folder(folder.root, BROWSER_FRONT_END, for_a_session=True)
+        except FolderLockedError as exc:
+            raise FolderLockedError(f"{exc} With --read-only, iwuo review browses it without writing.",
+                                    exc.holder) from None
+    try:
+        return _prepare(model, files, name, images, folder, analysis, analysis_dir, device, tta, progress, cancel,
+                        lock, read_only)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+
+
+def _prepare(model, files, name, images, folder, analysis, analysis_dir, device, tta, progress, cancel, lock,
+             read_only) -> ReviewCase:
+    from .analysis_files import write_analysis
+    from .inference import MemberPredictor
+
     if not (analysis / "summary.json").is_file():
         if analysis_dir:
             raise BadInputError(f"{analysis} is not an analysis folder (no summary.json); leave --analysis out to "
@@ -87,4 +117,5 @@ def prepare_review_case(case: list[str], model_path: Optional[str], out_dir: Opt
         write_analysis(result, images, analysis, model.describe())
     sitk_images = [sitk.ReadImage(str(f)) for f in files]
     return ReviewCase(name=name, images=sitk_images, channel_names=model.channel_names,
-                      written_labels=model.written_labels, analysis_dir=analysis, folder=folder)
+                      written_labels=model.written_labels, analysis_dir=analysis, folder=folder, lock=lock,
+                      read_only=read_only)

@@ -15,6 +15,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..budget_log import BudgetLog
+from ..review_lock import FolderLock, claim_lock, lock_folder
 
 RANKING_TABLE = "IWUO ranking"
 LOG_TABLE = "IWUO budget log"
@@ -52,11 +53,35 @@ def slice_index_of_view(slice_node, volume, axis: int) -> int:
 
 
 class ReviewSession:
-    """One reviewer's pass over the ranked slices of a segmentation."""
+    """One reviewer's pass over the ranked slices of a segmentation.
+
+    The session holds the review folder's lock (review_lock) from its start to `close`: one writer per
+    folder. A second session on the folder is refused with the holder's name, or, with `read_only`,
+    browses it: the log is read, nothing is written, and edits are undone as they are made.
+    """
 
     def __init__(self, scene, volume, segmentation, log_path: str, ranking: Optional[list[dict]] = None,
                  axis: int = 0, label_values: Optional[dict[str, int]] = None, budget_slices: Optional[int] = None,
-                 reference=None):
+                 reference=None, front_end: str = "Slicer", read_only: bool = False,
+                 lock: Optional[FolderLock] = None):
+        self.read_only = read_only
+        self.lock: Optional[FolderLock] = None
+        if not read_only:
+            folder = Path(log_path).parent
+            claimed = claim_lock(folder)  # taken for this session earlier in this process (iwuo review)
+            held = lock is not None and lock.held and lock.folder.resolve() == folder.resolve()
+            self.lock = lock if held else (claimed or lock_folder(folder, front_end))
+        self._observer = None
+        try:
+            self._start(scene, volume, segmentation, log_path, ranking, axis, label_values, budget_slices, reference)
+        except BaseException:
+            if self._observer is not None:
+                self.segmentation.GetSegmentation().RemoveObserver(self._observer)
+            if self.lock is not None:
+                self.lock.release()
+            raise
+
+    def _start(self, scene, volume, segmentation, log_path, ranking, axis, label_values, budget_slices, reference):
         self.scene, self.volume, self.segmentation = scene, volume, segmentation
         self.axis = axis
         self.log = BudgetLog(log_path)
@@ -68,7 +93,6 @@ class ReviewSession:
         self.current_rank = -1
         self._shown_at = None
         self._snapshot = self._label_arrays()
-        self._observer = None
         self.dirty = False
         self.on_dirty = None  # GUI hook: schedule flush_edits() after the current event
         #: Persists the segmentation as accounted (segment id -> mask); flush_edits calls it before it logs.
@@ -80,7 +104,7 @@ class ReviewSession:
         if started:
             self._initial_dice = started[0].get("initial_dice", self._initial_dice)
         else:
-            self.log.append("session_started", budget_slices=budget_slices, n_ranked=len(self.ranking), axis=axis,
+            self._append("session_started", budget_slices=budget_slices, n_ranked=len(self.ranking), axis=axis,
                             initial_dice=self._initial_dice)
         self._restore_progress(events)
         self._mirror_log()
@@ -170,7 +194,7 @@ class ReviewSession:
             return
         seconds = time.time() - self._shown_at
         self._shown_at = time.time()
-        self.log.append(kind, slice=self.ranking[self.current_rank], rank=self.current_rank + 1,
+        self._append(kind, slice=self.ranking[self.current_rank], rank=self.current_rank + 1,
                         seconds=round(seconds, 3), **data)
 
     # -- edit accounting --------------------------------------------------------------------------
@@ -190,11 +214,22 @@ class ReviewSession:
         self._observer = self.segmentation.GetSegmentation().AddObserver(
             slicer.vtkSegmentation.SourceRepresentationModified, self._on_modified)
 
+    def _append(self, kind: str, **data) -> dict:
+        """A budget-log line; a read-only session writes none."""
+        if self.read_only:
+            return {"kind": kind, **data}
+        return self.log.append(kind, **data)
+
     def close(self) -> None:
-        self.flush_edits()
-        if self._observer is not None:
-            self.segmentation.GetSegmentation().RemoveObserver(self._observer)
-            self._observer = None
+        """Flush pending edits, stop observing, and give the review folder's lock back."""
+        try:
+            self.flush_edits()
+        finally:
+            if self._observer is not None:
+                self.segmentation.GetSegmentation().RemoveObserver(self._observer)
+                self._observer = None
+            if self.lock is not None:
+                self.lock.release()
 
     def _on_modified(self, *_) -> None:
         """Segmentation changed: note it; the diff is taken when the edit is complete (flush_edits).
@@ -216,6 +251,9 @@ class ReviewSession:
         if not self.dirty:
             return 0
         self.dirty = False
+        if self.read_only:  # browse only: the edit is undone, nothing is saved or logged
+            self.adopt_saved_corrections(self._snapshot)
+            return 0
         current = self._label_arrays()
         changed = self._slice_changes(self._snapshot, current)
         if changed and self.on_accounted is not None:
@@ -254,7 +292,7 @@ class ReviewSession:
         for s, entry in sorted(changed.items()):
             seconds = time.time() - self._shown_at if self._shown_at else 0.0
             rank = self.ranking.index(s) + 1 if s in self.ranking else None
-            self.log.append("slice_corrected", slice=s, rank=rank, seconds=round(seconds, 3),
+            self._append("slice_corrected", slice=s, rank=rank, seconds=round(seconds, 3),
                             measured_dice=measured, estimated_dice_gain=self._impact(rank), **entry, **extra)
             if rank is not None:
                 self._set_status(rank - 1, "corrected")
@@ -282,6 +320,8 @@ class ReviewSession:
         """Slices where the segmentation differs from `prediction` (segment id -> mask) but the log has no
         correction: saved corrections whose log line a crash cut off (corrections are saved before they are
         logged). Logged now, marked recovered, so the budget counts them; returns their slice indices."""
+        if self.read_only:
+            return []
         logged = {int(e["slice"]) for e in self.log.read() if e["kind"] == "slice_corrected"}
         changed = {s: entry for s, entry in self._slice_changes(prediction, self._snapshot).items() if s not in logged}
         if changed:

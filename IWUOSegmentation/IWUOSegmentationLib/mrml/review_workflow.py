@@ -18,7 +18,9 @@ import numpy as np
 
 from ..analysis_files import UNCERTAINTY_MAPS, LoadedAnalysis, read_analysis
 from ..errors import BadInputError
+from ..fault_injection import after_write, before_write
 from ..review_folder import ReviewFolder
+from ..review_lock import FolderLock
 from .analysis_nodes import add_heatmap_volume, add_segmentation, place_in_study
 from .review_session import ReviewSession
 
@@ -99,10 +101,15 @@ def load_analysis_into_scene(scene, analysis_folder: str | os.PathLike, volume, 
 
 
 def open_review(scene, analysis: LoadedAnalysis, volume, segmentation, labels: dict[str, int],
-                log_path: str | os.PathLike, budget_slices: Optional[int] = None) -> ReviewSession:
+                log_path: str | os.PathLike, budget_slices: Optional[int] = None, front_end: str = "Slicer",
+                read_only: bool = False, lock: Optional[FolderLock] = None) -> ReviewSession:
     """IWUO ranking (whole tumour, entropy) as a review session; an existing log resumes its progress, and
     saved corrections it lacks (a crash between saving and logging) are logged. Every flush saves the
-    corrected label map before logging."""
+    corrected label map before logging.
+
+    The session locks the review folder (one writer): if another session has it, FolderLockedError (exit
+    code 2) names that session; `read_only=True` opens it to browse, writing nothing. `lock`: the folder's
+    lock when the caller took it earlier (`iwuo review` does, before analysing into the folder)."""
     from ..slice_scores import iwuo_ranking
 
     axis, _, rows = iwuo_ranking(analysis.label_map, analysis.probabilities, analysis.summary["outputs"],
@@ -113,23 +120,27 @@ def open_review(scene, analysis: LoadedAnalysis, volume, segmentation, labels: d
         if node is not None:
             scene.RemoveNode(node)
     session = ReviewSession(scene, volume, segmentation, str(log_path), ranking=rows, axis=axis,
-                            label_values=labels, budget_slices=budget_slices)
-    session.log_unlogged_corrections(masks_from_label_map(analysis.label_map, labels))
-    save_corrections_before_logging(session, analysis.reference)
+                            label_values=labels, budget_slices=budget_slices, front_end=front_end,
+                            read_only=read_only, lock=lock)
+    if not read_only:
+        session.log_unlogged_corrections(masks_from_label_map(analysis.label_map, labels))
+        save_corrections_before_logging(session, analysis.reference)
     return session
 
 
-def resume_review_from_scene(scene) -> tuple[ReviewSession, LoadedAnalysis]:
+def resume_review_from_scene(scene, front_end: str = "Slicer",
+                             read_only: bool = False) -> tuple[ReviewSession, LoadedAnalysis]:
     """The review session of a reopened scene, brought up to date with its review folder.
 
     The corrected label map is saved on every flush, the scene only when the user saves it, so the
     saved corrections replace the scene's segmentation: edits made after the scene was saved are
-    neither lost nor overwritten by the next flush. Then as `open_review`: unlogged saved corrections
-    are logged, and every flush saves before it logs.
+    neither lost nor overwritten by the next flush. Then as `open_review`: the folder is locked (or
+    browsed read-only), unlogged saved corrections are logged, and every flush saves before it logs.
     """
     import slicer.util
 
-    session = ReviewSession.restore(scene)  # a clear error without the ranking table or the log
+    # a clear error without the ranking table or the log, or while another session holds the folder
+    session = ReviewSession.restore(scene, front_end=front_end, read_only=read_only)
     labels = json.loads(session.segmentation.GetAttribute("IWUO.labels") or "{}")
     session.label_values = labels
     folder = ReviewFolder(session.log.path.parent)
@@ -141,8 +152,9 @@ def resume_review_from_scene(scene) -> tuple[ReviewSession, LoadedAnalysis]:
         raise
     if corrected is not None:
         session.adopt_saved_corrections(masks_from_label_map(corrected, labels))
-    session.log_unlogged_corrections(masks_from_label_map(analysis.label_map, labels))
-    save_corrections_before_logging(session, analysis.reference)
+    if not read_only:
+        session.log_unlogged_corrections(masks_from_label_map(analysis.label_map, labels))
+        save_corrections_before_logging(session, analysis.reference)
     return session, analysis
 
 
@@ -178,10 +190,18 @@ def save_corrected_segmentation(label_map: np.ndarray, reference_image, path: st
     image = sitk.GetImageFromArray(label_map)
     image.CopyInformation(reference_image)
     tmp = path.with_name(f".{path.name}.partial.nii.gz")
-    sitk.WriteImage(image, str(tmp), True)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        before_write("corrected.tmp", path)
+        sitk.WriteImage(image, str(tmp), True)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        after_write("corrected.tmp", tmp)
+        before_write("corrected.saved", path)
+        os.replace(tmp, path)
+    except BaseException:  # a failed write (disk full, read-only folder) leaves the saved file as it was
+        tmp.unlink(missing_ok=True)
+        raise
+    after_write("corrected.saved")
     return path
 
 

@@ -22,7 +22,7 @@ from ..mrml.review_workflow import (
     open_review,
     read_corrected_segmentation,
 )
-from ..review_case import ReviewCase
+from ..review_case import BROWSER_FRONT_END, ReviewCase
 
 log = logging.getLogger("iwuo.review")
 
@@ -91,7 +91,10 @@ class ReviewApp:
         editor = self.slicer_app.segmentation_editor
         editor.set_active_segmentation(self.segmentation, volume)
         self.session = open_review(scene, loaded.analysis, volume, self.segmentation, self.labels,
-                                   case.folder.log, budget_slices=budget_slices)
+                                   case.folder.log, budget_slices=budget_slices, front_end=BROWSER_FRONT_END,
+                                   read_only=case.read_only, lock=case.lock)
+        if case.read_only:
+            self.state.iwuo_message = "Read-only: another session holds this review; edits are not kept."
         self.session.on_dirty = self._schedule_flush
         self._set_overlay(self.state.iwuo_map, self.state.iwuo_opacity)
         if self.session.current_rank >= 0:  # resumed from the log: show where the reviewer stopped
