@@ -89,13 +89,19 @@ def read_analysis(folder: str | os.PathLike) -> LoadedAnalysis:
     summary_file = folder / "summary.json"
     if not summary_file.is_file():
         raise BadInputError(f"{folder} is not an analysis folder (no summary.json).")
-    summary = json.loads(summary_file.read_text())
-    ext = summary.get("extension", ".nii.gz")
-    reference = sitk.ReadImage(str(folder / f"segmentation{ext}"))
-    read = lambda name: sitk.GetArrayFromImage(sitk.ReadImage(str(folder / f"{name}{ext}")))  # noqa: E731
-    return LoadedAnalysis(
-        label_map=sitk.GetArrayFromImage(reference),
-        probabilities=np.stack([read(f"probability_{n}") for n in summary["outputs"]]),
-        uncertainty={n: read(f"uncertainty_{n}") for n in UNCERTAINTY_MAPS},
-        member_variance=np.stack([read(f"member_variance_{n}") for n in summary["outputs"]]),
-        summary=summary, reference=reference)
+    try:
+        summary = json.loads(summary_file.read_text(encoding="utf-8"))
+        ext = summary.get("extension", ".nii.gz")
+        reference = sitk.ReadImage(str(folder / f"segmentation{ext}"))
+        read = lambda name: sitk.GetArrayFromImage(sitk.ReadImage(str(folder / f"{name}{ext}")))  # noqa: E731
+        return LoadedAnalysis(
+            label_map=sitk.GetArrayFromImage(reference),
+            probabilities=np.stack([read(f"probability_{n}") for n in summary["outputs"]]),
+            uncertainty={n: read(f"uncertainty_{n}") for n in UNCERTAINTY_MAPS},
+            member_variance=np.stack([read(f"member_variance_{n}") for n in summary["outputs"]]),
+            summary=summary, reference=reference)
+    except (ValueError, KeyError, TypeError, AttributeError, RuntimeError, OSError) as exc:
+        # garbled summary.json, a missing or truncated map: refused, never half-read
+        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise BadInputError(f"The analysis folder {folder} is damaged ({detail[:200]}); run the analysis "
+                            "again.") from exc

@@ -8,6 +8,7 @@ With --progress json, progress goes to stderr as one JSON object per line
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import signal
@@ -245,6 +246,13 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except (FileNotFoundError, PermissionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return BadInputError.exit_code
+    except OSError as exc:  # disk full, read-only folder: the writes are atomic, so nothing half-written is left
+        if exc.errno not in (errno.ENOSPC, errno.EROFS, errno.EDQUOT):
+            traceback.print_exc()
+            return 1
+        print(f"error: cannot write {exc.filename or 'the output'}: {exc.strerror}; earlier results are intact. "
+              "Free space (or choose a writable folder) and run again.", file=sys.stderr)
         return BadInputError.exit_code
     except Exception:  # an internal error: show the traceback, it is a bug report
         traceback.print_exc()

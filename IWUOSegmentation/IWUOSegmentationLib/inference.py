@@ -27,6 +27,10 @@ ProgressCallback = Callable[[float, str], None]
 MEMBER_KINDS = ("flips", "folds", "dropout")
 
 
+#: Voxel sizes outside this range (mm) are a broken header, not a scan.
+MIN_SPACING_MM, MAX_SPACING_MM = 1e-3, 1e3
+
+
 @dataclass
 class CaseImages:
     """Input channels as (z, y, x) float32 arrays with SimpleITK geometry (x, y, z order)."""
@@ -81,6 +85,10 @@ class CaseImages:
                 raise BadInputError(f"{name} has {bad} NaN or infinite voxels; fix or mask them before analysis.")
         if min(self.arrays[0].shape) < 2:
             raise BadInputError(f"The input is effectively 2-D (shape {self.arrays[0].shape}); a 3-D volume is needed.")
+        spacing = np.asarray(self.spacing, float)
+        if not (np.all(np.isfinite(spacing)) and np.all(spacing >= MIN_SPACING_MM) and np.all(spacing <= MAX_SPACING_MM)):
+            raise BadInputError(f"The voxel spacing {tuple(self.spacing)} mm is not plausible (each must be between "
+                                f"{MIN_SPACING_MM} and {MAX_SPACING_MM} mm); fix the image header.")
 
     def to_image(self, array: np.ndarray) -> sitk.Image:
         image = sitk.GetImageFromArray(array)
