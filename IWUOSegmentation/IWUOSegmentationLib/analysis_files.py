@@ -19,7 +19,7 @@ import SimpleITK as sitk
 from .errors import BadInputError
 from .fault_injection import after_write, before_write
 from .inference import AnalysisResult, CaseImages
-from .io_atomic import atomic_write_text
+from .io_atomic import atomic_write_text, check_complete
 
 UNCERTAINTY_MAPS = ("variance", "entropy", "mutual_information", "disagreement")
 
@@ -92,8 +92,13 @@ def read_analysis(folder: str | os.PathLike) -> LoadedAnalysis:
     try:
         summary = json.loads(summary_file.read_text(encoding="utf-8"))
         ext = summary.get("extension", ".nii.gz")
-        reference = sitk.ReadImage(str(folder / f"segmentation{ext}"))
-        read = lambda name: sitk.GetArrayFromImage(sitk.ReadImage(str(folder / f"{name}{ext}")))  # noqa: E731
+
+        def read_whole(name: str) -> sitk.Image:
+            check_complete(folder / f"{name}{ext}")
+            return sitk.ReadImage(str(folder / f"{name}{ext}"))
+
+        reference = read_whole("segmentation")
+        read = lambda name: sitk.GetArrayFromImage(read_whole(name))  # noqa: E731
         return LoadedAnalysis(
             label_map=sitk.GetArrayFromImage(reference),
             probabilities=np.stack([read(f"probability_{n}") for n in summary["outputs"]]),

@@ -20,6 +20,7 @@ import SimpleITK as sitk
 import torch
 
 from .errors import BadInputError, BadModelError, CancelledError, OutOfMemoryError
+from .io_atomic import check_complete
 from .member_statistics import PatchMembers, VolumeStatistics
 from .model_folder import ModelFolder, check_channels, load_checkpoint
 
@@ -46,8 +47,9 @@ class CaseImages:
         images = []
         for p in paths:
             try:
+                check_complete(p)  # ITK would zero-fill a cut .nii.gz
                 images.append(sitk.ReadImage(str(p)))
-            except RuntimeError as exc:
+            except (RuntimeError, ValueError) as exc:
                 raise BadInputError(f"Cannot read image {p}: {str(exc).strip().splitlines()[-1]}") from exc
         return cls.from_sitk(images, [str(p) for p in paths])
 

@@ -27,3 +27,23 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def check_complete(path: str | os.PathLike) -> None:
+    """Raise ValueError if a gzip-compressed file (.nii.gz, .gz) is cut short or corrupt.
+
+    ITK reads a truncated .nii.gz without complaint, filling the missing voxels with zeros; the gzip
+    stream's end marker and CRC say whether the file is whole (about 10 ms per MB).
+    """
+    import gzip
+    import zlib
+
+    path = Path(path)
+    if not path.name.endswith(".gz"):
+        return
+    try:
+        with gzip.open(path, "rb") as handle:
+            while handle.read(1 << 22):
+                pass
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise ValueError(f"{path.name} is incomplete or corrupt ({exc})") from exc

@@ -52,6 +52,15 @@ def slice_index_of_view(slice_node, volume, axis: int) -> int:
     return int(round(ijk[2 - axis]))
 
 
+def _merge_changes(into: dict[int, dict], changed: dict[int, dict]) -> None:
+    """Add per-slice voxel counts of `changed` into `into` (same shape as _slice_changes' result)."""
+    for s, entry in changed.items():
+        target = into.setdefault(s, {"voxels_added": {}, "voxels_removed": {}})
+        for key in ("voxels_added", "voxels_removed"):
+            for label, n in entry.get(key, {}).items():
+                target[key][label] = target[key].get(label, 0) + n
+
+
 class ReviewSession:
     """One reviewer's pass over the ranked slices of a segmentation.
 
@@ -94,6 +103,7 @@ class ReviewSession:
         self._shown_at = None
         self._snapshot = self._label_arrays()
         self.dirty = False
+        self._unlogged: dict[int, dict] = {}  # saved corrections whose log line failed (disk full), to retry
         self.on_dirty = None  # GUI hook: schedule flush_edits() after the current event
         #: Persists the segmentation as accounted (segment id -> mask); flush_edits calls it before it logs.
         self.on_accounted: Optional[Callable[[dict[str, np.ndarray]], None]] = None
@@ -247,27 +257,34 @@ class ReviewSession:
         return self._snapshot
 
     def flush_edits(self) -> int:
-        """Attribute the voxel changes since the last flush to their slices; return slices changed."""
-        if not self.dirty:
+        """Attribute the voxel changes since the last flush to their slices; return slices changed.
+
+        A failed save (disk full) leaves the edit pending; a failed log line leaves the saved correction
+        waiting to be logged. Both are retried by the next flush, so the session goes on once space is back.
+        """
+        if not self.dirty and not self._unlogged:
             return 0
-        self.dirty = False
         if self.read_only:  # browse only: the edit is undone, nothing is saved or logged
+            self.dirty = False
             self.adopt_saved_corrections(self._snapshot)
             return 0
-        current = self._label_arrays()
-        changed = self._slice_changes(self._snapshot, current)
-        if changed and self.on_accounted is not None:
-            # Saved before logged: a correction the log counts is on disk, whichever path flushed
-            # (a stroke, Next, closing). A failed save leaves the edit pending, to be retried.
-            try:
-                self.on_accounted(current)
-            except BaseException:
-                self.dirty = True
-                raise
-        self._snapshot = current
-        if not changed:
-            return 0
-        self._log_corrections(changed)
+        changed: dict[int, dict] = {}
+        if self.dirty:
+            self.dirty = False
+            current = self._label_arrays()
+            changed = self._slice_changes(self._snapshot, current)
+            if changed and self.on_accounted is not None:
+                # Saved before logged: a correction the log counts is on disk, whichever path flushed
+                # (a stroke, Next, closing).
+                try:
+                    self.on_accounted(current)
+                except BaseException:
+                    self.dirty = True
+                    raise
+            self._snapshot = current
+            _merge_changes(self._unlogged, changed)
+        if self._unlogged:
+            self._log_corrections(self._unlogged, written=True)
         return len(changed)
 
     def _slice_changes(self, before: dict[str, np.ndarray], after: dict[str, np.ndarray]) -> dict[int, dict]:
@@ -287,13 +304,17 @@ class ReviewSession:
                     entry["voxels_removed"][label] = int(removed[s])
         return changed
 
-    def _log_corrections(self, changed: dict[int, dict[str, dict[str, int]]], **extra) -> None:
+    def _log_corrections(self, changed: dict[int, dict[str, dict[str, int]]], written: bool = False,
+                         **extra) -> None:
+        """One log line per changed slice; with `written`, each slice leaves `changed` once its line is on disk."""
         measured = self.measured_dice()
         for s, entry in sorted(changed.items()):
             seconds = time.time() - self._shown_at if self._shown_at else 0.0
             rank = self.ranking.index(s) + 1 if s in self.ranking else None
             self._append("slice_corrected", slice=s, rank=rank, seconds=round(seconds, 3),
-                            measured_dice=measured, estimated_dice_gain=self._impact(rank), **entry, **extra)
+                         measured_dice=measured, estimated_dice_gain=self._impact(rank), **entry, **extra)
+            if written:
+                del changed[s]
             if rank is not None:
                 self._set_status(rank - 1, "corrected")
         self._shown_at = time.time()

@@ -19,6 +19,7 @@ import numpy as np
 from ..analysis_files import UNCERTAINTY_MAPS, LoadedAnalysis, read_analysis
 from ..errors import BadInputError
 from ..fault_injection import after_write, before_write
+from ..io_atomic import check_complete
 from ..review_folder import ReviewFolder
 from ..review_lock import FolderLock
 from .analysis_nodes import add_heatmap_volume, add_segmentation, place_in_study
@@ -228,7 +229,12 @@ def read_corrected_segmentation(path: str | os.PathLike, shape: tuple[int, ...])
     path = Path(path)
     if not path.is_file():
         return None
-    array = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+    try:
+        check_complete(path)
+        array = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+    except (ValueError, RuntimeError) as exc:  # never half-read: a cut file would read as lost corrections
+        raise BadInputError(f"{path} cannot be read ({str(exc).strip().splitlines()[-1][:200]}); the budget log "
+                            "still lists the corrections. Move the file away to start from the prediction.") from exc
     if array.shape != tuple(shape):
         raise BadInputError(f"{path} has grid {array.shape[::-1]}, not the case's {tuple(shape)[::-1]}; move it "
                             "away to start from the prediction.")
