@@ -259,7 +259,7 @@ def test_disk_full_or_read_only_folder_during_a_review(point, error, case_dir, c
     assert not missing and not uncounted
     events = [e for e in read_log_events(folder) if e["kind"] == "slice_corrected"]
     assert [e["slice"] for e in events] == [first, second], "a correction was logged twice or not at all"
-    _count("I/O error during a review", survived=True, point=f"{point} ({error})")
+    _count(f"I/O error during a review ({error})", survived=True, point=point)
 
 
 def test_disk_full_on_the_command_line_is_one_line_and_keeps_the_previous_report(clean_run, tmp_path, monkeypatch,
@@ -274,7 +274,7 @@ def test_disk_full_on_the_command_line_is_one_line_and_keeps_the_previous_report
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error: cannot write") and "No space left" in err[0], err
         assert (folder / "review_report.md").read_bytes() == report
-        _count("I/O error on the command line", survived=True, point=fault.split(":")[0] + " (enospc)")
+        _count("I/O error on the command line (enospc)", survived=True, point=fault.split(":")[0])
     monkeypatch.delenv(ENV)
     assert main(["review-report", "--log", str(folder / "review.budget.jsonl")]) == 0
 
@@ -419,6 +419,51 @@ class _Payload:
         return (open, (self.marker, "w"))
 
 
+def test_two_front_ends_at_once_second_is_refused_or_read_only_and_nothing_is_lost(case_dir, clean_run, tmp_path):
+    """A review running in another process (a child that corrects a slice, then waits): this process is
+    refused, browses read-only without writing, and the child's corrections all arrive."""
+    from synthetic_review import correct_slice
+
+    from IWUOSegmentationLib.mrml.headless_scene import create_headless_scene
+    from IWUOSegmentationLib.review_lock import FolderLockedError
+
+    folder = _fresh_review_folder(clean_run, tmp_path, "review")
+    opened, go_on = os.pipe(), os.pipe()
+
+    def first_front_end():
+        _, _, session = open_case(create_headless_scene(), case_dir, folder, front_end="Slicer")
+        os.write(opened[1], b"1")
+        os.read(go_on[0], 1)
+        review_script(session, N_CORRECTIONS, report=False)
+
+    sys.stdout.flush()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            first_front_end()
+        finally:
+            os._exit(0)
+    assert os.read(opened[0], 1) == b"1"
+    with pytest.raises(FolderLockedError, match=f"Slicer on .*process {pid}"):
+        open_case(create_headless_scene(), case_dir, folder, front_end="the browser review")
+    log_before = (folder / "review.budget.jsonl").read_bytes()
+    _, _, browse = open_case(create_headless_scene(), case_dir, folder, read_only=True)
+    first = browse.next()
+    correct_slice(browse, first)
+    assert browse.flush_edits() == 0
+    browse.close()
+    assert (folder / "review.budget.jsonl").read_bytes() == log_before, "the read-only front end wrote"
+    assert not (folder / "corrected_segmentation.nii.gz").exists()
+    os.write(go_on[1], b"1")
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status)
+    missing, uncounted = check_restart(case_dir, folder, clean_run["prediction"])
+    saved = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "corrected_segmentation.nii.gz")))
+    lost = len(missing) + len(uncounted) + int(not np.array_equal(saved, clean_run["saved"]))
+    _count("two front ends on one review folder", survived=lost == 0, lost=lost)
+    assert lost == 0
+
+
 # -- slow: kills at random moments of the real commands --------------------------------------------------------
 
 def _iwuo(args: list[str], env: dict | None = None, timeout: float = 1200) -> subprocess.CompletedProcess:
@@ -441,7 +486,11 @@ def _kill_after(args: list[str], seconds: float) -> int:
 def test_iwuo_evaluate_killed_at_random_moments_resumes_to_the_uninterrupted_results(phantom_cases, tmp_path):
     import time
 
-    options = ["--cases", str(phantom_cases), "--strategies", "iwuo,random,oracle", "--expert", "perfect",
+    cases = tmp_path / "cases"  # two cases: one evaluation.json written, the next case under way
+    cases.mkdir()
+    for case in sorted(p for p in phantom_cases.iterdir() if p.is_dir())[:2]:
+        (cases / case.name).symlink_to(case)
+    options = ["--cases", str(cases), "--strategies", "iwuo,random,oracle", "--expert", "perfect",
                "--random-seeds", "3", "--disable-tta", "--device", "cpu", "--members", "folds"]
     start = time.time()
     clean = _iwuo(["evaluate", *options, "--out", str(tmp_path / "clean")])
