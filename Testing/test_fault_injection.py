@@ -61,7 +61,7 @@ def figures():
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         previous = json.loads(Path(path).read_text()) if Path(path).is_file() else {}
-        merged = {"points": sorted(set(previous.get("points", [])) | TALLY["points"])}
+        merged = {**previous, "points": sorted(set(previous.get("points", [])) | TALLY["points"])}
         for key in ("faults_injected", "survived", "corrections_lost"):
             merged[key] = previous.get(key, 0) + TALLY[key]
         merged["by_kind"] = dict(previous.get("by_kind", {}))
@@ -542,3 +542,54 @@ def test_iwuo_analyze_killed_at_random_moments_leaves_no_partial_analysis(case_d
     assert _iwuo([*args, "--output", str(out)]).returncode == 0
     assert np.array_equal(read_analysis(out).label_map, clean.label_map)
 
+
+
+@pytest.mark.slow
+def test_browser_review_server_killed_at_random_moments_loses_no_counted_correction(phantom_cases, tmp_path):
+    """`iwuo review` SIGKILLed at random moments around paint strokes made in Chromium: after each restart
+    the log and the saved segmentation agree and every stroke the log counted is still saved."""
+    from playwright.sync_api import sync_playwright
+    from test_web_review import (
+        CHROMIUM,
+        CHROMIUM_ARGS,
+        assert_log_matches_saved_segmentation,
+        free_port,
+        open_page,
+        paint_stroke,
+        read_log,
+        start_server,
+    )
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed")
+    case_dir = sorted(p for p in phantom_cases.iterdir() if p.is_dir())[0]
+    out = tmp_path / "out"
+    rng = np.random.default_rng(2)
+    counted_before: set = set()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        for round_ in range(3):
+            port = free_port()
+            proc = start_server(case_dir, out, port)
+            page = open_page(browser, port)
+            for _ in range(round_ + 1):
+                page.click("[data-testid=btn-next]")
+            page.wait_for_timeout(500)
+            paint_stroke(page)
+            page.wait_for_timeout(float(rng.uniform(0, 1500)))
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            page.close()
+            counted = {int(e["slice"]) for e in read_log(out) if e["kind"] == "slice_corrected"}
+            if not (out / "corrected_segmentation.nii.gz").exists():  # killed before the first save
+                assert not counted, "corrections counted but no segmentation saved"
+                continue
+            changed = assert_log_matches_saved_segmentation(out, settle=0)
+            assert counted_before <= counted and changed <= counted
+            counted_before = counted
+            _count("browser review server killed at a random moment", survived=True)
+        browser.close()
+    proc = start_server(case_dir, out, free_port())  # a last restart finds it consistent and takes over
+    proc.terminate()
+    proc.wait(timeout=30)
+    assert_log_matches_saved_segmentation(out, settle=0)
