@@ -154,6 +154,7 @@ def test_corrections_are_saved_before_logged_and_recovered_after_a_crash(prepare
         session.flush_edits()
     edited = segmentation_label_map(loaded.segmentation, volume, loaded.labels)
     assert np.array_equal(saved(), edited) and not np.array_equal(saved()[second], prediction[second])
+    session.lock.release()  # as the OS does when the crashed process ends
     scene_a.Clear(1)
 
     scene_b = create_headless_scene()
@@ -191,6 +192,7 @@ def test_reopened_scene_resumes_with_the_corrections_saved_after_it(prepared_cas
     session.flush_edits()  # saved in the review folder, not in the scene file
     expected = segmentation_label_map(loaded.segmentation, volume, loaded.labels)
     n_events = len(session.log.read())
+    session.lock.release()  # as the OS does when the crashed process ends
     scene_a.Clear(1)
 
     scene_b = create_headless_scene()

@@ -23,7 +23,8 @@ import SimpleITK as sitk
 from .analysis_identity import analysis_identity, case_identity, model_identity, read_summary
 from .case_images import AnalysisResult, CaseImages
 from .errors import BadInputError
-from .io_atomic import atomic_write_text
+from .fault_injection import after_write, before_write
+from .io_atomic import atomic_write_text, check_complete
 
 UNCERTAINTY_MAPS = ("variance", "entropy", "mutual_information", "disagreement")
 
@@ -38,20 +39,26 @@ def write_analysis(result: AnalysisResult, case: CaseImages, out_dir: str | os.P
     out = Path(out_dir)
     identity = analysis_identity(case_identity(case, model_info.get("channels")), model_identity(model_info))
     tmp = out.with_name(f".{out.name}.partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    old = out.with_name(f".{out.name}.old")
+    for leftover in (tmp, old):  # what a crash during an earlier write left
+        if leftover.exists():
+            shutil.rmtree(leftover)
     tmp.mkdir(parents=True)
+
+    def write_image(array: np.ndarray, name: str) -> None:
+        path = tmp / f"{name}{extension}"
+        before_write("analysis.image", path)
+        sitk.WriteImage(case.to_image(array), str(path), True)
+        after_write("analysis.image", path)
+
     try:
-        sitk.WriteImage(case.to_image(result.label_map.astype(np.uint8)), str(tmp / f"segmentation{extension}"), True)
+        write_image(result.label_map.astype(np.uint8), "segmentation")
         for i, name in enumerate(result.output_names):
-            sitk.WriteImage(case.to_image(result.probabilities[i].astype(np.float32)),
-                            str(tmp / f"probability_{name}{extension}"), True)
+            write_image(result.probabilities[i].astype(np.float32), f"probability_{name}")
         for name in UNCERTAINTY_MAPS:
-            sitk.WriteImage(case.to_image(result.uncertainty[name].astype(np.float32)),
-                            str(tmp / f"uncertainty_{name}{extension}"), True)
+            write_image(result.uncertainty[name].astype(np.float32), f"uncertainty_{name}")
         for i, name in enumerate(result.output_names):
-            sitk.WriteImage(case.to_image(result.uncertainty["member_variance"][i].astype(np.float32)),
-                            str(tmp / f"member_variance_{name}{extension}"), True)
+            write_image(result.uncertainty["member_variance"][i].astype(np.float32), f"member_variance_{name}")
         summary = {
             "model": model_info, "members": result.members, "region_based": result.region_based,
             "outputs": result.output_names, "seconds": round(result.seconds, 2), "extension": extension,
@@ -61,9 +68,13 @@ def write_analysis(result: AnalysisResult, case: CaseImages, out_dir: str | os.P
             "identity": identity,
         }
         atomic_write_text(tmp / "summary.json", json.dumps(summary, indent=2))
+        # The old analysis is moved aside in one rename (never half-deleted in place, where a crash
+        # would leave a summary.json beside missing maps), then the new one renamed in.
         if out.exists():
-            shutil.rmtree(out)
+            os.replace(out, old)
+        after_write("analysis.swap")
         os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -85,13 +96,24 @@ class LoadedAnalysis:
 def read_analysis(folder: str | os.PathLike, summary: Optional[dict] = None) -> LoadedAnalysis:
     """Read the maps of an analysis folder (`summary`: its summary.json when already read and checked)."""
     folder = Path(folder)
-    summary = read_summary(folder) if summary is None else summary
-    ext = summary.get("extension", ".nii.gz")
-    reference = sitk.ReadImage(str(folder / f"segmentation{ext}"))
-    read = lambda name: sitk.GetArrayFromImage(sitk.ReadImage(str(folder / f"{name}{ext}")))  # noqa: E731
-    return LoadedAnalysis(
-        label_map=sitk.GetArrayFromImage(reference),
-        probabilities=np.stack([read(f"probability_{n}") for n in summary["outputs"]]),
-        uncertainty={n: read(f"uncertainty_{n}") for n in UNCERTAINTY_MAPS},
-        member_variance=np.stack([read(f"member_variance_{n}") for n in summary["outputs"]]),
-        summary=summary, reference=reference)
+    try:
+        summary = read_summary(folder) if summary is None else summary
+        ext = summary.get("extension", ".nii.gz")
+
+        def read_whole(name: str) -> sitk.Image:
+            check_complete(folder / f"{name}{ext}")
+            return sitk.ReadImage(str(folder / f"{name}{ext}"))
+
+        reference = read_whole("segmentation")
+        read = lambda name: sitk.GetArrayFromImage(read_whole(name))  # noqa: E731
+        return LoadedAnalysis(
+            label_map=sitk.GetArrayFromImage(reference),
+            probabilities=np.stack([read(f"probability_{n}") for n in summary["outputs"]]),
+            uncertainty={n: read(f"uncertainty_{n}") for n in UNCERTAINTY_MAPS},
+            member_variance=np.stack([read(f"member_variance_{n}") for n in summary["outputs"]]),
+            summary=summary, reference=reference)
+    except (ValueError, KeyError, TypeError, AttributeError, RuntimeError, OSError) as exc:
+        # garbled summary.json, a missing or truncated map: refused, never half-read
+        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise BadInputError(f"The analysis folder {folder} is damaged ({detail[:200]}); run the analysis "
+                            "again.") from exc

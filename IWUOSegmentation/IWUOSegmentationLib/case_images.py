@@ -13,6 +13,10 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import BadInputError
+from .io_atomic import check_complete
+
+#: Voxel sizes outside this range (mm) are a broken header, not a scan.
+MIN_SPACING_MM, MAX_SPACING_MM = 1e-3, 1e3
 
 
 @dataclass
@@ -30,8 +34,9 @@ class CaseImages:
         images = []
         for p in paths:
             try:
+                check_complete(p)  # ITK would zero-fill a cut .nii.gz
                 images.append(sitk.ReadImage(str(p)))
-            except RuntimeError as exc:
+            except (RuntimeError, ValueError) as exc:
                 raise BadInputError(f"Cannot read image {p}: {str(exc).strip().splitlines()[-1]}") from exc
         return cls.from_sitk(images, [str(p) for p in paths])
 
@@ -69,6 +74,10 @@ class CaseImages:
                 raise BadInputError(f"{name} has {bad} NaN or infinite voxels; fix or mask them before analysis.")
         if min(self.arrays[0].shape) < 2:
             raise BadInputError(f"The input is effectively 2-D (shape {self.arrays[0].shape}); a 3-D volume is needed.")
+        spacing = np.asarray(self.spacing, float)
+        if not (np.all(np.isfinite(spacing)) and np.all(spacing >= MIN_SPACING_MM) and np.all(spacing <= MAX_SPACING_MM)):
+            raise BadInputError(f"The voxel spacing {tuple(self.spacing)} mm is not plausible (each must be between "
+                                f"{MIN_SPACING_MM} and {MAX_SPACING_MM} mm); fix the image header.")
 
     def to_image(self, array: np.ndarray) -> sitk.Image:
         image = sitk.GetImageFromArray(array)

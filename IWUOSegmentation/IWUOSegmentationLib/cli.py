@@ -8,6 +8,7 @@ With --progress json, progress goes to stderr as one JSON object per line
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import signal
@@ -156,7 +157,7 @@ def cmd_review(args) -> int:
     try:
         case = prepare_review_case(args.case, args.model, args.out, args.analysis, device=args.device,
                                    tta=not args.disable_tta, progress=Progress(args.progress), cancel=cancel,
-                                   target=args.target)
+                                   target=args.target, read_only=args.read_only)
     finally:
         cancel.restore()
     try:
@@ -256,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "'all foreground' (default; a BraTS model's whole tumour); a resumed review keeps its own")
     p.add_argument("--device", default="auto")
     p.add_argument("--disable-tta", action="store_true", help="no mirror members when analysing (8x faster)")
+    p.add_argument("--read-only", action="store_true",
+                   help="browse a review another session holds open: no edits kept, nothing written")
     p.set_defaults(func=cmd_review)
 
     p = sub.add_parser("review-report", help="report of a review's correction budget from its budget log")
@@ -282,6 +285,13 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except (FileNotFoundError, PermissionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return BadInputError.exit_code
+    except OSError as exc:  # disk full, read-only folder: the writes are atomic, so nothing half-written is left
+        if exc.errno not in (errno.ENOSPC, errno.EROFS, errno.EDQUOT):
+            traceback.print_exc()
+            return 1
+        print(f"error: cannot write {exc.filename or 'the output'}: {exc.strerror}; earlier results are intact. "
+              "Free space (or choose a writable folder) and run again.", file=sys.stderr)
         return BadInputError.exit_code
     except Exception:  # an internal error: show the traceback, it is a bug report
         traceback.print_exc()

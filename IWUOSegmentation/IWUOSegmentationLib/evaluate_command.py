@@ -65,6 +65,19 @@ def _shard(items: list, shard: str) -> list:
     return items[i::n]
 
 
+def _lock_output(out: Path, shard: str, merge_only: bool):
+    """One `iwuo evaluate` per output folder (FolderLockedError, exit 2, names the other); the shards of one
+    job array share the folder, each locking its own shard."""
+    from .review_lock import LOCK_FILE, lock_folder
+
+    sharded = shard != "0/1" and not merge_only
+    if sharded:
+        _shard([], shard)  # refuse a malformed --shard before it names a file
+    name = f".iwuo.shard-{shard.replace('/', '-of-')}.lock" if sharded else LOCK_FILE
+    return lock_folder(out, f"iwuo evaluate --shard {shard}" if sharded else "iwuo evaluate", what="evaluation",
+                       name=name)
+
+
 def evaluate_folder_case(folder: Path, model, predictor, out_case: Path, options: dict, progress=None) -> dict:
     """Analyse (or reuse the analysis of) one case folder and replay all strategies on it."""
     import SimpleITK as sitk
@@ -131,6 +144,7 @@ def cmd_evaluate(args) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    lock = _lock_output(out, args.shard, args.merge_only)  # noqa: F841 - held until the command returns
     options = {"strategies": tuple(s.strip() for s in args.strategies.split(",")),
                "experts": tuple(e.strip() for e in args.expert.split(",")),
                "regions": tuple(r.strip() for r in args.regions.split(",")),

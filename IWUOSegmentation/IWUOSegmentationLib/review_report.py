@@ -15,6 +15,7 @@ from typing import Optional
 
 from .budget_log import BudgetLog
 from .errors import BadInputError
+from .fault_injection import after_write, before_write
 from .io_atomic import atomic_write_text
 
 CSV_COLUMNS = ("kind", "rank", "slice", "seconds", "voxels_added", "voxels_removed", "estimated_dice_gain",
@@ -85,8 +86,10 @@ def _plot(points: list[dict], path: Path) -> None:
             twin.set_ylabel("measured Dice (vs reference)")
     axes[0].legend(loc="lower right", fontsize=8)
     tmp = path.with_name(f".{path.name}.partial.png")
+    before_write("figure.tmp", path)
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
+    after_write("figure.tmp", tmp)
     os.replace(tmp, path)
 
 

@@ -122,9 +122,10 @@ def review_folder_of(chosen: str | os.PathLike, volume_name: str) -> tuple[str, 
 class ReviewController:
     """The review of one case in `scene`; `on_dirty` is the front end's "flush after this event" scheduler."""
 
-    def __init__(self, scene, on_dirty: Optional[Callable[[], None]] = None):
+    def __init__(self, scene, on_dirty: Optional[Callable[[], None]] = None, front_end: str = "Slicer"):
         self.scene = scene
         self.on_dirty = on_dirty
+        self.front_end = front_end  # named to a second opener of the review folder (review_lock)
         self._drop()
 
     def _drop(self) -> None:
@@ -142,7 +143,7 @@ class ReviewController:
     def open_case(self, review_folder: str | os.PathLike, volume, written_labels: dict[str, int],
                   expected_identity: dict, analysis_dir: str | os.PathLike | None = None,
                   budget_slices: Optional[int] = DEFAULT_BUDGET_SLICES, show_first: bool = False,
-                  target: Optional[str] = None) -> ReviewSession:
+                  target: Optional[str] = None, read_only: bool = False, lock=None) -> ReviewSession:
         """Review `volume` with the analysis of `review_folder` (or `analysis_dir`): the saved corrections (else
         the prediction) and the heatmaps into the scene, the IWUO ranking, the session (its log resumed, shown
         where the reviewer stopped; a fresh one on its first slice if `show_first`).
@@ -150,7 +151,8 @@ class ReviewController:
         `expected_identity` is the identity of the images and model in hand (`identity_of_volumes`): an
         analysis of anything else is refused (analysis_identity.check_identity). Opening the case already
         under review, or one whose review the scene holds, adds no nodes. `target` is the structure to rank
-        (None: the one the review's log was last ranked on, else all foreground)."""
+        (None: the one the review's log was last ranked on, else all foreground). The session locks the review
+        folder (`lock`: taken earlier by the caller); `read_only` browses a folder another session holds."""
         from ..analysis_identity import read_summary
         from .review_workflow import load_analysis_into_scene, open_review, read_corrected_segmentation, review_target
 
@@ -168,7 +170,8 @@ class ReviewController:
         loaded = load_analysis_into_scene(self.scene, analysis_dir, volume, written_labels, corrected,
                                           expected_identity=expected_identity, target=target)
         session = open_review(self.scene, loaded.analysis, volume, loaded.segmentation, loaded.labels, folder.log,
-                              budget_slices=budget_slices, target=target)
+                              budget_slices=budget_slices, target=target, front_end=self.front_end,
+                              read_only=read_only, lock=lock)
         self.analysis, self.overlays, self.folder = loaded.analysis, dict(loaded.overlays), folder
         self._take(session)
         if session.current_rank >= 0:
@@ -183,7 +186,7 @@ class ReviewController:
         from .review_workflow import resume_review_from_scene
 
         self.close()
-        session, self.analysis = resume_review_from_scene(self.scene)
+        session, self.analysis = resume_review_from_scene(self.scene, front_end=self.front_end)
         table = session.table
         self.overlays = {}
         for i in range(table.GetNumberOfNodeReferenceRoles()):
@@ -224,7 +227,8 @@ class ReviewController:
         reference = session.reference
         session.close()  # accounts pending edits, stops observing
         session = open_review(self.scene, self.analysis, self.volume, session.segmentation, session.label_values,
-                              session.log.path, target=target)
+                              session.log.path, target=target, front_end=self.front_end,
+                              read_only=session.read_only)
         session.reference = reference
         self._take(session)
         if "impact" in self.overlays:

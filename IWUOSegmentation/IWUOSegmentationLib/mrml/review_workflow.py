@@ -23,7 +23,10 @@ import numpy as np
 from ..analysis_files import UNCERTAINTY_MAPS, LoadedAnalysis, read_analysis
 from ..analysis_identity import analysis_identity, check_identity, image_identity, model_identity, read_summary
 from ..errors import BadInputError
+from ..fault_injection import after_write, before_write
+from ..io_atomic import check_complete
 from ..review_folder import ReviewFolder
+from ..review_lock import FolderLock
 from .analysis_nodes import add_heatmap_volume, add_segmentation, place_in_study
 from .review_session import ReviewSession
 
@@ -146,13 +149,17 @@ def load_analysis_into_scene(scene, analysis_folder: str | os.PathLike, volume, 
 
 def open_review(scene, analysis: LoadedAnalysis, volume, segmentation, labels: dict[str, int],
                 log_path: str | os.PathLike, budget_slices: Optional[int] = None,
-                target: Optional[str] = None) -> ReviewSession:
+                target: Optional[str] = None, front_end: str = "Slicer", read_only: bool = False,
+                lock: Optional[FolderLock] = None) -> ReviewSession:
     """IWUO ranking (entropy) of the review target as a review session; an existing log resumes its progress, and
     saved corrections it lacks (a crash between saving and logging) are logged. Every flush saves the
     corrected label map before logging.
 
     `target` is a structure of the model (a label, a region, or "all foreground"); None resumes the log's
-    target, or takes the default (all foreground; the whole tumour of a BraTS model). The log records it."""
+    target, or takes the default (all foreground; the whole tumour of a BraTS model). The log records it.
+    The session locks the review folder (one writer): if another session has it, FolderLockedError (exit
+    code 2) names that session; `read_only=True` opens it to browse, writing nothing. `lock`: the folder's
+    lock when the caller took it earlier (`iwuo review` does, before analysing into the folder)."""
     from ..slice_scores import iwuo_ranking
 
     structure = analysis_structures(analysis).get(review_target(analysis.summary, log_path, target))
@@ -164,9 +171,11 @@ def open_review(scene, analysis: LoadedAnalysis, volume, segmentation, labels: d
         if node is not None:
             scene.RemoveNode(node)
     session = ReviewSession(scene, volume, segmentation, str(log_path), ranking=rows, axis=axis,
-                            label_values=labels, budget_slices=budget_slices, target=structure.name)
-    session.log_unlogged_corrections(masks_from_label_map(analysis.label_map, labels))
-    save_corrections_before_logging(session, analysis.reference)
+                            label_values=labels, budget_slices=budget_slices, target=structure.name,
+                            front_end=front_end, read_only=read_only, lock=lock)
+    if not read_only:
+        session.log_unlogged_corrections(masks_from_label_map(analysis.label_map, labels))
+        save_corrections_before_logging(session, analysis.reference)
     return session
 
 
@@ -187,17 +196,19 @@ def review_targets(analysis: LoadedAnalysis) -> list[str]:
     return analysis_structures(analysis).target_choices()
 
 
-def resume_review_from_scene(scene) -> tuple[ReviewSession, LoadedAnalysis]:
+def resume_review_from_scene(scene, front_end: str = "Slicer",
+                             read_only: bool = False) -> tuple[ReviewSession, LoadedAnalysis]:
     """The review session of a reopened scene, brought up to date with its review folder.
 
     The corrected label map is saved on every flush, the scene only when the user saves it, so the
     saved corrections replace the scene's segmentation: edits made after the scene was saved are
-    neither lost nor overwritten by the next flush. Then as `open_review`: unlogged saved corrections
-    are logged, and every flush saves before it logs.
+    neither lost nor overwritten by the next flush. Then as `open_review`: the folder is locked (or
+    browsed read-only), unlogged saved corrections are logged, and every flush saves before it logs.
     """
     import slicer.util
 
-    session = ReviewSession.restore(scene)  # a clear error without the ranking table or the log
+    # a clear error without the ranking table or the log, or while another session holds the folder
+    session = ReviewSession.restore(scene, front_end=front_end, read_only=read_only)
     labels = json.loads(session.segmentation.GetAttribute("IWUO.labels") or "{}")
     session.label_values = labels
     folder = ReviewFolder(session.log.path.parent)
@@ -211,8 +222,9 @@ def resume_review_from_scene(scene) -> tuple[ReviewSession, LoadedAnalysis]:
         raise
     if corrected is not None:
         session.adopt_saved_corrections(masks_from_label_map(corrected, labels))
-    session.log_unlogged_corrections(masks_from_label_map(analysis.label_map, labels))
-    save_corrections_before_logging(session, analysis.reference)
+    if not read_only:
+        session.log_unlogged_corrections(masks_from_label_map(analysis.label_map, labels))
+        save_corrections_before_logging(session, analysis.reference)
     return session, analysis
 
 
@@ -248,10 +260,18 @@ def save_corrected_segmentation(label_map: np.ndarray, reference_image, path: st
     image = sitk.GetImageFromArray(label_map)
     image.CopyInformation(reference_image)
     tmp = path.with_name(f".{path.name}.partial.nii.gz")
-    sitk.WriteImage(image, str(tmp), True)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        before_write("corrected.tmp", path)
+        sitk.WriteImage(image, str(tmp), True)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        after_write("corrected.tmp", tmp)
+        before_write("corrected.saved", path)
+        os.replace(tmp, path)
+    except BaseException:  # a failed write (disk full, read-only folder) leaves the saved file as it was
+        tmp.unlink(missing_ok=True)
+        raise
+    after_write("corrected.saved")
     return path
 
 
@@ -278,7 +298,12 @@ def read_corrected_segmentation(path: str | os.PathLike, shape: tuple[int, ...])
     path = Path(path)
     if not path.is_file():
         return None
-    array = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+    try:
+        check_complete(path)
+        array = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+    except (ValueError, RuntimeError) as exc:  # never half-read: a cut file would read as lost corrections
+        raise BadInputError(f"{path} cannot be read ({str(exc).strip().splitlines()[-1][:200]}); the budget log "
+                            "still lists the corrections. Move the file away to start from the prediction.") from exc
     if array.shape != tuple(shape):
         raise BadInputError(f"{path} has grid {array.shape[::-1]}, not the case's {tuple(shape)[::-1]}; move it "
                             "away to start from the prediction.")

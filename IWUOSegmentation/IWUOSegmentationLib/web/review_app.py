@@ -17,7 +17,7 @@ from typing import Optional
 from ..mrml.review_controller import ACTIONS, SHORTCUTS, ReviewController, budget_of, budget_text, red_node
 from ..mrml.review_session import ReviewSession, slice_index_of_view
 from ..mrml.review_workflow import OVERLAY_KINDS, add_volume_from_image
-from ..review_case import ReviewCase
+from ..review_case import BROWSER_FRONT_END, ReviewCase
 
 log = logging.getLogger("iwuo.review")
 
@@ -76,16 +76,19 @@ class ReviewApp:
         case = self.case
         volume = add_volume_from_image(case.images[0], case.channel_names[0])
         self.volume = volume
-        self.controller = ReviewController(self.slicer_app.scene, on_dirty=self._schedule_flush)
+        self.controller = ReviewController(self.slicer_app.scene, on_dirty=self._schedule_flush,
+                                           front_end=BROWSER_FRONT_END)
         self.session = self.controller.open_case(case.folder.root, volume, case.written_labels, case.identity,
                                                  analysis_dir=case.analysis_dir, budget_slices=budget_slices,
-                                                 target=case.target)
+                                                 target=case.target, read_only=case.read_only, lock=case.lock)
         self.segmentation, self.overlays = self.session.segmentation, self.controller.overlays
         self.labels = self.session.label_values
         self.state.iwuo_targets = self.controller.targets()
         self.state.iwuo_target = self.session.target
         self.slicer_app.display_manager.show_volume(volume, do_reset_views=True)
         self.slicer_app.segmentation_editor.set_active_segmentation(self.segmentation, volume)
+        if case.read_only:
+            self.state.iwuo_message = "Read-only: another session holds this review; edits are not kept."
         self._set_overlay(self.state.iwuo_map, self.state.iwuo_opacity)
         self._publish()
 
