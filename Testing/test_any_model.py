@@ -27,8 +27,14 @@ SHAPE = (10, 16, 16)
 
 
 def _model(dataset_json: dict, path: Path) -> ModelFolder:
-    """The model description evaluation and review read (its dataset.json); no network is run on these cases."""
-    return ModelFolder(path=path, dataset_json=dataset_json, plans={}, configuration="3d_fullres", folds=["0"],
+    """The model description evaluation and review read (its dataset.json); no network is run on these cases.
+    Its files exist (a placeholder checkpoint) because an analysis records the model's file hashes."""
+    (path / "fold_0").mkdir(parents=True, exist_ok=True)
+    (path / "dataset.json").write_text(json.dumps(dataset_json))
+    plans = {"configurations": {"3d_fullres": {}}}
+    (path / "plans.json").write_text(json.dumps(plans))
+    (path / "fold_0" / "checkpoint_final.pth").write_bytes(b"no network: these tests run no inference")
+    return ModelFolder(path=path, dataset_json=dataset_json, plans=plans, configuration="3d_fullres", folds=["0"],
                        checkpoint_name="checkpoint_final.pth")
 
 
@@ -42,7 +48,7 @@ def _write_case_analysis(out: Path, dataset_json: dict, label_map: np.ndarray, p
     result = AnalysisResult(label_map=label_map.astype(np.uint8), probabilities=probabilities, uncertainty=maps,
                             output_names=names, region_based=False, members={"kinds": ["flips"]}, seconds=0.0)
     case = CaseImages(arrays=[np.zeros(SHAPE, np.float32)], spacing=(1.0, 1.0, 1.0))
-    return write_analysis(result, case, out, {"labels": labels, "region_based": False})
+    return write_analysis(result, case, out, _model(dataset_json, out.parent / "model").describe())
 
 
 def _recorded_identity(analysis_folder: Path) -> dict:
