@@ -197,3 +197,81 @@ def test_gpu_out_of_memory_is_explained_or_retried_on_cpu(demo_model, small_case
     result = tolerant.analyze(_case(small_case))
     assert calls["n"] == 2 and tolerant.device.type == "cpu"
     assert any("ran out of memory: retried on the CPU" in n for n in result.members["notes"])
+
+
+# -- the streamed statistics against the same statistics of all members stacked ---------------------------
+
+def _stacked_statistics(logits: np.ndarray, region_based: bool) -> dict[str, np.ndarray]:
+    """Textbook statistics of N members held at once: (N, C, ...) logits -> per-voxel maps, in float64."""
+    logits = logits.astype(np.float64)
+    if region_based:
+        p = 1 / (1 + np.exp(-logits))
+    else:
+        e = np.exp(logits - logits.max(1, keepdims=True))
+        p = e / e.sum(1, keepdims=True)
+    q = np.clip(p, 1e-7, 1 - 1e-7)
+
+    def h(x):
+        x = np.clip(x, 1e-7, 1 - 1e-7)
+        return -(x * np.log(x) + (1 - x) * np.log(1 - x)).sum(-4) if region_based else -(x * np.log(x)).sum(-4)
+
+    mean = p.mean(0)
+    expected_entropy = h(q).mean(0)
+    if region_based:
+        member_votes, consensus = p > 0.5, mean > 0.5
+        disagreement = (member_votes != consensus[None]).mean(0).mean(0)
+    else:
+        disagreement = (p.argmax(1) != mean.argmax(0)[None]).mean(0)
+    return {"mean": mean, "variance": p.var(0), "entropy": h(mean),
+            "mutual_information": np.maximum(h(mean) - expected_entropy, 0), "disagreement": disagreement}
+
+
+@pytest.mark.parametrize("region_based", [True, False], ids=["region model", "label model"])
+def test_streamed_member_statistics_equal_the_stacked_members(region_based):
+    """Welford mean/variance, entropy, mutual information and disagreement, streamed one member at a time,
+    equal the statistics of all members stacked; pooled over two overlapping windows with Gaussian weights
+    they equal the weighted average of the two windows' stacked statistics."""
+    import torch
+
+    from IWUOSegmentationLib.member_statistics import PatchMembers, VolumeStatistics
+
+    rng = np.random.default_rng(7)
+    n_members, channels, patch = 16, 3, (4, 5, 6)
+    windows = [(slice(None), slice(0, 4), slice(0, 5), slice(0, 6)), (slice(None), slice(2, 6), slice(0, 5), slice(0, 6))]
+    volume = VolumeStatistics.zeros(channels, (6, 5, 6))
+    gaussians = [torch.from_numpy(rng.uniform(0.5, 2.0, patch).astype(np.float32)) for _ in windows]
+    expected = []
+    for window, gaussian in zip(windows, gaussians):
+        logits = rng.normal(0, 2.5, (n_members, channels, *patch)).astype(np.float32)
+        streamed = PatchMembers(region_based)
+        for member in logits:
+            streamed.add(torch.from_numpy(member))
+        stacked = _stacked_statistics(logits, region_based)
+        assert streamed.n == n_members
+        np.testing.assert_allclose(streamed.mean.numpy(), stacked["mean"], atol=1e-6)
+        np.testing.assert_allclose((streamed.m2 / streamed.n).numpy(), stacked["variance"], atol=1e-6)
+        np.testing.assert_allclose(streamed.mutual_information()[0].numpy(), stacked["mutual_information"], atol=2e-5)
+        np.testing.assert_allclose(streamed.disagreement()[0].numpy(), stacked["disagreement"], atol=1e-6)
+        assert stacked["disagreement"].max() > 0.3 and stacked["mutual_information"].max() > 0.1  # a real spread
+        volume.add_patch(window, streamed, gaussian)
+        expected.append((window, gaussian.numpy().astype(np.float64), stacked))
+
+    maps = {k: v.numpy() for k, v in volume.finalize(region_based).items()}
+    weight = np.zeros((6, 5, 6))
+    pooled = {k: np.zeros((channels, 6, 5, 6)) for k in ("mean", "variance")}
+    pooled.update({k: np.zeros((6, 5, 6)) for k in ("mutual_information", "disagreement")})
+    for window, g, stacked in expected:
+        weight[window[1:]] += g
+        for k in pooled:
+            pooled[k][window if pooled[k].ndim == 4 else window[1:]] += stacked[k] * g
+    pooled = {k: v / weight for k, v in pooled.items()}
+    np.testing.assert_allclose(maps["member_mean"], pooled["mean"], atol=1e-5)
+    np.testing.assert_allclose(maps["member_variance"], pooled["variance"], atol=1e-5)
+    foreground = pooled["variance"] if region_based else pooled["variance"][1:]
+    np.testing.assert_allclose(maps["variance"][0], foreground.mean(0), atol=1e-5)
+    mean = pooled["mean"]
+    q = np.clip(mean, 1e-7, 1 - 1e-7)
+    entropy = -(q * np.log(q) + (1 - q) * np.log(1 - q)).sum(0) if region_based else -(q * np.log(q)).sum(0)
+    np.testing.assert_allclose(maps["entropy"][0], entropy, atol=2e-5)
+    np.testing.assert_allclose(maps["mutual_information"][0], pooled["mutual_information"], atol=2e-5)
+    np.testing.assert_allclose(maps["disagreement"][0], pooled["disagreement"], atol=1e-5)

@@ -240,10 +240,10 @@ def main(argv: list[str] | None = None) -> int:
     except IWUOError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except (FileNotFoundError, PermissionError) as exc:
+    except PermissionError as exc:  # a folder or file of the user's that this account may not use
         print(f"error: {exc}", file=sys.stderr)
         return BadInputError.exit_code
-    except Exception:  # an internal error: show the traceback, it is a bug report
+    except Exception:  # an internal error (a FileNotFoundError too: missing user files raise BadInputError)
         traceback.print_exc()
         return 1
 
