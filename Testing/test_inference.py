@@ -133,7 +133,7 @@ def test_bad_inputs_get_clear_errors(tmp_path, demo_model, small_case):
         predictor.analyze(case)
 
 
-def test_cancel_writes_nothing(tmp_path, demo_model, small_case):
+def test_cancel_writes_nothing(tmp_path, demo_model, small_case, monkeypatch):
     calls = {"n": 0}
 
     def cancel_after_first_window():
@@ -144,6 +144,22 @@ def test_cancel_writes_nothing(tmp_path, demo_model, small_case):
     with pytest.raises(CancelledError):
         predictor.analyze(_case(small_case), cancel=cancel_after_first_window)
     assert calls["n"] == 2
+
+    # Through `iwuo analyze`: cancelled after the first window (as SIGTERM would), exit 4 and no file at all.
+    import IWUOSegmentationLib.cli as cli
+
+    class CancelAfterFirstWindow(cli.CancelFlag):
+        def __call__(self) -> bool:
+            return cancel_after_first_window()
+
+    calls["n"] = 0
+    monkeypatch.setattr(cli, "CancelFlag", CancelAfterFirstWindow)
+    out = tmp_path / "cancelled"
+    code = main(["--progress", "none", "analyze", "--input", str(small_case / "FLAIR.nii.gz"),
+                 str(small_case / "T1c.nii.gz"), "--output", str(out), "--device", "cpu", "--members", "folds",
+                 "--disable-tta"])
+    assert code == 4 and calls["n"] == 2
+    assert list(tmp_path.iterdir()) == []  # no output folder, no partial or temporary file
 
 
 def test_analysis_folder_round_trip_and_cli(tmp_path, demo_model, small_case, analysis):
