@@ -91,10 +91,12 @@ def test_self_test_body_passes_on_slicer_core(mrml_scene, tmp_path):
     print(result)
     assert result["dice_wt"] >= 0.7
     assert result["segments"] == ["whole_tumor", "tumor_core", "enhancing_tumor"]
-    assert result["members"] >= 16
+    assert result["members"] == 16  # 8 mirror flips x 2 folds
     assert result["slices_logged"] >= 1 and result["perfect_dice"][-1] > result["perfect_dice"][0]
     assert len(result["noisy_dice"]) == len(result["perfect_dice"])
-    assert 0 < result["random_aubc"] <= 1 and 0 < result["iwuo_aubc"] <= 1
+    # Perfect-expert curves start at the model's Dice and rise to 1, so their AUBC lies in (Dice, 1);
+    # IWUO's ranking must buy more Dice per slice than random's.
+    assert result["dice_wt"] < result["random_aubc"] < result["iwuo_aubc"] < 1
     assert (tmp_path / "perfect.budget.jsonl").is_file() and (tmp_path / "corrected_segmentation.nii.gz").is_file()
 
 
@@ -154,7 +156,13 @@ def test_reference_on_another_grid_is_resampled_onto_the_input(mrml_scene):
     reference = add_segmentation(mrml_scene, labels, coarse, {"background": 0, "tumour": 1}, "reference")
     mask = reference_mask_on_volume(reference, fine)
     assert mask.shape == (12, 40, 60)
-    assert mask.sum() == pytest.approx(labels.sum() * 8, rel=0.15)
+    # Each fine voxel takes the label of the coarse voxel its centre lies in: fine centre 10 + i (x) is at
+    # coarse index (i + 0.5) / 2, nearest (i + 1) // 2 (never a tie); likewise along y and z. Beyond the coarse
+    # grid's last voxel: 0 (the zero padding).
+    k, j, i = np.indices(mask.shape)
+    expected = np.pad(labels, 1)[1:, 1:, 1:][(k + 1) // 2, (j + 1) // 2, (i + 1) // 2]
+    assert mask.sum() == labels.sum() * 8
+    assert np.array_equal(mask, expected > 0)
     empty = mrml_scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "empty")
     with pytest.raises(ValueError, match="has no segments"):
         reference_mask_on_volume(empty, fine)

@@ -81,7 +81,15 @@ def test_overlays_include_impact_with_its_colour_table(mrml_scene, prepared_case
     import slicer.util
 
     values = slicer.util.arrayFromVolume(impact)
-    assert 0.0 <= values.min() and values.max() <= 1.0 and values.max() > 0.3  # P(error) in [0, 1], high at edges
+    # Per voxel, P(the prediction is wrong there) for the whole tumour, from the analysis files themselves:
+    # 1 - P(tumour) where tumour is predicted, P(tumour) where it is not.
+    folder = prepared_case.analysis_dir
+    p_wt = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "probability_whole_tumor.nii.gz")))
+    predicted = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "segmentation.nii.gz"))) > 0
+    expected = np.where(predicted, 1.0 - p_wt, p_wt)
+    assert values.shape == expected.shape
+    np.testing.assert_allclose(values, expected, atol=1e-6)
+    assert predicted.any() and (~predicted).any() and values.max() > 0.3  # both branches and a real error mass
     session.close()
 
 

@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     except IWUOError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except (FileNotFoundError, PermissionError) as exc:
+    except PermissionError as exc:  # a folder or file of the user's that this account may not use
         print(f"error: {exc}", file=sys.stderr)
         return BadInputError.exit_code
     except OSError as exc:  # disk full, read-only folder: the writes are atomic, so nothing half-written is left
@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot write {exc.filename or 'the output'}: {exc.strerror}; earlier results are intact. "
               "Free space (or choose a writable folder) and run again.", file=sys.stderr)
         return BadInputError.exit_code
-    except Exception:  # an internal error: show the traceback, it is a bug report
+    except Exception:  # an internal error (a FileNotFoundError too: missing user files raise BadInputError)
         traceback.print_exc()
         return 1
 

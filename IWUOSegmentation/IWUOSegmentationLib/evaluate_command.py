@@ -1,9 +1,12 @@
 """`iwuo evaluate`: analyse many cases, replay strategies with simulated experts, report.
 
 Each case's results are saved as soon as it finishes (cases/<name>/evaluation.json), so a
-re-run resumes; a failing case is reported and skipped. `--shard i/n` takes every n-th case
-starting at i (a cluster job array), and `--merge-only` builds the tables, statistics, plots
-and report from whatever per-case results exist.
+re-run resumes (a result file that cannot be read back is redone). A failing case does not stop
+the batch, but it is never silent: it is listed in report.md, in failures.json and in the printed
+JSON, as bad input (the case's files: fix them) or as an internal error (a bug: the traceback is
+in cases/<name>/error.txt), and the command exits non-zero (1 if any internal error, else the bad
+case's code, 2). `--shard i/n` takes every n-th case starting at i (a cluster job array), and
+`--merge-only` builds the tables, statistics, plots and report from whatever per-case results exist.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BadInputError
+from .errors import BadInputError, BadModelError, CancelledError, IWUOError, OutOfMemoryError
 from .io_atomic import atomic_write_text
 
 
@@ -106,7 +109,11 @@ def evaluate_folder_case(folder: Path, model, predictor, out_case: Path, options
         result = predictor.analyze(case, progress=progress)
         write_analysis(result, case, analysis_dir, model.describe())
     analysis = read_analysis(analysis_dir)
-    ref_image = sitk.ReadImage(str(files.reference))
+    try:
+        ref_image = sitk.ReadImage(str(files.reference))
+    except RuntimeError as exc:
+        raise BadInputError(f"Case {folder.name}: cannot read the reference {files.reference.name}: "
+                            f"{str(exc).strip().splitlines()[-1]}") from exc
     if not same_geometry(ref_image, analysis.reference):
         raise BadInputError(f"Case {folder.name}: the reference label's grid ({ref_image.GetSize()}, spacing "
                             f"{ref_image.GetSpacing()}) differs from the images' grid ({analysis.reference.GetSize()}, "
@@ -136,6 +143,62 @@ def evaluate_folder_case(folder: Path, model, predictor, out_case: Path, options
     return record
 
 
+CASE_RESULT, CASE_ERROR = "evaluation.json", "error.json"
+#: What a failed case is listed as; anything else that escapes a case is an internal error (a bug).
+FAILURE_KINDS = ((BadInputError, "bad input"), (BadModelError, "bad model"), (OutOfMemoryError, "out of memory"),
+                 (IWUOError, "error"))
+
+
+def read_case_result(out_case: Path) -> dict | None:
+    """The saved result of one case, or None when there is none or it cannot be read back (then it is redone)."""
+    path = out_case / CASE_RESULT
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return record if isinstance(record, dict) and "curves" in record else None
+
+
+def record_case_failure(out_case: Path, exc: BaseException) -> dict:
+    """Write why a case failed (error.json, error.txt with the traceback); bad input vs an internal error."""
+    bad_input = isinstance(exc, IWUOError)
+    kind = next((k for cls, k in FAILURE_KINDS if isinstance(exc, cls)), "internal error")
+    failure = {"case": out_case.name, "kind": kind,
+               "exit_code": exc.exit_code if bad_input else 1,
+               "error": str(exc) if bad_input else f"{type(exc).__name__}: {exc}"}
+    out_case.mkdir(parents=True, exist_ok=True)
+    (out_case / CASE_RESULT).unlink(missing_ok=True)
+    atomic_write_text(out_case / CASE_ERROR, json.dumps(failure))
+    atomic_write_text(out_case / "error.txt", f"{failure['kind']}: {failure['error']}\n\n{traceback.format_exc()}")
+    return failure
+
+
+def case_failures(out: Path) -> list[dict]:
+    """Every case under out/cases without a readable result: its recorded failure, or an unreadable result."""
+    failures = []
+    for out_case in sorted(p for p in (out / "cases").glob("*") if p.is_dir()):
+        if read_case_result(out_case) is not None:
+            continue
+        try:
+            failures.append(json.loads((out_case / CASE_ERROR).read_text()))
+        except (OSError, json.JSONDecodeError):
+            if (out_case / CASE_RESULT).is_file():
+                failures.append({"case": out_case.name, "kind": "unreadable result", "exit_code": 1,
+                                 "error": f"{out_case / CASE_RESULT} cannot be read back; re-run without "
+                                          "--merge-only to redo the case"})
+    return failures
+
+
+def failure_exit_code(failures: list[dict]) -> int:
+    """0 without failures; 1 if any is an internal error (a bug); else the bad input's code."""
+    if not failures:
+        return 0
+    codes = [int(f.get("exit_code", 1)) for f in failures]
+    return 1 if 1 in codes else max(codes)
+
+
 def cmd_evaluate(args) -> int:
     from .case_folders import list_case_folders
     from .cli import Progress, _open_model
@@ -151,7 +214,6 @@ def cmd_evaluate(args) -> int:
                "uncertainty_map": args.uncertainty_map, "random_seeds": args.random_seeds,
                "seconds_budget": args.seconds_budget, "label_convention": args.label_convention}
     progress = Progress(args.progress)
-    failures = []
     if not args.merge_only:
         if not args.cases:
             raise BadInputError("Give --cases (folders of case folders) or --merge-only.")
@@ -166,23 +228,31 @@ def cmd_evaluate(args) -> int:
                                     tta=not args.disable_tta)
         for i, folder in enumerate(folders):
             out_case = out / "cases" / folder.name
-            if (out_case / "evaluation.json").is_file():
+            if read_case_result(out_case) is not None:
                 progress((i + 1) / len(folders), f"{folder.name}: done before, reused")
                 continue
+            if (out_case / CASE_RESULT).is_file():
+                print(f"case {folder.name}: its saved result cannot be read back; evaluating it again")
             try:
                 def case_progress(f, m, i=i, name=folder.name):
                     progress((i + f) / len(folders), f"{name}: {m}")
 
                 evaluate_folder_case(folder, model, predictor, out_case, options, progress=case_progress)
+                (out_case / CASE_ERROR).unlink(missing_ok=True)
+                (out_case / "error.txt").unlink(missing_ok=True)
                 progress((i + 1) / len(folders), f"{folder.name}: evaluated")
-            except Exception as exc:  # reported and skipped: one bad case must not stop a batch
-                failures.append({"case": folder.name, "error": str(exc)})
-                out_case.mkdir(parents=True, exist_ok=True)
-                atomic_write_text(out_case / "error.txt", f"{exc}\n\n{traceback.format_exc()}")
-                print(f"case {folder.name} failed and was skipped: {exc}")
+            except CancelledError:
+                raise
+            except Exception as exc:  # recorded, listed and counted in the exit code; the batch goes on
+                failure = record_case_failure(out_case, exc)
+                print(f"case {folder.name} failed ({failure['kind']}), skipped: {failure['error']}")
+    failures = case_failures(out)  # the report merges everything under out/cases, so it counts all of it
+    if args.shard != "0/1" and not args.merge_only:
+        failures = [f for f in failures if f["case"] in {folder.name for folder in folders}]
     if args.shard != "0/1" and not args.merge_only:
         print(json.dumps({"shard": args.shard, "failures": failures}))
-        return 0
-    report = write_report(out, budget=args.budget, target_dice=args.target_dice)
+        return failure_exit_code(failures)
+    atomic_write_text(out / "failures.json", json.dumps(failures, indent=1))
+    report = write_report(out, budget=args.budget, target_dice=args.target_dice, failures=failures)
     print(json.dumps({"report": str(report), "failures": failures}))
-    return 0
+    return failure_exit_code(failures)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 from .budget_log import BudgetLog
-from .errors import BadInputError
+from .errors import BadInputError, CorruptLogError
 from .fault_injection import after_write, before_write
 from .io_atomic import atomic_write_text
 
@@ -99,6 +99,8 @@ def write_review_report(log_path: str | os.PathLike, out_dir: Optional[str | os.
     if not log.path.is_file():
         raise BadInputError(f"No budget log at {log.path}: nothing has been reviewed there yet.")
     events = log.read()
+    if not events and log.warnings:
+        raise CorruptLogError(f"{log.path} is corrupt: none of its lines is a readable event ({log.warnings[0]})")
     if not any(e["kind"] == "session_started" for e in events):
         raise BadInputError(f"{log.path} has no session_started event: it is not an IWUO review log.")
     summary = log.summary()
