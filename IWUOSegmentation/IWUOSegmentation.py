@@ -1,18 +1,17 @@
-"""IWUOSegmentation scripted module: widgets only; the work lives in IWUOSegmentationLib.
-
-Layers: IWUOSegmentationLib (pure core) -> IWUOSegmentationLib.mrml (MRML) -> this file (GUI).
-"""
+"""IWUOSegmentation scripted module: widgets, connections and one-line calls into IWUOSegmentationLib, whose
+mrml/review_controller.py (tested on slicer-core) and analysis_process.py (tested through a launcher) decide."""
 
 import json
-import os
 import pathlib
 import tempfile
+import time
 from typing import Annotated
 
 import qt
 import slicer
-import vtk
 from slicer import vtkMRMLSegmentationNode
+from slicer.i18n import tr as _
+from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, Default, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -22,9 +21,27 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-PHANTOM_SAMPLE_NAME = "IWUOBrainTumourPhantom"
+from IWUOSegmentationLib.demo_model import demo_model_folder
+from IWUOSegmentationLib.gui.analysis_inputs import analysis_run
+from IWUOSegmentationLib.gui.dependencies import ensure_dependencies
+from IWUOSegmentationLib.gui.qt_analysis import AnalysisProcess
+from IWUOSegmentationLib.gui.sample_data import registerSampleData
+from IWUOSegmentationLib.gui.shortcuts import install_shortcuts, remove_shortcuts
+from IWUOSegmentationLib.model_folder import open_model
+from IWUOSegmentationLib.mrml.review_controller import (
+    ACTIONS,
+    ReviewController,
+    match_volume,
+    model_channels,
+    require_volumes,
+    review_folder_of,
+    segment_editor_node,
+)
+from IWUOSegmentationLib.mrml.review_workflow import identity_of_volumes
+
 #: The heatmaps offered (IWUOSegmentationLib.mrml.review_workflow.OVERLAY_KINDS; a test keeps them equal).
 OVERLAYS = ["entropy", "variance", "mutual_information", "disagreement", "impact"]
+DOCUMENTATION = "https://github.com/iwuo-segmentation/SlicerIWUOSegmentation#install-in-3d-slicer"
 
 
 @parameterNodeWrapper
@@ -43,62 +60,30 @@ class IWUOSegmentationParameterNode:
 class IWUOSegmentation(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "IWUO Segmentation"
-        self.parent.categories = ["Segmentation"]
-        self.parent.dependencies = []
-        self.parent.contributors = ["IWUOSegmentation developers"]
-        self.parent.helpText = (
+        self.parent.title = _("IWUO Segmentation")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
+        self.parent.dependencies = ["Segmentations", "SubjectHierarchy"]
+        self.parent.contributors = ["IWUOSegmentation developers (IWUOSegmentation project)"]
+        self.parent.helpText = _(
             "Segment a brain tumour with a frozen nnU-Net v2 model, see where the model is uncertain and where "
             "correcting would matter most, and correct the slices ranked by Impact-Weighted Uncertainty "
             "Optimization (IWUO) with a logged correction budget.")
-        self.parent.acknowledgementText = (
+        self.parent.helpText += f' <a href="{DOCUMENTATION}">{_("Documentation")}</a>'
+        self.parent.acknowledgementText = _(
             "Uses nnU-Net v2 (Isensee et al., Nature Methods 2021). Demo phantoms are generated on the "
             "MNI152 2009a template shipped with nilearn.")
         slicer.app.connect("startupCompleted()", registerSampleData)
 
 
-def registerSampleData():
-    """'IWUO brain tumour phantom' in Sample Data: generated locally on demand, no download."""
-    try:
-        import SampleData
-    except ImportError:
-        return
-    icon = os.path.join(os.path.dirname(__file__), "Resources", "Icons", "IWUOSegmentation.png")
-    SampleData.SampleDataLogic.registerCustomSampleDataSource(
-        category="IWUOSegmentation", sampleName=PHANTOM_SAMPLE_NAME,
-        uris=["iwuo-generated:FLAIR", "iwuo-generated:T1c"], fileNames=["FLAIR.nii.gz", "T1c.nii.gz"],
-        nodeNames=["PhantomFLAIR", "PhantomT1c"], thumbnailFileName=icon,
-        customDownloader=_loadPhantomSample)
-
-
-def _loadPhantomSample(source=None):
-    """Generate phantom seed 7 into Slicer's cache and load it (volumes + reference segmentation)."""
-    from IWUOSegmentationLib.phantom import write_phantoms
-
-    cache = os.path.join(slicer.app.cachePath, "IWUOSegmentation", "phantoms")
-    case_dir = os.path.join(cache, "phantom_0007")
-    if not os.path.exists(os.path.join(case_dir, "label.nii.gz")):
-        write_phantoms(cache, 1, seed=7, layout="cases")
-    nodes = [slicer.util.loadVolume(os.path.join(case_dir, f"{c}.nii.gz"), {"name": f"Phantom{c}"})
-             for c in ("FLAIR", "T1c")]
-    reference = slicer.util.loadSegmentation(os.path.join(case_dir, "label.nii.gz"), {"name": "PhantomReference"})
-    reference.SetAttribute("IWUO.role", "reference")
-    return nodes
-
-
 class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """Inputs -> Analyse (background process) -> Overlays. Review and budget arrive with the MRML session."""
+    """Inputs -> Analyse (background process) -> overlays, guided review and budget (ReviewController)."""
 
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
-        self.logic = None
-        self.process = None
-        self.outputDir = None
-        self.reviewFolder = None
-        self.channelSelectors = []
-        self._parameterNode = None
-        self._parameterNodeGuiTag = None
+        self.analysis = self._parameterNode = self._parameterNodeGuiTag = None
+        self.channelSelectors, self.shortcuts = [], []
+        self._budgetText, self._reviewStart = "", time.monotonic()
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -107,391 +92,215 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = IWUOSegmentationLogic()
+        self.controller = ReviewController(slicer.mrmlScene, on_dirty=lambda: qt.QTimer.singleShot(0, self.onEdit))
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-        self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self.onModelChanged)
-        self.ui.analyzeButton.connect("clicked(bool)", self.onAnalyze)
-        self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
-        self.ui.overlayComboBox.connect("currentIndexChanged(int)", self.onOverlayChanged)
-        self.ui.opacitySlider.connect("valueChanged(double)", self.onOverlayChanged)
-        self.ui.cancelButton.enabled = False
-        self.ui.progressBar.hide()
-        self.ui.segmentEditorWidget.setMRMLScene(slicer.mrmlScene)
-        self.ui.segmentEditorWidget.setMRMLSegmentEditorNode(self.logic.segmentEditorNode())
-        self.ui.previousButton.connect("clicked(bool)", lambda _=None: self.onNavigate("previous"))
-        self.ui.nextButton.connect("clicked(bool)", lambda _=None: self.onNavigate("next"))
-        self.ui.skipButton.connect("clicked(bool)", lambda _=None: self.onNavigate("skip"))
-        self.ui.correctedButton.connect("clicked(bool)", lambda _=None: self.onNavigate("mark_corrected"))
-        self.ui.referenceSelector.setMRMLScene(slicer.mrmlScene)
-        self.ui.referenceSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onReferenceChanged)
-        self.ui.exportReportButton.connect("clicked(bool)", self.onExportReport)
-        self.exportDatasetButton = qt.QPushButton("Export corrected cases for training")
-        self.exportDatasetButton.toolTip = ("Write the corrected reviews in this review's folder as an nnU-Net dataset "
-                                            "(iwuo export-dataset), for iwuo train --pretrained-weights <model>.")
-        reviewLayout = self.ui.exportReportButton.parentWidget().layout()
-        if isinstance(reviewLayout, qt.QGridLayout):
-            reviewLayout.addWidget(self.exportDatasetButton, reviewLayout.rowCount(), 0, 1, 2)
-        else:
-            reviewLayout.addWidget(self.exportDatasetButton)
-        self.exportDatasetButton.connect("clicked(bool)", self.onExportDataset)
-        self.shortcuts = []
-        for key, action in (("n", "next"), ("p", "previous"), ("s", "skip"), ("d", "mark_corrected")):
-            shortcut = qt.QShortcut(qt.QKeySequence(key), slicer.util.mainWindow())
-            shortcut.connect("activated()", lambda action=action: self.onNavigate(action))
-            self.shortcuts.append(shortcut)
-        self.budgetTimer = qt.QTimer()
-        self.budgetTimer.setInterval(1000)
-        self.budgetTimer.connect("timeout()", self.updateBudget)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndImportEvent, self.onSceneEndClose)
+        ui = self.ui
+        for widget, signal, slot in (
+                (ui.modelPathLineEdit, "currentPathChanged(QString)", self.onModelChanged),
+                (ui.analyzeButton, "clicked(bool)", self.onAnalyze), (ui.cancelButton, "clicked(bool)", self.onCancel),
+                (ui.overlayComboBox, "currentIndexChanged(int)", self.onOverlayChanged),
+                (ui.opacitySlider, "valueChanged(double)", self.onOverlayChanged),
+                (ui.referenceSelector, "currentNodeChanged(vtkMRMLNode*)", self.onReferenceChanged),
+                (ui.exportReportButton, "clicked(bool)", self.onExportReport),
+                (ui.exportDatasetButton, "clicked(bool)", self.onExportDataset),
+                (ui.targetComboBox, "activated(int)", self.onTargetChanged)):
+            widget.connect(signal, slot)
+        for button, action in zip((ui.previousButton, ui.nextButton, ui.skipButton, ui.correctedButton), ACTIONS):
+            button.connect("clicked(bool)", lambda checked=None, name=action.name: self.onAction(name))
+        ui.referenceSelector.setMRMLScene(slicer.mrmlScene)
+        ui.segmentEditorWidget.setMRMLScene(slicer.mrmlScene)
+        self.selectSegmentEditorNode()
+        ui.progressBar.hide()
+        self.elapsedTimer = qt.QTimer()  # ticks the elapsed time of this visit only; reads no file
+        self.elapsedTimer.connect("timeout()", self.showBudget)
         self.initializeParameterNode()
-        self.onModelChanged(self.ui.modelPathLineEdit.currentPath)
+        self.onModelChanged(ui.modelPathLineEdit.currentPath)
         self.layout.addStretch(1)
+
+    def selectSegmentEditorNode(self):
+        self.ui.segmentEditorWidget.setMRMLSegmentEditorNode(segment_editor_node(slicer.mrmlScene))
 
     def initializeParameterNode(self):
         """Bind the scene's parameter node to the widgets; fill defaults the wrapper cannot know."""
         self.setParameterNode(self.logic.getParameterNode())
         if str(self._parameterNode.modelPath) in ("", "."):
-            self._parameterNode.modelPath = pathlib.Path(self.logic.defaultModelPath())
+            self._parameterNode.modelPath = pathlib.Path(demo_model_folder())
 
     def setParameterNode(self, parameterNode):
         if self._parameterNode is not None and self._parameterNodeGuiTag is not None:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-        self._parameterNode = parameterNode
-        if self._parameterNode is not None:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+        self._parameterNode, self._parameterNodeGuiTag = parameterNode, None
+        if parameterNode is not None:
+            self._parameterNodeGuiTag = parameterNode.connectGui(self.ui)
+
+    def enter(self):
+        """Shortcuts on; a review the scene holds (a reopened scene) is resumed."""
+        self.initializeParameterNode()
+        self.selectSegmentEditorNode()
+        self.shortcuts = install_shortcuts(self.onAction, self.shortcuts)
+        if self.controller.has_saved_review():
+            with slicer.util.tryWithErrorDisplay(_("The review saved with this scene cannot be resumed."),
+                                                 waitCursor=True):
+                self.controller.resume()
+                self.showReview()
+
+    def exit(self):
+        """Leaving the module: no shortcut and no active effect stay behind to edit the review elsewhere."""
+        self.ui.segmentEditorWidget.setActiveEffect(None)
+        self.ui.segmentEditorWidget.removeViewObservations()
+        self.shortcuts = remove_shortcuts(self.shortcuts)
+        self.controller.flush()
 
     def onSceneStartClose(self, caller, event):
-        """Before the scene goes: account for the last edits and save them, then let go of the session."""
-        if self.logic.session is not None:
-            self.logic.flushAndSave()
-            self.logic.session.close()
-            self.logic.session = None
-        self.budgetTimer.stop()
+        """Before the scene goes: save the last edits, forget every node (IDs are reused after Clear())."""
+        self.controller.scene_about_to_close()
+        self.ui.segmentEditorWidget.setSegmentationNode(None)
+        self.ui.segmentEditorWidget.removeViewObservations()
+        self.elapsedTimer.stop()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event):
+        """After a close, or an import (a saved review opened while the module is shown: resumed by enter())."""
+        self.selectSegmentEditorNode()
         if self.parent.isEntered:
-            self.initializeParameterNode()
+            self.enter()
 
     def cleanup(self):
         self.removeObservers()
         self.setParameterNode(None)
         self.onCancel()
-        for shortcut in self.shortcuts:
-            shortcut.disconnect("activated()")
-        self.budgetTimer.stop()
-        if self.logic.session is not None:
-            self.logic.session.close()
-
-    def enter(self):
-        """Resume a review saved with the scene (the budget log on disk decides the progress)."""
-        self.initializeParameterNode()
-        if self.logic.session is not None or slicer.mrmlScene.GetFirstNodeByName("IWUO ranking") is None:
-            return
-        from IWUOSegmentationLib.errors import IWUOError
-
-        try:
-            session = self.logic.resumeReview()
-        except (FileNotFoundError, ValueError, IWUOError) as exc:
-            self.ui.statusLabel.text = str(exc)
-            return
-        session.on_dirty = lambda: qt.QTimer.singleShot(0, self.onEditFinished)
-        self.ui.segmentEditorWidget.setSegmentationNode(session.segmentation)
-        self.ui.segmentEditorWidget.setSourceVolumeNode(session.volume)
-        self.ui.budgetProgressBar.maximum = len(session.ranking)
-        self.budgetTimer.start()
-        self.updateBudget()
+        self.shortcuts = remove_shortcuts(self.shortcuts)
+        self.elapsedTimer.stop()
+        self.controller.close()
 
     def onModelChanged(self, path):
         """One volume selector per model channel, preselected by name."""
         for label, _selector in self.channelSelectors:
             self.ui.inputsFormLayout.removeRow(label)
-        self.channelSelectors = []
-        try:
-            channels = self.logic.channelNames(path)
-            self.ui.statusLabel.text = f"Model channels: {', '.join(channels)}"
-        except Exception as exc:
-            self.ui.statusLabel.text = str(exc)
-            return
-        for channel in channels:
-            selector = slicer.qMRMLNodeComboBox()
+        channels, self.ui.statusLabel.text = model_channels(path)
+        self.channelSelectors = [(qt.QLabel(f"{channel}:"), slicer.qMRMLNodeComboBox()) for channel in channels]
+        for channel, (label, selector) in zip(channels, self.channelSelectors):
             selector.nodeTypes = ["vtkMRMLScalarVolumeNode"]
-            selector.noneEnabled = True
-            selector.addEnabled = False
-            selector.removeEnabled = False
+            selector.noneEnabled, selector.addEnabled, selector.removeEnabled = True, False, False
             selector.setMRMLScene(slicer.mrmlScene)
-            selector.setCurrentNode(self.logic.matchVolume(channel))
-            label = qt.QLabel(f"{channel}:")
+            selector.setCurrentNode(match_volume(slicer.mrmlScene, channel))
             self.ui.inputsFormLayout.addRow(label, selector)
-            self.channelSelectors.append((label, selector))
 
     def onAnalyze(self):
-        from IWUOSegmentationLib.gui.analysis_process import analyze_command
-        from IWUOSegmentationLib.gui.dependencies import ensure_dependencies
-
-        if not ensure_dependencies(lambda text: slicer.util.confirmOkCancelDisplay(text)):
-            slicer.util.errorDisplay("The Python packages IWUOSegmentation needs are not installed.")
-            return
-        volumes = [selector.currentNode() for _, selector in self.channelSelectors]
-        if not volumes or any(v is None for v in volumes):
-            slicer.util.errorDisplay("Choose one volume for each model channel.")
-            return
-        folder = str(self._parameterNode.reviewFolder) if self._parameterNode is not None else ""
-        if folder in ("", "."):
-            folder = os.path.join(os.path.expanduser("~"), "IWUOSegmentation", volumes[0].GetName())
-            if self._parameterNode is not None:
+        """Open the case's review when its folder has an analysis; else start the analysis child."""
+        volumes = [selector.currentNode() for _label, selector in self.channelSelectors]
+        self.ui.analyzeButton.enabled = False  # pip may process events: no second click during an install
+        try:
+            with slicer.util.tryWithErrorDisplay(_("Could not analyse the case."), waitCursor=True):
+                require_volumes(volumes)
+                ensure_dependencies(slicer.util.confirmOkCancelDisplay)
+                folder, analysed = review_folder_of(self._parameterNode.reviewFolder, volumes[0].GetName())
                 self._parameterNode.reviewFolder = pathlib.Path(folder)
-        from IWUOSegmentationLib.review_folder import ReviewFolder
+                if analysed:
+                    self.openReview(folder)
+                    return
+                run = analysis_run(self.ui.modelPathLineEdit.currentPath, volumes, folder,
+                                   self.ui.deviceComboBox.currentText, self.ui.membersLineEdit.text)
+                self.analysis = AnalysisProcess(run, self.onProgress, self.onAnalysisEnd)
+                self.ui.progressBar.show()
+                self.ui.cancelButton.enabled = True
+        finally:
+            self.ui.analyzeButton.enabled = self.analysis is None or not self.analysis.running
 
-        self.reviewFolder = ReviewFolder(folder)
-        self.outputDir = str(self.reviewFolder.analysis)
-        if self.reviewFolder.has_analysis():
-            # an analysis (and maybe a review begun here or in the browser) is already there: continue it
-            self.ui.statusLabel.text = f"Using the analysis in {self.outputDir}"
-            self.loadResults()
-            return
-        os.makedirs(self.reviewFolder.inputs, exist_ok=True)  # kept with the review: corrections become training data
-        inputs = []
-        for i, volume in enumerate(volumes):
-            path = os.path.join(self.reviewFolder.inputs, f"input_{i:04d}.nrrd")
-            slicer.util.exportNode(volume, path)
-            inputs.append(path)
-        command = analyze_command(self.ui.modelPathLineEdit.currentPath, inputs, self.outputDir,
-                                  self.ui.deviceComboBox.currentText, self.ui.membersLineEdit.text)
-        self.process = qt.QProcess()
-        self.process.setProcessChannelMode(qt.QProcess.SeparateChannels)
-        self.process.connect("readyReadStandardError()", self.onProcessOutput)
-        self.process.connect("finished(int,QProcess::ExitStatus)", self.onProcessFinished)
-        self.process.start(command[0], command[1:])
-        self.ui.progressBar.show()
-        self.ui.progressBar.value = 0
-        self.ui.analyzeButton.enabled = False
-        self.ui.cancelButton.enabled = True
+    def onProgress(self, fraction, message):
+        self.ui.progressBar.value, self.ui.statusLabel.text = int(fraction * 100), message
 
-    def onProcessOutput(self):
-        from IWUOSegmentationLib.gui.analysis_process import parse_progress
-
-        text = bytes(self.process.readAllStandardError()).decode("utf-8", "replace")
-        for line in text.splitlines():
-            parsed = parse_progress(line)
-            if parsed:
-                self.ui.progressBar.value = int(parsed[0] * 100)
-                self.ui.statusLabel.text = parsed[1]
-            elif line.strip():
-                self.ui.statusLabel.text = line.strip()[-200:]
-
-    def onProcessFinished(self, exitCode, exitStatus):
-        self.ui.analyzeButton.enabled = True
-        self.ui.cancelButton.enabled = False
+    def onAnalysisEnd(self, folder, outcome):
+        self.ui.analyzeButton.enabled, self.ui.cancelButton.enabled = True, False
         self.ui.progressBar.hide()
-        if exitCode != 0:
-            if exitCode != 4:
-                slicer.util.errorDisplay(f"Analysis failed (exit code {exitCode}): {self.ui.statusLabel.text}")
-            return
-        self.loadResults()
-
-    def loadResults(self):
-        """Analysis folder -> segmentation, heatmaps and the review session (resumed if its log exists)."""
-        background = self.channelSelectors[0][1].currentNode()
-        segmentation = self.logic.loadAnalysis(self.reviewFolder, background, self.ui.modelPathLineEdit.currentPath)
-        self.onOverlayChanged()
-        session = self.logic.startReview(self.reviewFolder, background, segmentation)
-        session.on_dirty = lambda: qt.QTimer.singleShot(0, self.onEditFinished)
-        editor = self.ui.segmentEditorWidget
-        editor.setSegmentationNode(segmentation)
-        editor.setSourceVolumeNode(background)
-        editor.setActiveEffectByName("Paint")
-        self.ui.budgetProgressBar.maximum = len(session.ranking)
-        self.budgetTimer.start()
-        self.onNavigate("next")
-
-    def onNavigate(self, action):
-        session = self.logic.session
-        if session is None:
-            return
-        try:
-            getattr(session, action)()
-        except IndexError:
-            pass
-        self.updateBudget()
-
-    def onEditFinished(self):
-        if self.logic.session is not None:
-            self.logic.flushAndSave()
-            self.updateBudget()
-
-    def updateBudget(self):
-        """Budget bar: 'k of N slices · mm:ss', plus the estimated (and measured) Dice gain."""
-        session = self.logic.session
-        if session is None:
-            return
-        summary = session.log.summary()
-        self.ui.budgetProgressBar.value = summary.slices_corrected
-        minutes, seconds = divmod(int(summary.seconds_used), 60)
-        text = (f"{summary.slices_corrected} of {len(session.ranking)} slices · {minutes:02d}:{seconds:02d} · "
-                f"estimated Dice gain {summary.estimated_dice_gain:+.3f}")
-        if summary.measured_dice is not None:
-            text += f" · measured Dice {summary.measured_dice:.3f}"
-        self.ui.budgetLabel.text = text
-        if session.current_rank >= 0:
-            self.ui.statusLabel.text = f"Rank {session.current_rank + 1}: slice {session.ranking[session.current_rank]}"
-
-    def onExportReport(self):
-        try:
-            report = self.logic.exportReport()
-        except Exception as exc:  # no session yet, unreadable log: say so in the panel
-            self.ui.diceLabel.text = str(exc)
-            return
-        self.ui.diceLabel.text = f"Report written: {report}"
-
-    def onExportDataset(self):
-        if self.reviewFolder is None:
-            self.ui.diceLabel.text = "No review yet: analyse a case first."
-            return
-        parent = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), "Folder for the nnU-Net dataset")
-        if not parent:
-            return
-        try:
-            result = self.logic.exportTrainingDataset(self.reviewFolder.root.parent, parent,
-                                                      self.ui.modelPathLineEdit.currentPath or None)
-        except Exception as exc:  # a review with unlogged corrections, nothing corrected: say which in the panel
-            self.ui.diceLabel.text = str(exc)
-            return
-        self.ui.diceLabel.text = f"{len(result.cases)} corrected case(s) written to {result.dataset}"
-
-    def onReferenceChanged(self, node):
-        message = self.logic.setReference(node)
-        self.ui.diceLabel.text = message
+        self.ui.statusLabel.text = outcome.message
+        if outcome.failed:
+            slicer.util.errorDisplay(outcome.message)
+        if outcome.load:
+            with slicer.util.tryWithErrorDisplay(_("Could not load the analysis."), waitCursor=True):
+                self.openReview(folder)
 
     def onCancel(self):
-        if self.process is not None and self.process.state() != qt.QProcess.NotRunning:
-            self.process.terminate()
-            self.ui.statusLabel.text = "Cancelled: no results were loaded."
+        if self.analysis is not None and self.analysis.running:
+            self.analysis.cancel()
+            self.ui.statusLabel.text = _("Cancelling...")
 
-    def onOverlayChanged(self, *_):
-        if self.channelSelectors:
-            self.logic.showOverlay(self.channelSelectors[0][1].currentNode(), self.ui.overlayComboBox.currentText,
-                                   self.ui.opacitySlider.value)
+    def openReview(self, folder):
+        model = open_model(self.ui.modelPathLineEdit.currentPath)
+        volumes = [selector.currentNode() for _label, selector in self.channelSelectors]
+        self.controller.open_case(folder, volumes[0], model.written_labels, identity_of_volumes(volumes, model),
+                                  show_first=True)
+        self.showReview()
+
+    def showReview(self):
+        session, editor = self.controller.session, self.ui.segmentEditorWidget
+        editor.setSegmentationNode(session.segmentation)
+        editor.setSourceVolumeNode(session.volume)
+        editor.setActiveEffectByName("Paint")
+        self.ui.referenceSelector.setCurrentNode(self.controller.reference_node())
+        self.ui.targetComboBox.clear()
+        self.ui.targetComboBox.addItems(self.controller.targets())
+        self.ui.targetComboBox.setCurrentText(session.target)
+        self._reviewStart = time.monotonic()
+        self.onOverlayChanged()
+        self.elapsedTimer.start(1000)
+        self.updateReview()
+
+    def onTargetChanged(self, _index):
+        self.controller.set_target(self.ui.targetComboBox.currentText)
+        self.updateReview()
+
+    def onAction(self, name):
+        self.controller.act(name)
+        self.updateReview()
+
+    def onEdit(self):
+        self.controller.flush()
+        self.updateReview()
+
+    def updateReview(self):
+        """Status line and budget from the controller, after each action or edit (never from the timer)."""
+        corrected, budget, self._budgetText = self.controller.budget()
+        self.ui.budgetProgressBar.maximum, self.ui.budgetProgressBar.value = budget, corrected
+        self.ui.statusLabel.text = self.controller.status_text()
+        self.showBudget()
+
+    def showBudget(self):
+        minutes, seconds = divmod(int(time.monotonic() - self._reviewStart), 60)
+        visit = _("this visit {time}").format(time=f"{minutes:02d}:{seconds:02d}")
+        self.ui.budgetLabel.text = f"{self._budgetText} · {visit}" if self._budgetText else ""
+
+    def onExportReport(self):
+        with slicer.util.tryWithErrorDisplay(_("Could not write the review report."), waitCursor=True):
+            self.ui.diceLabel.text = _("Report written: {path}").format(path=self.controller.export_report())
+
+    def onExportDataset(self):
+        parent = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), _("Folder for the nnU-Net dataset"))
+        with slicer.util.tryWithErrorDisplay(_("Could not export the corrected cases."), waitCursor=True):
+            if parent:
+                model = self.ui.modelPathLineEdit.currentPath
+                self.ui.diceLabel.text = self.controller.export_training_dataset(parent, model)
+
+    def onReferenceChanged(self, node):
+        self.ui.diceLabel.text = self.controller.set_reference(node)
+        self.updateReview()
+
+    def onOverlayChanged(self, *_args):
+        self.controller.show_overlay(self.ui.overlayComboBox.currentText, self.ui.opacitySlider.value)
 
 
 class IWUOSegmentationLogic(ScriptedLoadableModuleLogic):
-    """Facade for the GUI and for scripts; delegates to IWUOSegmentationLib."""
+    """The module's parameter node; everything else is in IWUOSegmentationLib (mrml.review_controller)."""
 
     def getParameterNode(self):
         return IWUOSegmentationParameterNode(super().getParameterNode())
 
-    def exportReport(self):
-        """review_report.md, review_log.csv and review_curve.png beside the session's budget log."""
-        from IWUOSegmentationLib.review_report import write_review_report
-
-        if self.session is None:
-            raise ValueError("No review session yet: analyse a case first.")
-        self.flushAndSave()
-        return write_review_report(self.session.log.path)
-
-    def exportTrainingDataset(self, reviewsFolder, parentFolder, modelPath=None):
-        """The corrected reviews in `reviewsFolder` as a new DatasetXXX_IWUOCorrected in `parentFolder`."""
-        from IWUOSegmentationLib.corrected_dataset import export_reviews, next_dataset_folder
-
-        if self.session is not None:
-            self.flushAndSave()
-        return export_reviews([reviewsFolder], next_dataset_folder(parentFolder), model_path=modelPath)
-
-    def __init__(self):
-        ScriptedLoadableModuleLogic.__init__(self)
-        self.overlays = {}
-        self.session = None
-        self.referenceVolume = None
-        self.analysis = None
-
-    def segmentEditorNode(self):
-        """The scene's shared segment editor node (created once)."""
-        node = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLSegmentEditorNode")
-        return node if node is not None else slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentEditorNode")
-
-    def startReview(self, reviewFolder, referenceVolume, segmentation):
-        """Rank slices by IWUO and open the review session of `reviewFolder` (shared with `iwuo review`)."""
-        from IWUOSegmentationLib.mrml.review_workflow import open_review
-
-        if self.session is not None:
-            self.session.close()
-        self.referenceVolume = referenceVolume
-        labels = json.loads(segmentation.GetAttribute("IWUO.labels") or "{}")
-        self.session = open_review(slicer.mrmlScene, self.analysis, referenceVolume, segmentation, labels,
-                                   reviewFolder.log)
-        return self.session
-
-    def flushAndSave(self):
-        """Account for pending edits; the session saves the corrected label map before it logs them."""
-        if self.session is not None:
-            self.session.flush_edits()
-
-    def resumeReview(self):
-        """The session of a reopened scene, up to date with its review folder (saved corrections, log)."""
-        from IWUOSegmentationLib.mrml.review_workflow import resume_review_from_scene
-
-        self.session, self.analysis = resume_review_from_scene(slicer.mrmlScene)
-        self.referenceVolume = self.session.volume
-        return self.session
-
-    def setReference(self, referenceSegmentation):
-        """Use a reference segmentation for measured Dice; it must share the input's grid."""
-        if self.session is None or referenceSegmentation is None:
-            if self.session is not None:
-                self.session.reference = None
-            return ""
-        from IWUOSegmentationLib.mrml.analysis_nodes import reference_mask_on_volume
-
-        try:
-            reference = reference_mask_on_volume(referenceSegmentation, self.referenceVolume)
-        except ValueError as exc:
-            return str(exc)
-        self.session.reference = reference
-        dice = self.session.measured_dice()
-        return f"Whole-tumour Dice against the reference: {dice:.3f} (resampled onto the input's grid)"
-
-    def defaultModelPath(self):
-        from IWUOSegmentationLib.demo_model import demo_model_folder
-
-        return str(demo_model_folder())
-
-    def channelNames(self, modelPath):
-        from IWUOSegmentationLib.model_folder import open_model
-
-        return open_model(modelPath).channel_names
-
-    def matchVolume(self, channel):
-        """First scalar volume whose name contains the channel name (case and punctuation ignored)."""
-        key = "".join(ch for ch in channel.lower() if ch.isalnum())
-        for node in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode"):
-            name = "".join(ch for ch in node.GetName().lower() if ch.isalnum())
-            if key and key in name:
-                return node
-        return None
-
-    def loadAnalysis(self, reviewFolder, referenceVolume, modelPath):
-        """Segmentation (saved corrections first) and heatmaps into the scene (shared with `iwuo review`)."""
-        from IWUOSegmentationLib.model_folder import open_model
-        from IWUOSegmentationLib.mrml.review_workflow import load_analysis_into_scene, read_corrected_segmentation
-
-        model = open_model(modelPath)
-        shape = slicer.util.arrayFromVolume(referenceVolume).shape
-        corrected = read_corrected_segmentation(reviewFolder.corrected, shape)
-        loaded = load_analysis_into_scene(slicer.mrmlScene, reviewFolder.analysis, referenceVolume,
-                                          model.written_labels, corrected)
-        self.analysis = loaded.analysis
-        self.overlays = loaded.overlays
-        return loaded.segmentation
-
-    def showOverlay(self, backgroundVolume, name, opacity):
-        from IWUOSegmentationLib.mrml.analysis_nodes import show_as_foreground
-
-        if backgroundVolume is not None and name in self.overlays:
-            show_as_foreground(slicer.mrmlScene, backgroundVolume, self.overlays[name], opacity)
-
 
 class IWUOSegmentationTest(ScriptedLoadableModuleTest):
-    """Self-test: phantom -> demo model -> scene -> review session -> simulated experts through the editor path."""
+    """Self-test on the phantom analysis that ships with the module (stock Slicer: numpy, scipy, SimpleITK only);
+    with torch and nnU-Net installed, the bundled model also re-analyses the phantom."""
 
     def setUp(self):
         slicer.mrmlScene.Clear(0)
@@ -499,6 +308,8 @@ class IWUOSegmentationTest(ScriptedLoadableModuleTest):
     def runTest(self):
         self.setUp()
         self.test_phantom_analysis_in_scene()
+        self.setUp()
+        self.test_inference_when_torch_is_installed()
 
     def test_phantom_analysis_in_scene(self):
         from IWUOSegmentationLib.mrml.self_test import run_self_test
@@ -509,6 +320,14 @@ class IWUOSegmentationTest(ScriptedLoadableModuleTest):
         self.assertTrue(result["segments"])
         self.delayDisplay(f"IWUO self-test passed: {json.dumps(result)}")
 
+    def test_inference_when_torch_is_installed(self):
+        import importlib.util
 
-# keep `vtk` imported for scripts that use this module's namespace (Slicer convention)
-_ = vtk
+        if importlib.util.find_spec("torch") is None or importlib.util.find_spec("nnunetv2") is None:
+            self.delayDisplay("torch or nnU-Net is not installed: the inference check is skipped.")
+            return
+        from IWUOSegmentationLib.mrml.self_test import run_inference_check
+
+        result = run_inference_check(tempfile.mkdtemp(prefix="iwuo_selftest_"))
+        self.delayDisplay(f"IWUO inference check passed: {json.dumps(result)}")
+

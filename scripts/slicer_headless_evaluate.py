@@ -1,39 +1,7 @@
-"""Run `iwuo evaluate` inside Slicer's Python, headless, and exit with its status code.
-
-    Slicer --no-main-window --python-script scripts/slicer_headless_evaluate.py -- \
-        --cases DIR --model MODEL_FOLDER --out DIR [any other `iwuo evaluate` option]
-
-The same script runs under plain Python (with the package installed or the module folder on
-sys.path), which is how it is tested.
-"""
-
-from __future__ import annotations
+"""Checkout shim: the script ships with the extension as IWUOSegmentationLib/gui/slicer_headless_evaluate.py."""
 
 import os
-import sys
+import runpy
 
-MODULE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "IWUOSegmentation")
-if MODULE_DIR not in sys.path:
-    sys.path.insert(0, MODULE_DIR)
-
-
-def run(argv: list[str]) -> int:
-    from IWUOSegmentationLib.cli import main
-
-    return main(["evaluate", *argv])
-
-
-if __name__ == "__main__":
-    args = sys.argv[1:]
-    if args and args[0] == "--":
-        args = args[1:]
-    code = run(args)
-    try:
-        import slicer
-
-        app = getattr(slicer, "app", None)
-    except ImportError:
-        app = None
-    if app is not None:
-        slicer.util.exit(code)
-    sys.exit(code)
+runpy.run_path(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "IWUOSegmentation",
+                            "IWUOSegmentationLib", "gui", "slicer_headless_evaluate.py"), run_name="__main__")

@@ -8,6 +8,7 @@ With --progress json, progress goes to stderr as one JSON object per line
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import signal
@@ -39,11 +40,32 @@ class Progress:
 
 
 class CancelFlag:
-    """Set by SIGTERM/SIGINT so a run stops between sliding-window steps and writes nothing partial."""
+    """Set by SIGTERM/SIGINT, by a cancel file appearing, or by EOF on stdin, so a run stops between
+    sliding-window steps and writes nothing partial.
 
-    def __init__(self) -> None:
+    The file and stdin channels exist for GUIs that start this command through a launcher
+    (Slicer's PythonSlicer is CTKAppLauncher): a launcher forwards no signal, but the file is
+    seen by the real child and the child inherits the launcher's stdin (analysis_process.py).
+    """
+
+    def __init__(self, cancel_file: str | None = None, stdin_eof: bool = False) -> None:
         self.cancelled = False
+        self.cancel_file = Path(cancel_file) if cancel_file else None
         self._previous = {sig: signal.signal(sig, self._set) for sig in (signal.SIGTERM, signal.SIGINT)}
+        if stdin_eof:
+            import threading
+
+            threading.Thread(target=self._wait_for_eof, daemon=True).start()
+
+    def _wait_for_eof(self) -> None:
+        # The raw descriptor, not sys.stdin: a daemon thread blocked in a buffered read makes the
+        # interpreter abort at exit ("could not acquire lock for <stdin>").
+        try:
+            while os.read(0, 65536):
+                pass
+        except OSError:
+            return  # no readable stdin: this channel is off
+        self.cancelled = True
 
     def restore(self) -> None:
         """Give the signals back (a server started afterwards must stop on Ctrl-C / SIGTERM)."""
@@ -54,6 +76,8 @@ class CancelFlag:
         self.cancelled = True
 
     def __call__(self) -> bool:
+        if not self.cancelled and self.cancel_file is not None and self.cancel_file.exists():
+            self.cancelled = True
         return self.cancelled
 
 
@@ -78,7 +102,7 @@ def cmd_phantom(args) -> int:
 
     root = write_phantoms(args.out, args.n, seed=args.seed, layout=args.layout, spacing=args.spacing,
                           mass_effect=args.mass_effect, region_based=not args.label_based,
-                          progress=Progress(args.progress))
+                          progress=Progress(args.progress), label_convention=args.label_convention, kind=args.kind)
     print(json.dumps({"output": str(root), "cases": args.n}))
     return 0
 
@@ -120,7 +144,10 @@ def cmd_analyze(args) -> int:
     members = tuple(m.strip() for m in args.members.split(",") if m.strip())
     predictor = MemberPredictor(model, device=args.device, members=members, dropout_samples=args.dropout_samples,
                                 trust_model=args.trust_model, cpu_fallback=args.cpu_fallback, tta=not args.disable_tta)
-    result = predictor.analyze(case, progress=Progress(args.progress), cancel=CancelFlag())
+    cancel = CancelFlag(args.cancel_file, stdin_eof=args.cancel_on_stdin_eof)
+    result = predictor.analyze(case, progress=Progress(args.progress), cancel=cancel)
+    if cancel():
+        raise CancelledError("Analysis cancelled; nothing was written.")
     out = write_analysis(result, case, args.output, model.describe(), extension=args.extension)
     print(json.dumps({"output": str(out), "seconds": round(result.seconds, 1), "members": result.members}))
     return 0
@@ -141,7 +168,8 @@ def cmd_review(args) -> int:
     cancel = CancelFlag()
     try:
         case = prepare_review_case(args.case, args.model, args.out, args.analysis, device=args.device,
-                                   tta=not args.disable_tta, progress=Progress(args.progress), cancel=cancel)
+                                   tta=not args.disable_tta, progress=Progress(args.progress), cancel=cancel,
+                                   target=args.target, read_only=args.read_only)
     finally:
         cancel.restore()
     try:
@@ -187,6 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spacing", type=_parse_spacing, default=(2.0, 2.0, 2.0), help="mm, x,y,z (e.g. 1,1,5)")
     p.add_argument("--mass-effect", action="store_true")
     p.add_argument("--label-based", action="store_true", help="dataset.json with labels instead of BraTS regions")
+    p.add_argument("--label-convention", default="brats2013", choices=["brats2013", "brats2021", "brats2023"],
+                   help="BraTS labels to write: 2013-2015 (1 necrosis, 2 oedema, 3 non-enhancing, 4 enhancing), "
+                        "2017-2021 (1 NCR/NET, 2 ED, 4 ET) or 2023-2024 (1 NCR, 2 ED, 3 ET); case folders are named "
+                        "as that year's BraTS names them")
+    p.add_argument("--kind", default="tumour", choices=["tumour", "tissue"],
+                   help="tumour: gliomas on FLAIR+T1c; tissue: CSF/grey/white matter labels on T1 (not a tumour task)")
     p.set_defaults(func=cmd_phantom)
 
     p = sub.add_parser("train", help="plan, preprocess and train an nnU-Net model (CPU/GPU/MPS)")
@@ -230,6 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpu-fallback", action="store_true", help="if the GPU runs out of memory, retry on the CPU")
     p.add_argument("--disable-tta", action="store_true",
                    help="no test-time mirroring (8x faster in 3-D; no flip members), like nnUNetv2_predict --disable_tta")
+    p.add_argument("--cancel-file", default=None,
+                   help="stop (exit code 4, nothing written) as soon as this file exists; for GUIs behind a launcher")
+    p.add_argument("--cancel-on-stdin-eof", action="store_true",
+                   help="stop (exit code 4, nothing written) when stdin is closed, e.g. when the GUI that started it exits")
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("demo", help="phantoms -> analysis with the bundled model -> IWUO evaluation")
@@ -247,8 +285,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1",
                    help="interface to serve on; 0.0.0.0 serves other machines (no login: prefer an SSH tunnel)")
     p.add_argument("--budget-slices", type=int, default=20)
+    p.add_argument("--target", default=None,
+                   help="structure to rank slices for: a label or region name of the model's dataset.json, or "
+                        "'all foreground' (default; a BraTS model's whole tumour); a resumed review keeps its own")
     p.add_argument("--device", default="auto")
     p.add_argument("--disable-tta", action="store_true", help="no mirror members when analysing (8x faster)")
+    p.add_argument("--read-only", action="store_true",
+                   help="browse a review another session holds open: no edits kept, nothing written")
     p.set_defaults(func=cmd_review)
 
     p = sub.add_parser("review-report", help="report of a review's correction budget from its budget log")
@@ -283,10 +326,17 @@ def main(argv: list[str] | None = None) -> int:
     except IWUOError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except (FileNotFoundError, PermissionError) as exc:
+    except PermissionError as exc:  # a folder or file of the user's that this account may not use
         print(f"error: {exc}", file=sys.stderr)
         return BadInputError.exit_code
-    except Exception:  # an internal error: show the traceback, it is a bug report
+    except OSError as exc:  # disk full, read-only folder: the writes are atomic, so nothing half-written is left
+        if exc.errno not in (errno.ENOSPC, errno.EROFS, errno.EDQUOT):
+            traceback.print_exc()
+            return 1
+        print(f"error: cannot write {exc.filename or 'the output'}: {exc.strerror}; earlier results are intact. "
+              "Free space (or choose a writable folder) and run again.", file=sys.stderr)
+        return BadInputError.exit_code
+    except Exception:  # an internal error (a FileNotFoundError too: missing user files raise BadInputError)
         traceback.print_exc()
         return 1
 

@@ -1,23 +1,28 @@
-"""Install the Python packages the module needs into Slicer's Python, after asking (GUI layer).
+"""Install the Python packages the analysis needs into Slicer's Python, after asking (GUI layer).
 
-torch comes from Slicer's PyTorch extension (the right CPU/CUDA build for the machine);
-the rest through `slicer.packaging.pip_ensure` (Slicer >= 5.12, which also skips installs
-when Slicer runs tests) or `slicer.util.pip_install` on older Slicer. Never during tests.
+torch comes from Slicer's PyTorch extension (the right CPU/CUDA build for the machine); the rest
+through `slicer.packaging.pip_ensure` (Slicer >= 5.12; `slicer.packaging` is not imported by
+`import slicer`, so it is imported here) or `slicer.util.pip_install` on older Slicer. Slicer's
+own numpy, scipy and SimpleITK are never replaced: they are not requested, and nnU-Net's
+dependency on SimpleITK and torch is skipped (5.12+) or pinned to the installed versions.
+Nothing is installed in testing mode. Errors come back as one line for the panel, not tracebacks.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
+import tempfile
 
-#: import name -> pip requirement
+#: import name -> pip requirement (Slicer ships numpy, scipy and SimpleITK: never listed here)
 REQUIREMENTS = {
     "nnunetv2": "nnunetv2>=2.5",
-    "SimpleITK": "SimpleITK>=2.2",
-    "scipy": "scipy>=1.10",
     "matplotlib": "matplotlib>=3.7",
     "nilearn": "nilearn>=0.10",
-    "medpy": "medpy>=0.5",
 }
+#: Never installed or upgraded as a dependency of the above: Slicer's own builds.
+KEEP = ("SimpleITK", "torch")
 
 
 def missing_requirements() -> list[str]:
@@ -25,37 +30,69 @@ def missing_requirements() -> list[str]:
     return [req for module, req in REQUIREMENTS.items() if importlib.util.find_spec(module) is None]
 
 
-def ensure_dependencies(confirm) -> bool:
-    """Make torch and the requirements importable; `confirm(text) -> bool` asks the user.
+def _pinned_constraints() -> str:
+    """A pip constraints file holding Slicer's SimpleITK and torch at their installed versions."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    Returns False when the user declines or Slicer runs in testing mode with something missing.
-    """
+    lines = []
+    for name in KEEP:
+        try:
+            lines.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            continue
+    handle, path = tempfile.mkstemp(prefix="iwuo_constraints_", suffix=".txt")
+    with os.fdopen(handle, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+class MissingDependencies(RuntimeError):
+    """What the analysis needs is not importable (declined, testing mode, no PyTorch extension, failed install)."""
+
+
+def ensure_dependencies(confirm) -> None:
+    """Make torch and the requirements importable, or raise MissingDependencies with the reason in one line;
+    `confirm(text) -> bool` asks the user."""
+    ok, why = _ensure(confirm)
+    if not ok:
+        raise MissingDependencies(why)
+
+
+def _ensure(confirm) -> tuple[bool, str]:
     import slicer
 
-    testing = bool(getattr(slicer.app, "testingEnabled", lambda: False)())
+    testing = bool(slicer.app.testingEnabled())
     if importlib.util.find_spec("torch") is None:
-        if testing or not confirm("IWUOSegmentation needs PyTorch. Install it now with the PyTorch extension?"):
-            return False
+        if testing:
+            return False, "PyTorch is not installed (nothing is installed in testing mode)."
+        if not confirm("IWUOSegmentation needs PyTorch. Install it now with the PyTorch extension?"):
+            return False, "PyTorch is needed to analyse a case."
         try:
             import PyTorchUtils
-        except ImportError as exc:
-            raise RuntimeError("The PyTorch extension is not installed: install 'PyTorch' from the Extensions "
-                               "Manager, restart Slicer, and try again.") from exc
-        torch_logic = PyTorchUtils.PyTorchUtilsLogic()
-        if not torch_logic.torchInstalled() and torch_logic.installTorch(askConfirmation=False) is None:
-            return False
+        except ImportError:
+            return False, ("The PyTorch extension is not installed: install 'PyTorch' from the Extensions Manager, "
+                           "restart Slicer, and try again.")
+        if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False) is None:
+            return False, "PyTorch could not be installed."
     missing = missing_requirements()
     if not missing:
-        return True
+        return True, ""
     if testing:
-        return False
-    packaging = getattr(slicer, "packaging", None)
-    if packaging is not None and hasattr(packaging, "pip_ensure"):
-        from packaging.requirements import Requirement
-
-        packaging.pip_ensure([Requirement(r) for r in missing], requester="IWUOSegmentation")
-    else:
-        if not confirm("IWUOSegmentation needs these Python packages:\n" + "\n".join(missing) + "\nInstall them now?"):
-            return False
-        slicer.util.pip_install(" ".join(missing))
-    return not missing_requirements()
+        return False, f"Missing Python packages (nothing is installed in testing mode): {', '.join(missing)}"
+    try:
+        import slicer.packaging as packaging
+    except ImportError:  # Slicer < 5.12
+        packaging = None
+    try:
+        if packaging is not None and hasattr(packaging, "pip_ensure"):
+            packaging.pip_ensure(missing, skip_packages=list(KEEP), requester="IWUOSegmentation")
+        else:
+            if not confirm("IWUOSegmentation needs these Python packages:\n" + "\n".join(missing) + "\nInstall them now?"):
+                return False, "The Python packages the analysis needs were not installed."
+            slicer.util.pip_install(" ".join(missing) + f" -c {_pinned_constraints()}")
+    except RuntimeError:  # pip_ensure: the user declined
+        return False, "The Python packages the analysis needs were not installed."
+    except subprocess.CalledProcessError as exc:
+        return False, f"Installing {', '.join(missing)} failed (pip exit code {exc.returncode}); see the Python console."
+    still = missing_requirements()
+    return (not still), (f"Still missing after the install: {', '.join(still)}; restart Slicer." if still else "")

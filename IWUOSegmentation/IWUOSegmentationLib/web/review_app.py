@@ -14,22 +14,15 @@ import os
 import types
 from typing import Optional
 
+from ..mrml.review_controller import ACTIONS, SHORTCUTS, ReviewController, budget_of, budget_text, red_node
 from ..mrml.review_session import ReviewSession, slice_index_of_view
-from ..mrml.review_workflow import (
-    OVERLAY_KINDS,
-    add_volume_from_image,
-    load_analysis_into_scene,
-    open_review,
-    read_corrected_segmentation,
-)
-from ..review_case import ReviewCase
+from ..mrml.review_workflow import OVERLAY_KINDS, add_volume_from_image
+from ..review_case import BROWSER_FRONT_END, ReviewCase
 
 log = logging.getLogger("iwuo.review")
 
 #: Segment Editor effects offered, first the ones a correction needs.
 EFFECTS = ("Paint", "Erase", "Draw", "Scissors")
-#: Keyboard shortcuts, the desktop module's: n/p next/previous, s skip, d done (mark corrected).
-SHORTCUTS = {"n": "next", "p": "previous", "s": "skip", "d": "mark_corrected"}
 KEY_SCRIPT = """
 document.addEventListener('keydown', (event) => {
   const tag = (event.target && event.target.tagName) || '';
@@ -81,21 +74,22 @@ class ReviewApp:
     # -- data -------------------------------------------------------------------------------------
     def _load(self, budget_slices: int) -> None:
         case = self.case
-        scene = self.slicer_app.scene
         volume = add_volume_from_image(case.images[0], case.channel_names[0])
         self.volume = volume
-        corrected = read_corrected_segmentation(case.folder.corrected, case.shape)
-        loaded = load_analysis_into_scene(scene, case.analysis_dir, volume, case.written_labels, corrected)
-        self.segmentation, self.overlays, self.labels = loaded.segmentation, loaded.overlays, loaded.labels
+        self.controller = ReviewController(self.slicer_app.scene, on_dirty=self._schedule_flush,
+                                           front_end=BROWSER_FRONT_END)
+        self.session = self.controller.open_case(case.folder.root, volume, case.written_labels, case.identity,
+                                                 analysis_dir=case.analysis_dir, budget_slices=budget_slices,
+                                                 target=case.target, read_only=case.read_only, lock=case.lock)
+        self.segmentation, self.overlays = self.session.segmentation, self.controller.overlays
+        self.labels = self.session.label_values
+        self.state.iwuo_targets = self.controller.targets()
+        self.state.iwuo_target = self.session.target
         self.slicer_app.display_manager.show_volume(volume, do_reset_views=True)
-        editor = self.slicer_app.segmentation_editor
-        editor.set_active_segmentation(self.segmentation, volume)
-        self.session = open_review(scene, loaded.analysis, volume, self.segmentation, self.labels,
-                                   case.folder.log, budget_slices=budget_slices)
-        self.session.on_dirty = self._schedule_flush
+        self.slicer_app.segmentation_editor.set_active_segmentation(self.segmentation, volume)
+        if case.read_only:
+            self.state.iwuo_message = "Read-only: another session holds this review; edits are not kept."
         self._set_overlay(self.state.iwuo_map, self.state.iwuo_opacity)
-        if self.session.current_rank >= 0:  # resumed from the log: show where the reviewer stopped
-            self.session.go_to(self.session.current_rank)
         self._publish()
 
     @property
@@ -103,19 +97,12 @@ class ReviewApp:
         return self.server.state
 
     def _set_overlay(self, name: str, opacity: float) -> None:
-        from ..mrml.analysis_nodes import show_as_foreground
-
-        show_as_foreground(self.slicer_app.scene, self.volume, self.overlays.get(name), float(opacity))
+        self.controller.show_overlay(name, float(opacity))
         self.state.iwuo_foreground = self._foreground_description()
 
     def _red(self, node_class: str):
         """The Red view's slice or composite node (what the page shows is read back from these)."""
-        scene = self.slicer_app.scene
-        for i in range(scene.GetNumberOfNodesByClass(node_class)):
-            node = scene.GetNthNodeByClass(i, node_class)
-            if node.GetLayoutName() == "Red":
-                return node
-        return None
+        return red_node(self.slicer_app.scene, node_class)
 
     def _foreground_description(self) -> str:
         composite = self._red("vtkMRMLSliceCompositeNode")
@@ -131,18 +118,15 @@ class ReviewApp:
         rows = [{"rank": r + 1, "slice": s, "score": f"{iwuo.GetValue(r):.4f}", "status": status.GetValue(r)}
                 for r, s in enumerate(session.ranking)]
         summary = session.log.summary()
-        budget = summary.budget_slices or len(session.ranking)
         red = self._red("vtkMRMLSliceNode")
-        minutes, seconds = divmod(int(summary.seconds_used), 60)
         with self.state:
             self.state.iwuo_rows = rows
             self.state.iwuo_current_rank = session.current_rank + 1
             self.state.iwuo_view_slice = slice_index_of_view(red, self.volume, session.axis) if red else -1
             self.state.iwuo_foreground = self._foreground_description()
             self.state.iwuo_slices_used = summary.slices_corrected
-            self.state.iwuo_budget = budget
-            self.state.iwuo_budget_text = (f"{summary.slices_corrected} of {budget} slices · {minutes:02d}:{seconds:02d}"
-                                           f" · estimated Dice gain {summary.estimated_dice_gain:+.3f}")
+            self.state.iwuo_budget = budget_of(session)
+            self.state.iwuo_budget_text = budget_text(session)
 
     # -- edits ------------------------------------------------------------------------------------
     def _schedule_flush(self) -> None:
@@ -168,22 +152,22 @@ class ReviewApp:
 
     # -- actions ----------------------------------------------------------------------------------
     def act(self, action: str) -> None:
-        try:
-            getattr(self.session, action)()
-        except IndexError:  # past either end of the ranking: stay
-            pass
+        self.controller.act(action)  # past either end of the ranking: stays
         self._publish()
 
     def export_report(self) -> None:
-        from ..review_report import write_review_report
-
-        self.save_now()
-        report = write_review_report(self.session.log.path)
-        self.state.iwuo_message = f"Report written: {report}"
+        self.state.iwuo_message = f"Report written: {self.controller.export_report()}"
 
     def on_key(self, key: str) -> None:
         if key in SHORTCUTS:
             self.act(SHORTCUTS[key])
+
+    def set_target(self, target: str) -> None:
+        """Rank the slices for another structure: the log records the change and keeps the progress per slice."""
+        self.controller.set_target(target)
+        self.session = self.controller.session
+        self.state.iwuo_target = self.session.target
+        self._publish()
 
     def go_to_rank(self, rank: int) -> None:
         self.session.go_to(int(rank) - 1)
@@ -224,6 +208,8 @@ class ReviewApp:
         state.iwuo_segment = None
         state.iwuo_segments = []
         state.iwuo_rows = []
+        state.iwuo_targets = []
+        state.iwuo_target = None
         state.iwuo_case = self.case.name
         state.change("iwuo_map", "iwuo_opacity")(lambda iwuo_map, iwuo_opacity, **_: (
             self._set_overlay(iwuo_map, iwuo_opacity) if self.session else None))
@@ -233,6 +219,7 @@ class ReviewApp:
         ctrl.trigger("iwuo_effect")(self.set_effect)
         ctrl.trigger("iwuo_segment")(self.set_segment)
         ctrl.trigger("iwuo_report")(self.export_report)
+        ctrl.trigger("iwuo_target")(self.set_target)
         state.iwuo_message = ""
 
         with VAppLayout(self.server, full_height=True) as self.layout:
@@ -242,14 +229,17 @@ class ReviewApp:
                 html.Div("{{ iwuo_budget_text }}", classes="mx-4 text-body-2", raw_attrs=['data-testid="budget-text"'])
             with v.VNavigationDrawer(permanent=True, width=380):
                 with v.VContainer(classes="pa-2"):
+                    v.VSelect(label="Review target", items=("iwuo_targets",), model_value=("iwuo_target",),
+                              density="compact", hide_details=True, classes="mb-2",
+                              update_modelValue="trigger('iwuo_target', [$event])",
+                              raw_attrs=['data-testid="target-select"'])
                     v.VProgressLinear(model_value=("100 * iwuo_slices_used / Math.max(iwuo_budget, 1)",), height=8,
                                       color=("iwuo_slices_used >= iwuo_budget ? 'error' : 'primary'",), classes="mb-2",
                                       raw_attrs=['data-testid="budget-bar"'])
                     with html.Div(classes="d-flex flex-wrap ga-1 mb-2"):
-                        for label, action, key in (("Previous", "previous", "p"), ("Next", "next", "n"),
-                                                   ("Skip", "skip", "s"), ("Mark corrected", "mark_corrected", "d")):
-                            v.VBtn(f"{label} ({key})", size="small", click=f"trigger('iwuo_action', ['{action}'])",
-                                   raw_attrs=[f'data-testid="btn-{action}"'])
+                        for a in ACTIONS:
+                            v.VBtn(f"{a.label} ({a.key})", size="small", click=f"trigger('iwuo_action', ['{a.name}'])",
+                                   raw_attrs=[f'data-testid="btn-{a.name}"'])
                     html.Div("Rank {{ iwuo_current_rank }} · view on slice {{ iwuo_view_slice }}",
                              classes="text-body-2 mb-2", raw_attrs=['data-testid="view-slice"', ':data-rank="iwuo_current_rank"',
                                         ':data-slice="iwuo_view_slice"'])
@@ -310,5 +300,6 @@ class ReviewApp:
 
 
 def run_review(case: ReviewCase, port: int, host: str = "127.0.0.1", budget_slices: int = 20) -> None:
+    """Serve the review of `case` (its `target` is the structure ranked first; the page can change it)."""
     ReviewApp(case, budget_slices=budget_slices).start(port, host=host)
 

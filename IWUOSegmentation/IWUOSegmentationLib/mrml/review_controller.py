@@ -1,0 +1,334 @@
+"""One case review in the scene, as both front ends drive it: open or resume, act, show, close.
+
+Why one controller: every decision the desktop module (IWUOSegmentation.py) and the browser app
+(web/review_app.py) share lives here, on MRML only, so it is tested on slicer-core and the front
+ends are left with widgets. It owns the review session of one review folder, the heatmap
+overlays and the reference segmentation, and it keeps them as node references on the ranking
+table so a saved scene, reopened (even into a scene whose node IDs are taken), resumes with its
+overlays and reference. A scene close drops every node it held (IDs are reused after Clear()).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from ..review_folder import ReviewFolder
+from .review_session import ATTR_LOG, RANKING_TABLE, REF_VOLUME, ReviewSession
+
+#: Slices of the correction budget when a front end sets none (`iwuo review --budget-slices` default).
+DEFAULT_BUDGET_SLICES = 20
+#: The segment editor node of the module's own embedded editor; not the Segment Editor module's
+#: ("SegmentEditor"), which would share its active effect and segmentation with it.
+SEGMENT_EDITOR_SINGLETON_TAG = "IWUOSegmentation"
+REF_OVERLAY = "iwuoOverlay_"  # + overlay kind
+REF_REFERENCE = "iwuoReference"
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str  # ReviewSession method
+    label: str
+    key: str
+
+
+#: The review actions, in button order, with the keys both front ends bind.
+ACTIONS = (Action("previous", "Previous", "p"), Action("next", "Next", "n"), Action("skip", "Skip", "s"),
+           Action("mark_corrected", "Mark corrected", "d"))
+SHORTCUTS = {a.key: a.name for a in ACTIONS}
+
+
+def segment_editor_node(scene):
+    """The module's segment editor node: a singleton with its own tag, so it survives scene.Clear(0) and is
+    never the Segment Editor module's node (the pattern of Slicer's SegmentEditor.selectParameterNode)."""
+    node = scene.GetSingletonNode(SEGMENT_EDITOR_SINGLETON_TAG, "vtkMRMLSegmentEditorNode")
+    if node is None:
+        import slicer
+
+        node = slicer.vtkMRMLSegmentEditorNode()
+        node.SetSingletonTag(SEGMENT_EDITOR_SINGLETON_TAG)
+        node = scene.AddNode(node)
+    return node
+
+
+def red_node(scene, node_class: str = "vtkMRMLSliceNode"):
+    """The Red view's slice (or composite) node, or None; the slice a reviewer sees is read from it."""
+    for i in range(scene.GetNumberOfNodesByClass(node_class)):
+        node = scene.GetNthNodeByClass(i, node_class)
+        if node.GetLayoutName() == "Red":
+            return node
+    return None
+
+
+def budget_of(session: ReviewSession) -> int:
+    """The session's slice budget (logged when it started, by whichever front end); the ranking length if none."""
+    return session.log.summary().budget_slices or len(session.ranking)
+
+
+def budget_text(session: ReviewSession) -> str:
+    """'k of N slices · mm:ss · estimated Dice gain', N the session's budget, as both front ends show it."""
+    summary = session.log.summary()
+    minutes, seconds = divmod(int(summary.seconds_used), 60)
+    text = (f"{summary.slices_corrected} of {budget_of(session)} slices · {minutes:02d}:{seconds:02d} · "
+            f"estimated Dice gain {summary.estimated_dice_gain:+.3f}")
+    if summary.measured_dice is not None:
+        text += f" · measured Dice {summary.measured_dice:.3f}"
+    return text
+
+
+def model_channels(model_path: str) -> tuple[list[str], str]:
+    """The model's channel names and the line the panel shows; ([], why) when `model_path` is no model."""
+    from ..model_folder import open_model
+
+    try:
+        channels = open_model(model_path).channel_names
+    except Exception as exc:  # not a model folder (yet, while typing): the panel says why
+        return [], str(exc)
+    return channels, f"Model channels: {', '.join(channels)}"
+
+
+def match_volume(scene, channel: str):
+    """First scalar volume whose name contains the channel name (case and punctuation ignored), or None."""
+    key = "".join(ch for ch in channel.lower() if ch.isalnum())
+    for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")):
+        node = scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
+        if key and key in "".join(ch for ch in (node.GetName() or "").lower() if ch.isalnum()):
+            return node
+    return None
+
+
+def default_review_folder(volume_name: str) -> Path:
+    """Where a desktop review goes when the user chose no folder."""
+    return Path(os.path.expanduser("~")) / "IWUOSegmentation" / volume_name
+
+
+def require_volumes(volumes: list) -> None:
+    """One volume per model channel, or a clear error."""
+    from ..errors import BadInputError
+
+    if not volumes or any(v is None for v in volumes):
+        raise BadInputError("Choose one volume for each model channel.")
+
+
+def review_folder_of(chosen: str | os.PathLike, volume_name: str) -> tuple[str, bool]:
+    """The review folder to use (the chosen one, else the default for the volume) and whether it has an analysis."""
+    folder = ReviewFolder(chosen if str(chosen) not in ("", ".") else default_review_folder(volume_name))
+    return str(folder.root), folder.has_analysis()
+
+
+class ReviewController:
+    """The review of one case in `scene`; `on_dirty` is the front end's "flush after this event" scheduler."""
+
+    def __init__(self, scene, on_dirty: Optional[Callable[[], None]] = None, front_end: str = "Slicer"):
+        self.scene = scene
+        self.on_dirty = on_dirty
+        self.front_end = front_end  # named to a second opener of the review folder (review_lock)
+        self._drop()
+
+    def _drop(self) -> None:
+        self.session: Optional[ReviewSession] = None
+        self.analysis = None
+        self.volume = None
+        self.folder: Optional[ReviewFolder] = None
+        self.overlays: dict[str, object] = {}
+
+    # -- open, resume, close ----------------------------------------------------------------------
+    def has_saved_review(self) -> bool:
+        """The scene holds a review (a reopened scene) that this controller has not taken up."""
+        return self.session is None and self.scene.GetFirstNodeByName(RANKING_TABLE) is not None
+
+    def open_case(self, review_folder: str | os.PathLike, volume, written_labels: dict[str, int],
+                  expected_identity: dict, analysis_dir: str | os.PathLike | None = None,
+                  budget_slices: Optional[int] = DEFAULT_BUDGET_SLICES, show_first: bool = False,
+                  target: Optional[str] = None, read_only: bool = False, lock=None) -> ReviewSession:
+        """Review `volume` with the analysis of `review_folder` (or `analysis_dir`): the saved corrections (else
+        the prediction) and the heatmaps into the scene, the IWUO ranking, the session (its log resumed, shown
+        where the reviewer stopped; a fresh one on its first slice if `show_first`).
+
+        `expected_identity` is the identity of the images and model in hand (`identity_of_volumes`): an
+        analysis of anything else is refused (analysis_identity.check_identity). Opening the case already
+        under review, or one whose review the scene holds, adds no nodes. `target` is the structure to rank
+        (None: the one the review's log was last ranked on, else all foreground). The session locks the review
+        folder (`lock`: taken earlier by the caller); `read_only` browses a folder another session holds."""
+        from ..analysis_identity import read_summary
+        from .review_workflow import load_analysis_into_scene, open_review, read_corrected_segmentation, review_target
+
+        folder = ReviewFolder(review_folder)
+        if self.session is not None and self.folder == folder and self.volume is volume:
+            return self.session
+        if self._scene_review_of(folder, volume):
+            return self.resume()
+        self.close()
+        import slicer.util
+
+        analysis_dir = analysis_dir or folder.analysis
+        target = review_target(read_summary(analysis_dir), folder.log, target)
+        corrected = read_corrected_segmentation(folder.corrected, slicer.util.arrayFromVolume(volume).shape)
+        loaded = load_analysis_into_scene(self.scene, analysis_dir, volume, written_labels, corrected,
+                                          expected_identity=expected_identity, target=target)
+        session = open_review(self.scene, loaded.analysis, volume, loaded.segmentation, loaded.labels, folder.log,
+                              budget_slices=budget_slices, target=target, front_end=self.front_end,
+                              read_only=read_only, lock=lock)
+        self.analysis, self.overlays, self.folder = loaded.analysis, dict(loaded.overlays), folder
+        self._take(session)
+        if session.current_rank >= 0:
+            session.go_to(session.current_rank)
+        elif show_first:
+            self.act("next")
+        return session
+
+    def resume(self) -> ReviewSession:
+        """The review a reopened scene holds, brought up to date with its review folder, with its overlays and
+        reference, shown where the reviewer stopped."""
+        from .review_workflow import resume_review_from_scene
+
+        self.close()
+        session, self.analysis = resume_review_from_scene(self.scene, front_end=self.front_end)
+        table = session.table
+        self.overlays = {}
+        for i in range(table.GetNumberOfNodeReferenceRoles()):
+            role = table.GetNthNodeReferenceRole(i)
+            if role.startswith(REF_OVERLAY) and table.GetNodeReference(role) is not None:
+                self.overlays[role[len(REF_OVERLAY):]] = table.GetNodeReference(role)
+        self.folder = ReviewFolder(session.log.path.parent)
+        self._take(session)
+        reference = table.GetNodeReference(REF_REFERENCE)
+        if reference is not None:
+            self.set_reference(reference)
+        if session.current_rank >= 0:
+            session.go_to(session.current_rank)
+        return session
+
+    def _take(self, session: ReviewSession) -> ReviewSession:
+        self.session, self.volume = session, session.volume
+        session.on_dirty = self.on_dirty
+        for kind, node in self.overlays.items():
+            session.table.SetNodeReferenceID(REF_OVERLAY + kind, node.GetID())
+        return session
+
+    # -- review target ----------------------------------------------------------------------------
+    def targets(self) -> list[str]:
+        """Structures of the model the review can rank for, the default (all foreground) first."""
+        from .review_workflow import review_targets
+
+        return review_targets(self.analysis) if self.analysis is not None else []
+
+    def set_target(self, target: str) -> None:
+        """Rank the slices for another structure: the log records the change and keeps the progress per slice;
+        the impact overlay follows the target."""
+        from .review_workflow import open_review, show_target_impact
+
+        session = self.session
+        if session is None or not target or target == session.target:
+            return
+        reference = session.reference
+        session.close()  # accounts pending edits, stops observing
+        session = open_review(self.scene, self.analysis, self.volume, session.segmentation, session.label_values,
+                              session.log.path, target=target, front_end=self.front_end,
+                              read_only=session.read_only)
+        session.reference = reference
+        self._take(session)
+        if "impact" in self.overlays:
+            show_target_impact(self.overlays["impact"], self.analysis, session.target)
+
+    def _scene_review_of(self, folder: ReviewFolder, volume) -> bool:
+        table = self.scene.GetFirstNodeByName(RANKING_TABLE)
+        referenced = table.GetNodeReference(REF_VOLUME) if table is not None else None
+        return (referenced is not None and referenced.GetID() == volume.GetID()
+                and Path(table.GetAttribute(ATTR_LOG) or "") == folder.log)
+
+    def flush(self) -> None:
+        """Account for pending edits (saved, then logged)."""
+        if self.session is not None:
+            self.session.flush_edits()
+
+    def close(self) -> None:
+        """End the session (its last edits accounted for); the nodes stay in the scene."""
+        if self.session is not None:
+            self.session.close()
+        self._drop()
+
+    def scene_about_to_close(self) -> None:
+        """File > Close Scene: save what is pending, then forget every node (their IDs come back after Clear())."""
+        self.close()
+
+    # -- review -----------------------------------------------------------------------------------
+    def act(self, action: str) -> None:
+        """One of ACTIONS by name; at either end of the ranking it stays. Without a session it does nothing."""
+        if self.session is None or action not in {a.name for a in ACTIONS}:
+            return
+        try:
+            getattr(self.session, action)()
+        except IndexError:
+            pass
+
+    def key(self, key: str) -> None:
+        if key in SHORTCUTS:
+            self.act(SHORTCUTS[key])
+
+    def budget(self) -> tuple[int, int, str]:
+        """(slices corrected, budget, text) for the progress bar and its label; (0, 1, "") without a session."""
+        if self.session is None:
+            return 0, 1, ""
+        return self.session.log.summary().slices_corrected, budget_of(self.session), budget_text(self.session)
+
+    def status_text(self) -> str:
+        session = self.session
+        if session is None or session.current_rank < 0:
+            return ""
+        return f"Rank {session.current_rank + 1} of {len(session.ranking)}: slice {session.ranking[session.current_rank]}"
+
+    def show_overlay(self, kind: str, opacity: float) -> None:
+        """The heatmap `kind` over the reviewed volume in every slice view."""
+        from .analysis_nodes import show_as_foreground
+
+        if self.volume is not None and kind in self.overlays:
+            show_as_foreground(self.scene, self.volume, self.overlays[kind], opacity)
+
+    def set_reference(self, reference_segmentation) -> str:
+        """Use a reference segmentation for measured Dice (kept with the scene); returns the line to show."""
+        from .analysis_nodes import reference_mask_on_volume
+
+        if self.session is None:
+            return ""
+        if reference_segmentation is None:
+            self.session.reference = None
+            self.session.table.RemoveNodeReferenceIDs(REF_REFERENCE)
+            return ""
+        try:
+            self.session.reference = reference_mask_on_volume(reference_segmentation, self.volume)
+        except ValueError as exc:
+            return str(exc)
+        self.session.table.SetNodeReferenceID(REF_REFERENCE, reference_segmentation.GetID())
+        return (f"Whole-tumour Dice against the reference: {self.session.measured_dice():.3f} "
+                "(resampled onto the input's grid)")
+
+    def reference_node(self):
+        return self.session.table.GetNodeReference(REF_REFERENCE) if self.session is not None else None
+
+    def export_report(self) -> Path:
+        """review_report.md, review_log.csv and review_curve.png beside the session's budget log."""
+        from ..errors import BadInputError
+        from ..review_report import write_review_report
+
+        if self.session is None:
+            raise BadInputError("No review session yet: analyse a case first.")
+        self.flush()
+        return Path(write_review_report(self.session.log.path))
+
+    def export_training_dataset(self, parent_folder: str | os.PathLike, model_path: Optional[str] = None) -> str:
+        """Every corrected review beside this one (its parent folder) as a new nnU-Net dataset in `parent_folder`."""
+        from ..corrected_dataset import export_reviews, next_dataset_folder
+        from ..errors import BadInputError
+
+        if self.folder is None:
+            raise BadInputError("No review yet: analyse a case first.")
+        self.flush()
+        result = export_reviews([self.folder.root.parent], next_dataset_folder(parent_folder), model_path=model_path)
+        return f"{len(result.cases)} corrected case(s) written to {result.dataset}"
+
+    def labels(self) -> dict[str, int]:
+        return json.loads(self.session.segmentation.GetAttribute("IWUO.labels") or "{}") if self.session else {}

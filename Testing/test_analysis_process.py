@@ -1,0 +1,98 @@
+"""The analysis child's protocol (analysis_process.py) through a launcher that forwards no signal.
+
+Slicer starts Python through PythonSlicer (CTKAppLauncher): the launcher runs the real Python as
+its own child, hands it its stdin/stderr and returns its exit code, but forwards no signal. The
+parent here is such a launcher, started the way the module's QProcess starts it; cancelling must
+stop the real child within 5 s with exit code 4, load nothing and leave no analysis folder.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+#: A launcher like CTKAppLauncher: starts the command as its child with inherited stdin/stderr
+#: (ForwardedChannels + ForwardedInputChannel), returns its exit code, forwards no signal.
+LAUNCHER = "import subprocess, sys; sys.exit(subprocess.Popen(sys.argv[1:]).wait())"
+
+
+def _start(run):
+    command = run.prepare()
+    launcher = subprocess.Popen([sys.executable, "-c", LAUNCHER, *command], stdin=subprocess.PIPE,
+                                stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+
+    def pump():
+        for raw in iter(lambda: launcher.stderr.read1(4096), b""):
+            run.feed_stderr(raw.decode("utf-8", "replace"))
+
+    threading.Thread(target=pump, daemon=True).start()
+    deadline = time.time() + 240
+    while run.fraction < 0.05:  # wait for the sliding windows (after imports, model loading, preprocessing)
+        assert launcher.poll() is None, f"the analysis ended before its windows: {run.message}"
+        assert time.time() < deadline, "no sliding-window progress within 240 s"
+        time.sleep(0.05)
+    return launcher
+
+
+@pytest.mark.parametrize("channel", ["cancel_file", "stdin_eof"])
+def test_cancel_reaches_the_real_child_through_a_launcher(phantom_cases, tmp_path, channel):
+    from IWUOSegmentationLib.analysis_process import AnalysisRun
+    from IWUOSegmentationLib.demo_model import demo_model_folder
+
+    case = sorted(p for p in phantom_cases.iterdir() if p.is_dir())[0]
+    run = AnalysisRun(str(demo_model_folder()), [str(case / "FLAIR.nii.gz"), str(case / "T1c.nii.gz")],
+                      tmp_path / "review", device="cpu", python=sys.executable)
+    launcher = _start(run)
+    started = time.time()
+    if channel == "cancel_file":
+        run.cancel()  # what Cancel does; the launcher would ignore a terminate() it cannot forward
+    else:
+        run.cancel_requested = True
+        launcher.stdin.close()  # QProcess.closeWriteChannel(), or Slicer exiting
+    exit_code = launcher.wait(timeout=30)
+    seconds = time.time() - started
+    outcome = run.finished(exit_code, crashed=exit_code < 0)
+    assert exit_code == 4, (exit_code, run.message)
+    assert seconds < 5.0, f"the child took {seconds:.1f} s to stop"
+    assert not outcome.load and not outcome.failed and "Cancelled" in outcome.message
+    leftovers = sorted(p.name for p in (tmp_path / "review").iterdir())
+    assert leftovers == [], f"a cancelled run left {leftovers}"
+
+
+def test_outcomes_of_crash_failed_start_failure_and_missing_output(tmp_path):
+    from IWUOSegmentationLib.analysis_process import AnalysisRun
+
+    def run_():
+        run = AnalysisRun("model", ["a.nii.gz"], tmp_path / "review", python="/nonexistent/python")
+        run.prepare()
+        return run
+
+    run = run_()
+    run.feed_stderr('{"progress": 0.5, "message": "window 3/6"}\nTraceback: boom\n{"progr')
+    assert run.fraction == 0.5 and run.message == "Traceback: boom"
+    run.feed_stderr('ess": 0.7, "message": "window 4/6"}\n')  # a line split across two reads
+    assert (run.fraction, run.message) == (0.7, "window 4/6")
+    crashed = run.finished(-9, crashed=True)
+    assert not crashed.load and crashed.failed and "abnormally" in crashed.message
+    failed = run_().finished(2, crashed=False)
+    assert not failed.load and failed.failed and "exit code 2" in failed.message
+    started = run_().failed_to_start("No such file or directory")
+    assert not started.load and started.failed and "/nonexistent/python" in started.message
+    missing = run_().finished(0, crashed=False)
+    assert not missing.load and missing.failed, "exit 0 without an analysis folder must not be loaded"
+    (tmp_path / "review" / "analysis").mkdir()
+    (tmp_path / "review" / "analysis" / "summary.json").write_text("{}")
+    ok = run_()
+    assert ok.finished(0, crashed=False).load
+    cancelled = run_()
+    cancelled.cancel()
+    assert cancelled.cancel_file.exists()
+    late = cancelled.finished(0, crashed=False)  # finished just as Cancel was pressed: still not loaded
+    assert not late.load and not cancelled.cancel_file.exists()
+    assert not run_().cancel_file.exists(), "prepare() must remove a stale cancel file"
+    assert not Path(tmp_path / "review" / ".analysis.cancel").exists()
