@@ -163,7 +163,8 @@ def main() -> None:
         train_wall, train_cpu = time.time() - t0, child_cpu_seconds() - cpu0
         record = result.training.get(str(fold), {})
         if fold == 0 and not report["preprocessing"]:
-            report["preprocessing"] = {"note": "fingerprint + preprocessing of the 4 cases with the moved plans, once",
+            report["preprocessing"] = {"note": "fold 0's train() call, with the fingerprint and preprocessing of the 4 "
+                                               "cases when --work did not have them yet",
                                        "wall_seconds_with_fold_0": round(train_wall, 1)}
         t0 = time.time()
         after, _ = analyse(result.model_folder, images, str(fold))
