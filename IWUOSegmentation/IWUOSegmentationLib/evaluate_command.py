@@ -3,7 +3,9 @@
 Each case's results are saved as soon as it finishes (cases/<name>/evaluation.json), so a
 re-run resumes; a failing case is reported and skipped. `--shard i/n` takes every n-th case
 starting at i (a cluster job array), and `--merge-only` builds the tables, statistics, plots
-and report from whatever per-case results exist.
+and report from whatever per-case results exist. `--replay-only` re-runs the (cheap) replay of
+every case from its saved analysis (cases/<name>/analysis) without the model: new strategies,
+experts or budgets without analysing again.
 """
 
 from __future__ import annotations
@@ -17,6 +19,11 @@ import numpy as np
 from .errors import BadInputError
 from .io_atomic import atomic_write_text
 
+#: Names accepted by --strategies (kept here so the parser needs no numerical imports).
+STRATEGY_NAMES = ("iwuo", "uncertainty", "impact", "random", "fixed_interval", "largest_area", "gain_per_second",
+                  "greedy_gain", "greedy_gain_per_second", "iwuo_disagreement", "disagreement", "oracle",
+                  "oracle_time")
+
 
 def add_evaluate_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="Dice-vs-budget evaluation of ranking strategies on cases with a reference")
@@ -25,14 +32,20 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--configuration", default=None)
     p.add_argument("--folds", default=None)
     p.add_argument("--out", required=True)
-    p.add_argument("--strategies", default="iwuo,uncertainty,impact,random,fixed_interval,largest_area,oracle")
-    p.add_argument("--expert", default="perfect,noisy")
+    p.add_argument("--strategies", default=",".join(STRATEGY_NAMES),
+                   help=f"comma-separated, any of: {', '.join(STRATEGY_NAMES)}")
+    p.add_argument("--expert", default="perfect,noisy",
+                   help="comma-separated: perfect, noisy (= the correcting expert), redrawing (the earlier noisy one)")
     p.add_argument("--regions", default="WT,TC,ET")
     p.add_argument("--uncertainty-map", default="entropy",
                    choices=["entropy", "variance", "mutual_information", "disagreement"])
     p.add_argument("--budget", type=int, default=None, help="slice budget for the report (default: all slices)")
-    p.add_argument("--seconds-budget", type=float, default=300.0,
-                   help="time budget (s) under the expert time model: Dice reached within it is reported")
+    p.add_argument("--seconds-budget", type=float, default=600.0,
+                   help="time budget (s) under the expert time model: the Dice-vs-seconds AUBC is taken over it")
+    p.add_argument("--per-region-rankings", action="store_true",
+                   help="rank slices separately for each region (default: one ranking, a visit fixes every label)")
+    p.add_argument("--replay-only", action="store_true",
+                   help="re-run only the replay of cases whose analysis is saved under --out (no model needed)")
     p.add_argument("--target-dice", type=float, default=0.9)
     p.add_argument("--random-seeds", type=int, default=20)
     p.add_argument("--members", default="flips,folds")
@@ -54,7 +67,9 @@ def _shard(items: list, shard: str) -> list:
 
 
 def evaluate_folder_case(folder: Path, model, predictor, out_case: Path, options: dict, progress=None) -> dict:
-    """Analyse (or reuse the analysis of) one case folder and replay all strategies on it."""
+    """Analyse (or reuse the analysis of) one case folder and replay all strategies on it.
+
+    `model` and `predictor` may be None when the analysis is already saved (replay only)."""
     import SimpleITK as sitk
 
     from .analysis_files import read_analysis, write_analysis
@@ -63,11 +78,14 @@ def evaluate_folder_case(folder: Path, model, predictor, out_case: Path, options
     from .inference import CaseImages, same_geometry
     from .slice_scores import ScoreOptions, slice_axis
 
-    files = find_case_files(folder, model.channel_names)
+    channel_names = model.channel_names if model is not None else None
+    files = find_case_files(folder, channel_names) if channel_names is not None else _files_for_replay(folder, out_case)
     if files.reference is None:
         raise BadInputError(f"Case {folder.name} has no reference label file (label*, seg*, OTMultiClass*).")
     analysis_dir = out_case / "analysis"
     if not (analysis_dir / "summary.json").is_file():
+        if predictor is None:
+            raise BadInputError(f"Case {folder.name} has no saved analysis in {analysis_dir}; run without --replay-only.")
         case = CaseImages.from_files([str(p) for p in files.images])
         result = predictor.analyze(case, progress=progress)
         write_analysis(result, case, analysis_dir, model.describe())
@@ -84,20 +102,34 @@ def evaluate_folder_case(folder: Path, model, predictor, out_case: Path, options
         raise BadInputError(f"Case {folder.name}: the reference has label values {unknown} outside the BraTS "
                             "labels 0-4 that the regions WT/TC/ET are defined on.")
     axis = slice_axis(analysis.reference.GetSpacing())
-    label_values = {k: v for k, v in model.labels.items() if isinstance(v, int)}
+    labels = model.labels if model is not None else analysis.summary.get("model", {}).get("labels", {})
+    label_values = {k: v for k, v in labels.items() if isinstance(v, int)}
     evaluation = evaluate_case(
         folder.name, analysis.label_map, analysis.probabilities, analysis.summary["outputs"],
         analysis.summary["region_based"], analysis.uncertainty[options["uncertainty_map"]], reference, axis,
         regions=options["regions"], strategies=options["strategies"], experts=options["experts"],
         random_seeds=options["random_seeds"], label_values=label_values,
         options=ScoreOptions(uncertainty_map=options["uncertainty_map"]), spacing_xyz=analysis.reference.GetSpacing(),
-        seconds_budget=options.get("seconds_budget", 300.0))
+        seconds_budget=options.get("seconds_budget", 600.0), member_variance=analysis.member_variance,
+        per_region_rankings=options.get("per_region_rankings", False))
     record = {"case": folder.name, "axis": axis, "n_slices": evaluation.n_slices, "rows": evaluation.rows,
               "metrics_before_correction": evaluation.metrics,
               "curves": {"|".join(k): [round(float(x), 6) for x in v] for k, v in evaluation.curves.items()},
+              "time_grid": evaluation.time_grid, "seconds_budget": options.get("seconds_budget", 600.0),
+              "time_curves": {"|".join(k): [round(float(x), 6) for x in v] for k, v in evaluation.time_curves.items()},
+              "failure_detection": evaluation.failure_detection, "quality": evaluation.quality,
+              "expert_agreement": evaluation.expert_agreement, "members": analysis.summary.get("members"),
               "analysis_seconds": analysis.summary.get("seconds")}
     atomic_write_text(out_case / "evaluation.json", json.dumps(record))
     return record
+
+
+def _files_for_replay(folder: Path, out_case: Path):
+    """The case's reference file when the model is not opened (replay only): images are not needed."""
+    from .case_folders import REFERENCE_PATTERNS, CaseFiles, _images_in, _key
+
+    refs = [f for f in _images_in(folder) if any(p in _key(f.name.split(".")[0]) for p in REFERENCE_PATTERNS)]
+    return CaseFiles(name=folder.name, images=[], reference=refs[0] if len(refs) == 1 else None)
 
 
 def cmd_evaluate(args) -> int:
@@ -112,10 +144,27 @@ def cmd_evaluate(args) -> int:
                "experts": tuple(e.strip() for e in args.expert.split(",")),
                "regions": tuple(r.strip() for r in args.regions.split(",")),
                "uncertainty_map": args.uncertainty_map, "random_seeds": args.random_seeds,
-               "seconds_budget": args.seconds_budget}
+               "seconds_budget": args.seconds_budget, "per_region_rankings": args.per_region_rankings}
+    unknown = [s for s in options["strategies"] if s not in STRATEGY_NAMES]
+    if unknown:
+        raise BadInputError(f"Unknown strategy {', '.join(unknown)}; choose from {', '.join(STRATEGY_NAMES)}.")
     progress = Progress(args.progress)
     failures = []
-    if not args.merge_only:
+    if args.replay_only and not args.merge_only:
+        folders = _shard([f for root in args.cases for f in list_case_folders(root)], args.shard) if args.cases else []
+        by_name = {f.name: f for f in folders}
+        for i, case_dir in enumerate(sorted(p.parent.parent for p in (out / "cases").glob("*/analysis/summary.json"))):
+            folder = by_name.get(case_dir.name)
+            if folder is None:
+                continue
+            try:
+                evaluate_folder_case(folder, None, None, case_dir, options)
+                progress((i + 1) / max(len(by_name), 1), f"{folder.name}: replayed")
+            except Exception as exc:  # reported and skipped, as in a full run
+                failures.append({"case": folder.name, "error": str(exc)})
+                atomic_write_text(case_dir / "error.txt", f"{exc}\n\n{traceback.format_exc()}")
+                print(f"case {folder.name} failed and was skipped: {exc}")
+    elif not args.merge_only:
         if not args.cases:
             raise BadInputError("Give --cases (folders of case folders) or --merge-only.")
         folders = _shard([f for root in args.cases for f in list_case_folders(root)], args.shard)

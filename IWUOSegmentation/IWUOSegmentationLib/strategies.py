@@ -1,26 +1,74 @@
 """Slice-ranking strategies behind one interface: `order(context) -> slice indices, best first`.
 
-Adding a strategy is one small class with a `name` and an `order` method.
+Adding a strategy is one small class with a `name` and an `order` method. Strategies read the
+scores of one region (SliceScores) or of all regions at once (CaseScores: one visit corrects
+every label on the slice, so the combined scores add the regions' gains). Only the oracles see
+the ground truth (`counts`, and `seconds`, the expert's true time per slice).
+
+`DEFAULT_RANKING` is the ranking the product (Slicer module, browser review, demo) uses: the
+ground-truth-free ranking that measured best on the time axis with the correcting expert
+(README, "Evaluation results").
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
 
+from .case_scores import CaseScores
 from .replay import SliceCounts, dice
 from .slice_scores import SliceScores
 
 
 @dataclass
 class RankingContext:
-    """What a strategy may look at. `counts` (ground truth) is for the oracle only."""
+    """What a strategy may look at. `counts` and `seconds` (ground truth) are for the oracles only."""
 
-    scores: SliceScores
-    counts: Optional[SliceCounts] = None
+    scores: Union[SliceScores, CaseScores]
+    counts: Union[SliceCounts, dict, None] = None
     seed: int = 0
+    seconds: Optional[np.ndarray] = None
+
+    @property
+    def case_scores(self) -> CaseScores:
+        return self.scores if isinstance(self.scores, CaseScores) else CaseScores.from_slice_scores(self.scores)
+
+    @property
+    def counts_by_region(self) -> dict[str, SliceCounts]:
+        if self.counts is None:
+            raise ValueError("The oracle strategies need a reference segmentation.")
+        return self.counts if isinstance(self.counts, dict) else {"": self.counts}
+
+
+def greedy_order(counts: dict[str, SliceCounts], cost: Optional[np.ndarray] = None) -> np.ndarray:
+    """Greedy marginal gain of the mean Dice over regions, re-estimated after every pick.
+
+    `counts` are the true counts (oracle) or their expectations (GT-free); with `cost` (seconds
+    per slice) the pick maximises gain per second.
+    """
+    regions = list(counts.values())
+    n = regions[0].n_slices
+    state = [[float(c.tp.sum()), float(c.fp.sum()), float(c.fn.sum())] for c in regions]
+    deltas = [(c.tp_fixed - c.tp, c.fp_fixed - c.fp, c.fn_fixed - c.fn) for c in regions]
+    remaining = np.ones(n, bool)
+    order = []
+    for _ in range(n):
+        gain = np.zeros(n)
+        for (tp, fp, fn), (d_tp, d_fp, d_fn) in zip(state, deltas):
+            gain += dice(tp + d_tp, fp + d_fp, fn + d_fn) - dice(tp, fp, fn)
+        if cost is not None:
+            gain = gain / cost
+        gain = np.where(remaining, gain, -np.inf)
+        s = int(np.argmax(gain))
+        order.append(s)
+        remaining[s] = False
+        for st, (d_tp, d_fp, d_fn) in zip(state, deltas):
+            st[0] += d_tp[s]
+            st[1] += d_fp[s]
+            st[2] += d_fn[s]
+    return np.array(order, dtype=np.int64)
 
 
 def _by_score(score: np.ndarray) -> np.ndarray:
@@ -82,33 +130,112 @@ class LargestArea:
 
 
 class Oracle:
-    """True marginal Dice gain, recomputed after each pick (greedy); needs ground truth."""
+    """True marginal Dice gain (mean over regions), recomputed after each pick (greedy); needs ground truth."""
 
     name = "oracle"
 
     def order(self, ctx: RankingContext) -> np.ndarray:
-        c = ctx.counts
-        if c is None:
-            raise ValueError("The oracle strategy needs a reference segmentation.")
-        tp, fp, fn = float(c.tp.sum()), float(c.fp.sum()), float(c.fn.sum())
-        d_tp, d_fp, d_fn = c.tp_fixed - c.tp, c.fp_fixed - c.fp, c.fn_fixed - c.fn
-        remaining = np.ones(c.n_slices, bool)
-        order = []
-        for _ in range(c.n_slices):
-            gain = dice(tp + d_tp, fp + d_fp, fn + d_fn)
-            gain = np.where(remaining, gain, -np.inf)
-            s = int(np.argmax(gain))
-            order.append(s)
-            remaining[s] = False
-            tp, fp, fn = tp + d_tp[s], fp + d_fp[s], fn + d_fn[s]
-        return np.array(order, dtype=np.int64)
+        return greedy_order(ctx.counts_by_region)
+
+
+class OracleTime:
+    """True marginal Dice gain per true second of the expert (the upper bound on the time axis)."""
+
+    name = "oracle_time"
+
+    def order(self, ctx: RankingContext) -> np.ndarray:
+        if ctx.seconds is None:
+            return greedy_order(ctx.counts_by_region)
+        return greedy_order(ctx.counts_by_region, np.asarray(ctx.seconds, float))
+
+
+class GainPerSecond:
+    """Expected Dice gain over all regions per expected correction second (Atzeni et al. 2022 style)."""
+
+    name = "gain_per_second"
+
+    def order(self, ctx: RankingContext) -> np.ndarray:
+        cs = ctx.case_scores
+        return _by_score(cs.impact / cs.expected_seconds)
+
+
+class GreedyGain:
+    """Greedy expected marginal gain: the oracle's re-estimation with expected counts instead of true ones."""
+
+    name = "greedy_gain"
+
+    def order(self, ctx: RankingContext) -> np.ndarray:
+        return greedy_order(ctx.case_scores.expected_counts())
+
+
+class GreedyGainPerSecond:
+    """Greedy expected marginal gain per expected second."""
+
+    name = "greedy_gain_per_second"
+
+    def order(self, ctx: RankingContext) -> np.ndarray:
+        cs = ctx.case_scores
+        return greedy_order(cs.expected_counts(), cs.expected_seconds)
+
+
+class IWUODisagreement:
+    """IWUO with the uncertainty measured as member disagreement (1 - pairwise Dice, Zenk et al. 2025)."""
+
+    name = "iwuo_disagreement"
+
+    def order(self, ctx: RankingContext) -> np.ndarray:
+        return _by_score(ctx.case_scores.iwuo_disagreement)
+
+
+class DisagreementOnly:
+    """Member disagreement alone (1 - pairwise Dice between members on the slice)."""
+
+    name = "disagreement"
+
+    def order(self, ctx: RankingContext) -> np.ndarray:
+        return _by_score(ctx.case_scores.member_disagreement)
 
 
 STRATEGIES = {cls.name: cls for cls in (IWUO, UncertaintyOnly, ImpactOnly, RandomOrder, FixedInterval, LargestArea,
-                                        Oracle)}
+                                        GainPerSecond, GreedyGain, GreedyGainPerSecond, IWUODisagreement,
+                                        DisagreementOnly, Oracle, OracleTime)}
+#: Strategies that look at the ground truth (upper bounds, never offered in the product).
+ORACLES = ("oracle", "oracle_time")
+#: The product's default ranking (measured best GT-free ranking on the time axis; see the README).
+DEFAULT_RANKING = "iwuo"
 
 
 def make_strategy(name: str):
     if name not in STRATEGIES:
         raise ValueError(f"Unknown strategy {name!r}; choose from {', '.join(STRATEGIES)}.")
     return STRATEGIES[name]()
+
+
+def rank_case(label_map: np.ndarray, probabilities: np.ndarray, output_names: list[str], region_based: bool,
+              uncertainty: np.ndarray, spacing_xyz, regions: tuple[str, ...] = ("WT", "TC", "ET"),
+              member_variance: Optional[np.ndarray] = None, strategy: str = DEFAULT_RANKING,
+              label_values: Optional[dict] = None, limit: Optional[int] = None) -> tuple[int, CaseScores, list[dict]]:
+    """The product's slice ranking of an analysed case over all `regions` at once.
+
+    Returns (axis, scores, rows of slice/iwuo/impact/uncertainty, best first), the shape of
+    `slice_scores.iwuo_ranking`. `member_variance` is the analysis' per-output member variance
+    (channel order of `output_names`); without it the disagreement terms use the uncertainty map.
+    """
+    from .case_scores import score_case
+    from .slice_scores import region_mask, region_probability, slice_axis
+
+    if strategy in ORACLES:
+        raise ValueError(f"{strategy} needs the ground truth; choose a ground-truth-free ranking.")
+    axis = slice_axis(spacing_xyz)
+    probs = {r: region_probability(probabilities, output_names, region_based, r, label_values) for r in regions}
+    preds = {r: region_mask(label_map, r) for r in regions}
+    variances = None
+    if member_variance is not None:
+        variances = {r: region_probability(member_variance, output_names, region_based, r, label_values)
+                     for r in regions}
+    scores = score_case(probs, preds, uncertainty, axis, spacing_xyz, variances)
+    order = make_strategy(strategy).order(RankingContext(scores))[:limit]
+    iwuo, impact, unc = scores.iwuo, scores.impact, scores.uncertainty
+    rows = [{"slice": int(s), "iwuo": float(iwuo[s]), "impact": float(impact[s]), "uncertainty": float(unc[s])}
+            for s in order]
+    return axis, scores, rows
