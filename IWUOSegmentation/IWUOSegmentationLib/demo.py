@@ -32,7 +32,8 @@ def run_demo(out: Path, n_cases: int = 3, device: str = "auto", progress=None) -
     write_phantoms(cases, n_cases, seed=DEMO_SEEDS_START, layout="cases")
     model = open_model(demo_model_folder())
     predictor = MemberPredictor(model, device=device, members=("flips", "folds"))
-    options = {"strategies": STRATEGY_NAMES, "experts": ("perfect", "noisy"), "regions": ("WT", "TC", "ET"), "uncertainty_map": "entropy",
+    options = {"strategies": STRATEGY_NAMES, "experts": ("perfect", "noisy"), "regions": ("WT", "TC", "ET"),
+               "uncertainty_map": "entropy",
                "random_seeds": 20}
     folders = sorted(p for p in cases.iterdir() if p.is_dir())
     for i, folder in enumerate(folders):
