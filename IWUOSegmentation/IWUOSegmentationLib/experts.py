@@ -111,7 +111,8 @@ def believed_slice(truth_slice: np.ndarray, rng: np.random.Generator, sampling: 
         return truth_slice.copy()
     sigma_px = (tol.correlation_mm / sampling[0], tol.correlation_mm / sampling[1])
     field = ndimage.gaussian_filter(rng.standard_normal(truth_slice.shape), sigma_px)
-    field *= tol.boundary_sd_mm / max(float(field.std()), 1e-12)
+    # Filtered unit white noise has standard deviation 1 / sqrt(4 pi sigma_y sigma_x) (2-D, in pixels).
+    field *= tol.boundary_sd_mm * np.sqrt(4.0 * np.pi * sigma_px[0] * sigma_px[1])
     field = np.clip(field, -tol.max_displacement_mm, tol.max_displacement_mm)
     return _signed_distance(truth_slice, sampling) < field
 
