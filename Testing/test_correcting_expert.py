@@ -8,8 +8,15 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from IWUOSegmentationLib.experts import (CorrectingExpert, ExpertTolerance, PerfectExpert, TimeModel,
-                                         added_path_length, in_plane_spacing, noticed_edit)
+from IWUOSegmentationLib.experts import (
+    CorrectingExpert,
+    ExpertTolerance,
+    PerfectExpert,
+    TimeModel,
+    added_path_length,
+    in_plane_spacing,
+    noticed_edit,
+)
 from IWUOSegmentationLib.replay import dice
 from IWUOSegmentationLib.slice_scores import BRATS_REGIONS, region_mask
 

@@ -13,6 +13,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from IWUOSegmentationLib.cli import main
+from IWUOSegmentationLib.evaluate_command import STRATEGY_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = ["--members", "folds", "--disable-tta", "--random-seeds", "5", "--device", "cpu"]
@@ -38,10 +39,9 @@ def test_evaluation_report_resume_and_failures(tmp_path, phantom_cases):
     out = tmp_path / "out"
     assert _evaluate(cases, out) == 0
     summary = _summary(out)
-    assert {(r["region"], r["expert"]) for r in summary} == {(g, e) for g in ("WT", "TC", "ET")
+    assert {(r["region"], r["expert"]) for r in summary} == {(g, e) for g in ("WT", "TC", "ET", "mean")
                                                             for e in ("perfect", "noisy")}
-    assert {r["strategy"] for r in summary} == {"iwuo", "uncertainty", "impact", "random", "fixed_interval",
-                                               "largest_area", "oracle"}
+    assert {r["strategy"] for r in summary} == set(STRATEGY_NAMES)
     assert all(r["cases"] == "3" for r in summary)
     oracle = [r for r in summary if r["strategy"] == "oracle"]
     assert all(float(r["naubc"]) == 1.0 for r in oracle)
@@ -52,7 +52,7 @@ def test_evaluation_report_resume_and_failures(tmp_path, phantom_cases):
     assert (out / "dice_vs_budget_perfect.png").stat().st_size > 10000
     with open(out / "statistics.csv") as f:
         tests = list(csv.DictReader(f))
-    assert len(tests) == 6 * 6 and all(t["comparison"].startswith("iwuo vs ") for t in tests)
+    assert len(tests) == 8 * (len(STRATEGY_NAMES) - 1) and all(t["comparison"].startswith("iwuo vs ") for t in tests)
 
     # A run killed after two cases: the third case's result is missing; re-running resumes.
     first = json.loads((out / "cases" / "phantom_0013" / "evaluation.json").read_text())
