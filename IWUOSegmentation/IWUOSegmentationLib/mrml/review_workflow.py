@@ -100,14 +100,14 @@ def load_analysis_into_scene(scene, analysis_folder: str | os.PathLike, volume, 
 
 def open_review(scene, analysis: LoadedAnalysis, volume, segmentation, labels: dict[str, int],
                 log_path: str | os.PathLike, budget_slices: Optional[int] = None) -> ReviewSession:
-    """IWUO ranking (whole tumour, entropy) as a review session; an existing log resumes its progress, and
-    saved corrections it lacks (a crash between saving and logging) are logged. Every flush saves the
-    corrected label map before logging."""
-    from ..slice_scores import iwuo_ranking
+    """The default ranking (strategies.DEFAULT_RANKING over all regions, entropy) as a review session; an
+    existing log resumes its progress, and saved corrections it lacks (a crash between saving and logging)
+    are logged. Every flush saves the corrected label map before logging."""
+    from ..strategies import rank_case
 
-    axis, _, rows = iwuo_ranking(analysis.label_map, analysis.probabilities, analysis.summary["outputs"],
-                                 analysis.summary["region_based"], analysis.uncertainty["entropy"],
-                                 analysis.reference.GetSpacing())
+    axis, _, rows = rank_case(analysis.label_map, analysis.probabilities, analysis.summary["outputs"],
+                              analysis.summary["region_based"], analysis.uncertainty["entropy"],
+                              analysis.reference.GetSpacing(), member_variance=analysis.member_variance)
     for table in ("IWUO ranking", "IWUO budget log"):
         node = scene.GetFirstNodeByName(table)
         if node is not None:
