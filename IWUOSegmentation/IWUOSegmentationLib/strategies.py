@@ -50,24 +50,27 @@ def greedy_order(counts: dict[str, SliceCounts], cost: Optional[np.ndarray] = No
     """
     regions = list(counts.values())
     n = regions[0].n_slices
-    state = [[float(c.tp.sum()), float(c.fp.sum()), float(c.fn.sum())] for c in regions]
-    deltas = [(c.tp_fixed - c.tp, c.fp_fixed - c.fp, c.fn_fixed - c.fn) for c in regions]
+    state = np.array([[c.tp.sum(), c.fp.sum(), c.fn.sum()] for c in regions], dtype=np.float64)  # (R, 3)
+    deltas = np.stack([np.stack([c.tp_fixed - c.tp, c.fp_fixed - c.fp, c.fn_fixed - c.fn]) for c in regions]
+                      ).astype(np.float64)  # (R, 3, n)
+    inv_cost = None if cost is None else 1.0 / np.asarray(cost, np.float64)
     remaining = np.ones(n, bool)
     order = []
+
+    def mean_dice(tp, fp, fn):
+        denom = 2 * tp + fp + fn
+        return np.where(denom > 0, 2 * tp / np.where(denom > 0, denom, 1.0), 1.0).mean(0)
+
     for _ in range(n):
-        gain = np.zeros(n)
-        for (tp, fp, fn), (d_tp, d_fp, d_fn) in zip(state, deltas):
-            gain += dice(tp + d_tp, fp + d_fp, fn + d_fn) - dice(tp, fp, fn)
-        if cost is not None:
-            gain = gain / cost
-        gain = np.where(remaining, gain, -np.inf)
+        after = state[:, :, None] + deltas
+        gain = mean_dice(after[:, 0], after[:, 1], after[:, 2]) - mean_dice(state[:, 0], state[:, 1], state[:, 2])
+        if inv_cost is not None:
+            gain = gain * inv_cost
+        gain[~remaining] = -np.inf
         s = int(np.argmax(gain))
         order.append(s)
         remaining[s] = False
-        for st, (d_tp, d_fp, d_fn) in zip(state, deltas):
-            st[0] += d_tp[s]
-            st[1] += d_fp[s]
-            st[2] += d_fn[s]
+        state += deltas[:, :, s]
     return np.array(order, dtype=np.int64)
 
 
