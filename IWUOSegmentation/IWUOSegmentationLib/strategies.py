@@ -18,7 +18,7 @@ from typing import Optional, Union
 import numpy as np
 
 from .case_scores import CaseScores
-from .replay import SliceCounts, dice
+from .replay import SliceCounts
 from .slice_scores import SliceScores
 
 
