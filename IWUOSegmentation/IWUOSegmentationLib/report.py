@@ -297,11 +297,13 @@ def write_report(out: Path, budget: int | None = None, target_dice: float = 0.9)
         plot_curves(time_curves, out / f"dice_vs_seconds_{e}.png", e, grid, "seconds of expert time") if grid is not None
         else None, plot_curves(curves, out / f"dice_vs_budget_{e}.png", e)) if p]
     best = best_gt_free(summary)
+    from .strategies import DEFAULT_RANKING
+
     best_tests = []
-    if best and best != REFERENCE_STRATEGY:
-        per_case, seconds_aubc, groups = _per_case_aubcs(records, budget)
+    per_case, seconds_aubc, groups = _per_case_aubcs(records, budget)
+    for reference in dict.fromkeys(r for r in (DEFAULT_RANKING, best) if r and r != REFERENCE_STRATEGY):
         for region, expert in sorted(groups):
-            best_tests += paired_tests(per_case, seconds_aubc, groups[(region, expert)], region, expert, best)
+            best_tests += paired_tests(per_case, seconds_aubc, groups[(region, expert)], region, expert, reference)
     atomic_write_text(out / "statistics_best.csv", _csv(best_tests))
     failures = sorted(p.parent.name for p in (out / "cases").glob("*/error.txt")
                       if not (p.parent / "evaluation.json").is_file())
@@ -333,8 +335,9 @@ def write_report(out: Path, budget: int | None = None, target_dice: float = 0.9)
     text += ["\n## Segmentation before correction (Dice, HD95 in mm; HD95 NaN when one mask is empty)\n\n",
              _markdown_table(metrics),
              "\n## Summary per region, expert and strategy (full table: summary.csv)\n\n", _markdown_table(compact),
-             f"\n## Paired Wilcoxon signed-rank tests, {best or 'best'} vs each strategy (AUBC on slices and on "
-             "seconds; Holm-corrected per axis)\n\n", _markdown_table(best_tests),
+             f"\n## Paired Wilcoxon signed-rank tests, the product's default ranking ({DEFAULT_RANKING}) and the best "
+             f"here ({best}) vs each strategy (AUBC on slices and on seconds; Holm-corrected per axis)\n\n",
+             _markdown_table(best_tests),
              "\n## Paired Wilcoxon signed-rank tests, iwuo vs each strategy (Holm-corrected per axis)\n\n",
              _markdown_table(tests),
              "\nWith few cases the test cannot reach significance (4 cases: smallest two-sided p = 0.125).\n",
