@@ -131,3 +131,12 @@ def test_rank_case_uses_the_default_ranking_over_all_regions():
     assert set(scores.regions) == {"WT", "TC", "ET"} and set(rows[0]) == {"slice", "iwuo", "impact", "uncertainty"}
     with pytest.raises(ValueError):
         rank_case(label, probabilities, names, True, prob, (1.0, 1.0, 3.0), strategy="oracle")
+
+
+def test_evaluate_rejects_unknown_strategy_and_expert_names(tmp_path, capsys):
+    from IWUOSegmentationLib.cli import main
+
+    assert main(["--progress", "none", "evaluate", "--out", str(tmp_path), "--strategies", "iwuo,bogus"]) == 2
+    assert "Unknown strategy bogus" in capsys.readouterr().err
+    assert main(["--progress", "none", "evaluate", "--out", str(tmp_path), "--expert", "sloppy"]) == 2
+    assert "Unknown expert sloppy" in capsys.readouterr().err

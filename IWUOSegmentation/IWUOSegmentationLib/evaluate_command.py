@@ -148,6 +148,9 @@ def cmd_evaluate(args) -> int:
     unknown = [s for s in options["strategies"] if s not in STRATEGY_NAMES]
     if unknown:
         raise BadInputError(f"Unknown strategy {', '.join(unknown)}; choose from {', '.join(STRATEGY_NAMES)}.")
+    bad_experts = [e for e in options["experts"] if e not in ("perfect", "noisy", "correcting", "redrawing")]
+    if bad_experts:
+        raise BadInputError(f"Unknown expert {', '.join(bad_experts)}; choose from perfect, noisy, redrawing.")
     progress = Progress(args.progress)
     failures = []
     if args.replay_only and not args.merge_only:
