@@ -14,6 +14,7 @@ import pytest
 import SimpleITK as sitk
 
 from IWUOSegmentationLib.cli import main
+from IWUOSegmentationLib.evaluate_command import STRATEGY_NAMES
 from IWUOSegmentationLib.replay import aubc
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,10 +50,9 @@ def test_evaluation_report_resume_and_failures(tmp_path, phantom_cases):
     out = tmp_path / "out"
     assert _evaluate(cases, out) == 2  # a case with bad input fails the run, the others are still reported
     summary = _summary(out)
-    assert {(r["region"], r["expert"]) for r in summary} == {(g, e) for g in ("WT", "TC", "ET")
+    assert {(r["region"], r["expert"]) for r in summary} == {(g, e) for g in ("WT", "TC", "ET", "mean")
                                                             for e in ("perfect", "noisy")}
-    assert {r["strategy"] for r in summary} == {"iwuo", "uncertainty", "impact", "random", "fixed_interval",
-                                               "largest_area", "oracle"}
+    assert {r["strategy"] for r in summary} == set(STRATEGY_NAMES)
     assert all(r["cases"] == "3" for r in summary)
     records = {name: json.loads((out / "cases" / name / "evaluation.json").read_text())
                for name in ("phantom_0011", "phantom_0012", "phantom_0013")}
@@ -78,7 +78,7 @@ def test_evaluation_report_resume_and_failures(tmp_path, phantom_cases):
     assert all(n > 300 for n in red), red  # the IWUO curve is drawn in each of the three region panels
     with open(out / "statistics.csv") as f:
         tests = list(csv.DictReader(f))
-    assert len(tests) == 6 * 6 and all(t["comparison"].startswith("iwuo vs ") for t in tests)
+    assert len(tests) == 8 * (len(STRATEGY_NAMES) - 1) and all(t["comparison"].startswith("iwuo vs ") for t in tests)
 
     # A run killed after two cases: the third case's result is missing; re-running resumes.
     first = json.loads((out / "cases" / "phantom_0013" / "evaluation.json").read_text())

@@ -79,13 +79,13 @@ def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
 
 
 def expected_ranking(analysis_dir: Path) -> list[int]:
-    """The IWUO order computed here from the analysis files, independently of the app."""
+    """The product's default order computed here from the analysis files, independently of the app."""
     from IWUOSegmentationLib.analysis_files import read_analysis
-    from IWUOSegmentationLib.slice_scores import iwuo_ranking
+    from IWUOSegmentationLib.strategies import rank_case
 
     a = read_analysis(analysis_dir)
-    _, _, rows = iwuo_ranking(a.label_map, a.probabilities, a.summary["outputs"], a.summary["region_based"],
-                              a.uncertainty["entropy"], a.reference.GetSpacing())
+    _, _, rows = rank_case(a.label_map, a.probabilities, a.summary["outputs"], a.summary["region_based"],
+                           a.uncertainty["entropy"], a.reference.GetSpacing(), member_variance=a.member_variance)
     return [row["slice"] for row in rows]
 
 

@@ -11,11 +11,12 @@ from pathlib import Path
 
 from .demo_model import FIRST_TRAINING_SEED, demo_model_folder
 from .errors import BadInputError
-from .evaluate_command import evaluate_folder_case
+from .evaluate_command import STRATEGY_NAMES, evaluate_folder_case
 from .inference import MemberPredictor
 from .model_folder import open_model
 from .phantom import write_phantoms
 from .report import write_report
+from .strategies import DEFAULT_RANKING
 
 DEMO_SEEDS_START = 100  # below FIRST_TRAINING_SEED: cases the demo model never saw
 
@@ -31,8 +32,8 @@ def run_demo(out: Path, n_cases: int = 3, device: str = "auto", progress=None) -
     write_phantoms(cases, n_cases, seed=DEMO_SEEDS_START, layout="cases")
     model = open_model(demo_model_folder())
     predictor = MemberPredictor(model, device=device, members=("flips", "folds"))
-    options = {"strategies": ("iwuo", "uncertainty", "impact", "random", "fixed_interval", "largest_area", "oracle"),
-               "experts": ("perfect", "noisy"), "regions": ("WT", "TC", "ET"), "uncertainty_map": "entropy",
+    options = {"strategies": STRATEGY_NAMES, "experts": ("perfect", "noisy"), "regions": ("WT", "TC", "ET"),
+               "uncertainty_map": "entropy",
                "random_seeds": 20}
     folders = sorted(p for p in cases.iterdir() if p.is_dir())
     for i, folder in enumerate(folders):
@@ -42,8 +43,9 @@ def run_demo(out: Path, n_cases: int = 3, device: str = "auto", progress=None) -
     report = write_report(out)
     summary = [json.loads((out / "cases" / f.name / "evaluation.json").read_text()) for f in folders]
     for record in summary:
-        wt = [r for r in record["rows"] if r["region"] == "WT" and r["expert"] == "perfect" and r["strategy"] == "iwuo"]
-        if wt:
-            print(f"{record['case']}: WT Dice {wt[0]['dice_before']:.3f} before correction, "
-                  f"IWUO nAUBC {wt[0]['naubc']}")
+        rows = [r for r in record["rows"] if r["region"] == "mean" and r["expert"] == "noisy"
+                and r["strategy"] == DEFAULT_RANKING]
+        if rows:
+            print(f"{record['case']}: mean Dice {rows[0]['dice_before']:.3f} before correction, "
+                  f"{DEFAULT_RANKING} nAUBC on the time axis {rows[0]['naubc_seconds']} (correcting expert)")
     return report.parent

@@ -7,6 +7,8 @@ JSON, as bad input (the case's files: fix them) or as an internal error (a bug: 
 in cases/<name>/error.txt), and the command exits non-zero (1 if any internal error, else the bad
 case's code, 2). `--shard i/n` takes every n-th case starting at i (a cluster job array), and
 `--merge-only` builds the tables, statistics, plots and report from whatever per-case results exist.
+`--replay-only` re-runs the (cheap) replay of every case from its saved analysis
+(cases/<name>/analysis) without the model: new strategies, experts or budgets without analysing again.
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ import numpy as np
 from .errors import BadInputError, BadModelError, CancelledError, IWUOError, OutOfMemoryError
 from .io_atomic import atomic_write_text
 
+#: Names accepted by --strategies (kept here so the parser needs no numerical imports).
+STRATEGY_NAMES = ("iwuo", "uncertainty", "impact", "random", "fixed_interval", "largest_area", "gain_per_second",
+                  "greedy_gain", "greedy_gain_per_second", "iwuo_disagreement", "disagreement", "oracle",
+                  "oracle_time")
+
 
 def add_evaluate_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="Dice-vs-budget evaluation of ranking strategies on cases with a reference")
@@ -28,8 +35,10 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--configuration", default=None)
     p.add_argument("--folds", default=None)
     p.add_argument("--out", required=True)
-    p.add_argument("--strategies", default="iwuo,uncertainty,impact,random,fixed_interval,largest_area,oracle")
-    p.add_argument("--expert", default="perfect,noisy")
+    p.add_argument("--strategies", default=",".join(STRATEGY_NAMES),
+                   help=f"comma-separated, any of: {', '.join(STRATEGY_NAMES)}")
+    p.add_argument("--expert", default="perfect,noisy",
+                   help="comma-separated: perfect, noisy (= the correcting expert), redrawing (the earlier noisy one)")
     p.add_argument("--regions", default="auto",
                    help="regions to score: auto (WT,TC,ET for a BraTS model, else each of the model's labels/regions "
                         "and all foreground), or names of the model's structures")
@@ -39,8 +48,12 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--uncertainty-map", default="entropy",
                    choices=["entropy", "variance", "mutual_information", "disagreement"])
     p.add_argument("--budget", type=int, default=None, help="slice budget for the report (default: all slices)")
-    p.add_argument("--seconds-budget", type=float, default=300.0,
-                   help="time budget (s) under the expert time model: Dice reached within it is reported")
+    p.add_argument("--seconds-budget", type=float, default=600.0,
+                   help="time budget (s) under the expert time model: the Dice-vs-seconds AUBC is taken over it")
+    p.add_argument("--per-region-rankings", action="store_true",
+                   help="rank slices separately for each region (default: one ranking, a visit fixes every label)")
+    p.add_argument("--replay-only", action="store_true",
+                   help="re-run only the replay of cases whose analysis is saved under --out (no model needed)")
     p.add_argument("--target-dice", type=float, default=0.9)
     p.add_argument("--random-seeds", type=int, default=20)
     p.add_argument("--members", default="flips,folds")
@@ -82,7 +95,9 @@ def _lock_output(out: Path, shard: str, merge_only: bool):
 
 
 def evaluate_folder_case(folder: Path, model, predictor, out_case: Path, options: dict, progress=None) -> dict:
-    """Analyse (or reuse the analysis of) one case folder and replay all strategies on it."""
+    """Analyse (or reuse the analysis of) one case folder and replay all strategies on it.
+
+    `model` and `predictor` may be None when the analysis is already saved (replay only)."""
     import SimpleITK as sitk
 
     from .analysis_files import read_analysis, write_analysis
@@ -98,13 +113,17 @@ def evaluate_folder_case(folder: Path, model, predictor, out_case: Path, options
         reference_values_allowed,
         resolve_convention,
         structures_from_dataset_json,
+        structures_from_summary,
     )
 
-    files = find_case_files(folder, model.channel_names)
+    channel_names = model.channel_names if model is not None else None
+    files = find_case_files(folder, channel_names) if channel_names is not None else _files_for_replay(folder, out_case)
     if files.reference is None:
         raise BadInputError(f"Case {folder.name} has no reference label file (label*, seg*, OTMultiClass*).")
     analysis_dir = out_case / "analysis"
     if not (analysis_dir / "summary.json").is_file():
+        if predictor is None:
+            raise BadInputError(f"Case {folder.name} has no saved analysis in {analysis_dir}; run without --replay-only.")
         case = CaseImages.from_files([str(p) for p in files.images])
         result = predictor.analyze(case, progress=progress)
         write_analysis(result, case, analysis_dir, model.describe())
@@ -119,7 +138,8 @@ def evaluate_folder_case(folder: Path, model, predictor, out_case: Path, options
                             f"{ref_image.GetSpacing()}) differs from the images' grid ({analysis.reference.GetSize()}, "
                             f"{analysis.reference.GetSpacing()}); resample it onto the images first.")
     reference = sitk.GetArrayFromImage(ref_image).astype(np.int64)
-    structures = structures_from_dataset_json(model.dataset_json)
+    structures = (structures_from_dataset_json(model.dataset_json) if model is not None
+                  else structures_from_summary(analysis.summary))
     convention = options.get("label_convention")
     regions = evaluation_regions(structures, _region_names(options.get("regions")), convention)
     reference_label_check(set(np.unique(reference).tolist()), reference_values_allowed(structures, convention),
@@ -131,14 +151,19 @@ def evaluate_folder_case(folder: Path, model, predictor, out_case: Path, options
         regions=regions, strategies=options["strategies"], experts=options["experts"],
         random_seeds=options["random_seeds"], structures=structures,
         options=ScoreOptions(uncertainty_map=options["uncertainty_map"]), spacing_xyz=analysis.reference.GetSpacing(),
-        seconds_budget=options.get("seconds_budget", 300.0))
+        seconds_budget=options.get("seconds_budget", 600.0), member_variance=analysis.member_variance,
+        per_region_rankings=options.get("per_region_rankings", False))
     record = {"case": folder.name, "axis": axis, "n_slices": evaluation.n_slices, "rows": evaluation.rows,
               "metrics_before_correction": evaluation.metrics,
               "curves": {"|".join(k): [round(float(x), 6) for x in v] for k, v in evaluation.curves.items()},
               "analysis_seconds": analysis.summary.get("seconds"),
               "regions": {n: {"structure": r.structure.name, "reference_values": list(r.reference_values)}
                           for n, r in regions.items()},
-              "label_convention": resolve_convention(convention) if convention else detect_convention(structures)}
+              "label_convention": resolve_convention(convention) if convention else detect_convention(structures),
+              "time_grid": evaluation.time_grid, "seconds_budget": options.get("seconds_budget", 600.0),
+              "time_curves": {"|".join(k): [round(float(x), 6) for x in v] for k, v in evaluation.time_curves.items()},
+              "failure_detection": evaluation.failure_detection, "quality": evaluation.quality,
+              "expert_agreement": evaluation.expert_agreement, "members": analysis.summary.get("members")}
     atomic_write_text(out_case / "evaluation.json", json.dumps(record))
     return record
 
@@ -199,6 +224,14 @@ def failure_exit_code(failures: list[dict]) -> int:
     return 1 if 1 in codes else max(codes)
 
 
+def _files_for_replay(folder: Path, out_case: Path):
+    """The case's reference file when the model is not opened (replay only): images are not needed."""
+    from .case_folders import REFERENCE_PATTERNS, CaseFiles, _images_in, _key
+
+    refs = [f for f in _images_in(folder) if any(p in _key(f.name.split(".")[0]) for p in REFERENCE_PATTERNS)]
+    return CaseFiles(name=folder.name, images=[], reference=refs[0] if len(refs) == 1 else None)
+
+
 def cmd_evaluate(args) -> int:
     from .case_folders import list_case_folders
     from .cli import Progress, _open_model
@@ -212,9 +245,34 @@ def cmd_evaluate(args) -> int:
                "experts": tuple(e.strip() for e in args.expert.split(",")),
                "regions": tuple(r.strip() for r in args.regions.split(",")),
                "uncertainty_map": args.uncertainty_map, "random_seeds": args.random_seeds,
-               "seconds_budget": args.seconds_budget, "label_convention": args.label_convention}
+               "seconds_budget": args.seconds_budget, "label_convention": args.label_convention,
+               "per_region_rankings": args.per_region_rankings}
+    unknown = [s for s in options["strategies"] if s not in STRATEGY_NAMES]
+    if unknown:
+        raise BadInputError(f"Unknown strategy {', '.join(unknown)}; choose from {', '.join(STRATEGY_NAMES)}.")
+    bad_experts = [e for e in options["experts"] if e not in ("perfect", "noisy", "correcting", "redrawing")]
+    if bad_experts:
+        raise BadInputError(f"Unknown expert {', '.join(bad_experts)}; choose from perfect, noisy, redrawing.")
     progress = Progress(args.progress)
-    if not args.merge_only:
+    folders = []
+    if args.replay_only and not args.merge_only:
+        folders = _shard([f for root in args.cases for f in list_case_folders(root)], args.shard) if args.cases else []
+        by_name = {f.name: f for f in folders}
+        for i, case_dir in enumerate(sorted(p.parent.parent for p in (out / "cases").glob("*/analysis/summary.json"))):
+            folder = by_name.get(case_dir.name)
+            if folder is None:
+                continue
+            try:
+                evaluate_folder_case(folder, None, None, case_dir, options)
+                (case_dir / CASE_ERROR).unlink(missing_ok=True)
+                (case_dir / "error.txt").unlink(missing_ok=True)
+                progress((i + 1) / max(len(by_name), 1), f"{folder.name}: replayed")
+            except CancelledError:
+                raise
+            except Exception as exc:  # recorded, listed and counted in the exit code, as in a full run
+                failure = record_case_failure(case_dir, exc)
+                print(f"case {folder.name} failed ({failure['kind']}), skipped: {failure['error']}")
+    elif not args.merge_only:
         if not args.cases:
             raise BadInputError("Give --cases (folders of case folders) or --merge-only.")
         folders = _shard([f for root in args.cases for f in list_case_folders(root)], args.shard)

@@ -78,3 +78,26 @@ def normalised_aubc(value: float, random_value: float, oracle_value: float) -> f
     """nAUBC = (AUBC - AUBC_random) / (AUBC_oracle - AUBC_random); NaN when oracle equals random."""
     span = oracle_value - random_value
     return float((value - random_value) / span) if abs(span) > 1e-12 else float("nan")
+
+
+def dice_at_times(curve: np.ndarray, order: np.ndarray, seconds: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """Dice of a slice curve at each time in `times`: a slice counts once its correction is finished."""
+    done = np.searchsorted(np.cumsum(np.asarray(seconds, float)[np.asarray(order, dtype=np.int64)]), times, side="right")
+    return np.asarray(curve, float)[done]
+
+
+def aubc_seconds(curve: np.ndarray, order: np.ndarray, seconds: np.ndarray, budget: float) -> float:
+    """Exact mean Dice over the time budget [0, budget] s (area under the Dice-vs-seconds step curve / budget)."""
+    ends = np.minimum(np.concatenate([[0.0], np.cumsum(np.asarray(seconds, float)[np.asarray(order, dtype=np.int64)])]),
+                      budget)
+    widths = np.diff(np.concatenate([ends, [budget]]))
+    return float(np.dot(np.asarray(curve, float)[:len(widths)], widths) / budget) if budget > 0 else float(curve[0])
+
+
+def budget_to_reach(curve: np.ndarray, order: np.ndarray, seconds: np.ndarray, target: float) -> tuple[float, float]:
+    """(slices, seconds) until the curve first reaches `target`; NaN if it never does."""
+    hit = np.flatnonzero(np.asarray(curve) >= target - 1e-12)
+    if not hit.size:
+        return float("nan"), float("nan")
+    k = int(hit[0])
+    return float(k), float(np.asarray(seconds, float)[np.asarray(order, dtype=np.int64)[:k]].sum())

@@ -83,6 +83,10 @@ class SliceScores:
     predicted_area: np.ndarray
     expected_dice: float
     options: ScoreOptions = field(default_factory=ScoreOptions)
+    #: Expected per-slice TP, FP, FN from the probabilities (for the greedy expected-gain ranking).
+    expected_tp: np.ndarray | None = None
+    expected_fp: np.ndarray | None = None
+    expected_fn: np.ndarray | None = None
 
 
 def _per_slice_sum(array: np.ndarray, axis: int) -> np.ndarray:
@@ -146,8 +150,12 @@ def score_slices(prob: np.ndarray, pred: np.ndarray, umap: np.ndarray, axis: int
     if options.boundary_weight:
         weight *= 1.0 + boundary_complexity(pred, axis)
     iwuo = np.power(impact, options.impact_exponent) * np.power(unc, options.uncertainty_exponent) * weight
+    p = prob.astype(np.float64)
     return SliceScores(axis=axis, impact=impact, uncertainty=unc, iwuo=iwuo,
-                       predicted_area=_per_slice_sum(pred, axis), expected_dice=d, options=options)
+                       predicted_area=_per_slice_sum(pred, axis), expected_dice=d, options=options,
+                       expected_tp=_per_slice_sum(np.where(pred, p, 0.0), axis),
+                       expected_fp=_per_slice_sum(np.where(pred, 1.0 - p, 0.0), axis),
+                       expected_fn=_per_slice_sum(np.where(pred, 0.0, p), axis))
 
 
 def iwuo_ranking(label_map: np.ndarray, probabilities: np.ndarray, output_names: list[str], region_based: bool,
@@ -167,3 +175,23 @@ def iwuo_ranking(label_map: np.ndarray, probabilities: np.ndarray, output_names:
     rows = [{"slice": int(s), "iwuo": float(scores.iwuo[s]), "impact": float(scores.impact[s]),
              "uncertainty": float(scores.uncertainty[s])} for s in order]
     return axis, scores, rows
+
+
+def member_disagreement_per_slice(member_variance: np.ndarray, prob: np.ndarray, axis: int) -> np.ndarray:
+    """1 - expected pairwise Dice between two ensemble members on each slice (Zenk et al. 2025).
+
+    Per-member masks are not stored (the members are streamed), so the pairwise Dice comes from
+    the per-region member variance: two members with votes a, b disagree on a voxel with
+    probability E|a-b| = 2 var for binary votes, and E(|A|+|B|) = 2 sum p, so
+    1 - E[pairwise Dice] is about sum var / sum p on the slice. With soft member probabilities the
+    variance is that of the probabilities (a proxy that underestimates vote disagreement).
+    """
+    var = _per_slice_sum(member_variance.astype(np.float64), axis)
+    size = _per_slice_sum(prob.astype(np.float64), axis)
+    return var / (size + 1.0)
+
+
+def expected_error_area_per_slice(prob: np.ndarray, pred: np.ndarray, axis: int) -> np.ndarray:
+    """E[FN_s] + E[FP_s] in voxels: the expected mis-labelled area of each slice."""
+    p = prob.astype(np.float64)
+    return _per_slice_sum(np.where(pred, 1.0 - p, p), axis)

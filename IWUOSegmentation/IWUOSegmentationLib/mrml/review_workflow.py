@@ -151,21 +151,29 @@ def open_review(scene, analysis: LoadedAnalysis, volume, segmentation, labels: d
                 log_path: str | os.PathLike, budget_slices: Optional[int] = None,
                 target: Optional[str] = None, front_end: str = "Slicer", read_only: bool = False,
                 lock: Optional[FolderLock] = None) -> ReviewSession:
-    """IWUO ranking (entropy) of the review target as a review session; an existing log resumes its progress, and
-    saved corrections it lacks (a crash between saving and logging) are logged. Every flush saves the
-    corrected label map before logging.
+    """The default ranking (strategies.DEFAULT_RANKING, entropy) of the review target as a review session; an
+    existing log resumes its progress, and saved corrections it lacks (a crash between saving and logging) are
+    logged. Every flush saves the corrected label map before logging.
 
     `target` is a structure of the model (a label, a region, or "all foreground"); None resumes the log's
-    target, or takes the default (all foreground; the whole tumour of a BraTS model). The log records it.
+    target, or takes the default (all foreground: the slices are ranked for every structure at once, as a
+    visit corrects them all; WT, TC and ET of a BraTS model). The log records it.
     The session locks the review folder (one writer): if another session has it, FolderLockedError (exit
     code 2) names that session; `read_only=True` opens it to browse, writing nothing. `lock`: the folder's
     lock when the caller took it earlier (`iwuo review` does, before analysing into the folder)."""
-    from ..slice_scores import iwuo_ranking
+    from ..strategies import rank_case
+    from ..structures import evaluation_regions
 
-    structure = analysis_structures(analysis).get(review_target(analysis.summary, log_path, target))
-    axis, _, rows = iwuo_ranking(analysis.label_map, analysis.probabilities, analysis.summary["outputs"],
-                                 analysis.summary["region_based"], analysis.uncertainty["entropy"],
-                                 analysis.reference.GetSpacing(), region=structure)
+    structures = analysis_structures(analysis)
+    structure = structures.get(review_target(analysis.summary, log_path, target))
+    if structure.name == structures.get().name:  # the default target: every structure a visit corrects
+        ranked = {name: region.structure for name, region in evaluation_regions(structures).items()}
+    else:
+        ranked = {structure.name: structure}
+    axis, _, rows = rank_case(analysis.label_map, analysis.probabilities, analysis.summary["outputs"],
+                              analysis.summary["region_based"], analysis.uncertainty["entropy"],
+                              analysis.reference.GetSpacing(), structures=ranked,
+                              member_variance=analysis.member_variance)
     for table in ("IWUO ranking", "IWUO budget log"):
         node = scene.GetFirstNodeByName(table)
         if node is not None:
