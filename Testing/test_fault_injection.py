@@ -327,7 +327,7 @@ def test_hostile_images_get_exit_2_and_one_line(case_dir, tmp_path, capsys):
                                    .astype(np.float32)), "NaN"),
         "1 x N x M volume": (_write_case(case_dir, tmp_path / "thin", lambda a: a[:1].copy()), "2-D"),
         "huge spacing": (_write_case(case_dir, tmp_path / "huge", spacing=(2.0, 2.0, 1e9)), "spacing"),
-        "zero spacing": (_write_case(case_dir, tmp_path / "zero", spacing=(2.0, 0.0, 2.0)), ""),
+        "zero spacing": (_write_case(case_dir, tmp_path / "zero", spacing=(2.0, 0.0, 2.0)), "Cannot read image"),
     }
     for what, (inputs, expected) in cases.items():
         out = tmp_path / f"out_{what.replace(' ', '_')}"
@@ -575,15 +575,16 @@ def test_browser_review_server_killed_at_random_moments_loses_no_counted_correct
             for _ in range(round_ + 1):
                 page.click("[data-testid=btn-next]")
             page.wait_for_timeout(500)
+            if round_ == 0:  # one stroke surely saved and counted before the first kill
+                paint_stroke(page)
+                page.wait_for_selector("[data-testid=budget-text]:has-text('1 of 20 slices')", timeout=60_000)
+                page.click("[data-testid=btn-next]")
             paint_stroke(page)
             page.wait_for_timeout(float(rng.uniform(0, 1500)))
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             page.close()
             counted = {int(e["slice"]) for e in read_log(out) if e["kind"] == "slice_corrected"}
-            if not (out / "corrected_segmentation.nii.gz").exists():  # killed before the first save
-                assert not counted, "corrections counted but no segmentation saved"
-                continue
             changed = assert_log_matches_saved_segmentation(out, settle=0)
             assert counted_before <= counted and changed <= counted
             counted_before = counted
