@@ -192,12 +192,12 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         try:
             with slicer.util.tryWithErrorDisplay(_("Could not analyse the case."), waitCursor=True):
                 require_volumes(volumes)
-                ensure_dependencies(slicer.util.confirmOkCancelDisplay)
                 folder, analysed = review_folder_of(self._parameterNode.reviewFolder, volumes[0].GetName())
                 self._parameterNode.reviewFolder = pathlib.Path(folder)
-                if analysed:
+                if analysed:  # reading an analysis needs no torch: no install asked for
                     self.openReview(folder)
                     return
+                ensure_dependencies(slicer.util.confirmOkCancelDisplay)
                 run = analysis_run(self.ui.modelPathLineEdit.currentPath, volumes, folder,
                                    self.ui.deviceComboBox.currentText, self.ui.membersLineEdit.text)
                 self.analysis = AnalysisProcess(run, self.onProgress, self.onAnalysisEnd)
