@@ -76,12 +76,13 @@ class ReviewApp:
         case = self.case
         volume = add_volume_from_image(case.images[0], case.channel_names[0])
         self.volume = volume
+        # views reset first: the session then centres them on the slice where the log says the reviewer stopped
+        self.slicer_app.display_manager.show_volume(volume, do_reset_views=True)
         self.controller = ReviewController(self.slicer_app.scene, on_dirty=self._schedule_flush)
         self.session = self.controller.open_case(case.folder.root, volume, case.written_labels,
                                                  analysis_dir=case.analysis_dir, budget_slices=budget_slices)
         self.segmentation, self.overlays = self.session.segmentation, self.controller.overlays
         self.labels = self.session.label_values
-        self.slicer_app.display_manager.show_volume(volume, do_reset_views=True)
         self.slicer_app.segmentation_editor.set_active_segmentation(self.segmentation, volume)
         self._set_overlay(self.state.iwuo_map, self.state.iwuo_opacity)
         self._publish()
