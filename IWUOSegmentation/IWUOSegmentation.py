@@ -37,6 +37,7 @@ from IWUOSegmentationLib.mrml.review_controller import (
     review_folder_of,
     segment_editor_node,
 )
+from IWUOSegmentationLib.mrml.review_workflow import identity_of_volumes
 
 #: The heatmaps offered (IWUOSegmentationLib.mrml.review_workflow.OVERLAY_KINDS; a test keeps them equal).
 OVERLAYS = ["entropy", "variance", "mutual_information", "disagreement", "impact"]
@@ -102,7 +103,9 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 (ui.overlayComboBox, "currentIndexChanged(int)", self.onOverlayChanged),
                 (ui.opacitySlider, "valueChanged(double)", self.onOverlayChanged),
                 (ui.referenceSelector, "currentNodeChanged(vtkMRMLNode*)", self.onReferenceChanged),
-                (ui.exportReportButton, "clicked(bool)", self.onExportReport)):
+                (ui.exportReportButton, "clicked(bool)", self.onExportReport),
+                (ui.exportDatasetButton, "clicked(bool)", self.onExportDataset),
+                (ui.targetComboBox, "activated(int)", self.onTargetChanged)):
             widget.connect(signal, slot)
         for button, action in zip((ui.previousButton, ui.nextButton, ui.skipButton, ui.correctedButton), ACTIONS):
             button.connect("clicked(bool)", lambda checked=None, name=action.name: self.onAction(name))
@@ -225,8 +228,10 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.statusLabel.text = _("Cancelling...")
 
     def openReview(self, folder):
-        labels = open_model(self.ui.modelPathLineEdit.currentPath).written_labels
-        self.controller.open_case(folder, self.channelSelectors[0][1].currentNode(), labels, show_first=True)
+        model = open_model(self.ui.modelPathLineEdit.currentPath)
+        volumes = [selector.currentNode() for _label, selector in self.channelSelectors]
+        self.controller.open_case(folder, volumes[0], model.written_labels, identity_of_volumes(volumes, model),
+                                  show_first=True)
         self.showReview()
 
     def showReview(self):
@@ -235,9 +240,16 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         editor.setSourceVolumeNode(session.volume)
         editor.setActiveEffectByName("Paint")
         self.ui.referenceSelector.setCurrentNode(self.controller.reference_node())
+        self.ui.targetComboBox.clear()
+        self.ui.targetComboBox.addItems(self.controller.targets())
+        self.ui.targetComboBox.setCurrentText(session.target)
         self._reviewStart = time.monotonic()
         self.onOverlayChanged()
         self.elapsedTimer.start(1000)
+        self.updateReview()
+
+    def onTargetChanged(self, _index):
+        self.controller.set_target(self.ui.targetComboBox.currentText)
         self.updateReview()
 
     def onAction(self, name):
@@ -264,6 +276,13 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Could not write the review report."), waitCursor=True):
             self.ui.diceLabel.text = _("Report written: {path}").format(path=self.controller.export_report())
 
+    def onExportDataset(self):
+        parent = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), _("Folder for the nnU-Net dataset"))
+        with slicer.util.tryWithErrorDisplay(_("Could not export the corrected cases."), waitCursor=True):
+            if parent:
+                model = self.ui.modelPathLineEdit.currentPath
+                self.ui.diceLabel.text = self.controller.export_training_dataset(parent, model)
+
     def onReferenceChanged(self, node):
         self.ui.diceLabel.text = self.controller.set_reference(node)
         self.updateReview()
@@ -280,7 +299,8 @@ class IWUOSegmentationLogic(ScriptedLoadableModuleLogic):
 
 
 class IWUOSegmentationTest(ScriptedLoadableModuleTest):
-    """Self-test: phantom -> demo model -> scene -> review session -> simulated experts through the editor path."""
+    """Self-test on the phantom analysis that ships with the module (stock Slicer: numpy, scipy, SimpleITK only);
+    with torch and nnU-Net installed, the bundled model also re-analyses the phantom."""
 
     def setUp(self):
         slicer.mrmlScene.Clear(0)
@@ -288,6 +308,8 @@ class IWUOSegmentationTest(ScriptedLoadableModuleTest):
     def runTest(self):
         self.setUp()
         self.test_phantom_analysis_in_scene()
+        self.setUp()
+        self.test_inference_when_torch_is_installed()
 
     def test_phantom_analysis_in_scene(self):
         from IWUOSegmentationLib.mrml.self_test import run_self_test
@@ -297,3 +319,15 @@ class IWUOSegmentationTest(ScriptedLoadableModuleTest):
         self.assertGreater(result["perfect_dice"][-1], result["perfect_dice"][0])
         self.assertTrue(result["segments"])
         self.delayDisplay(f"IWUO self-test passed: {json.dumps(result)}")
+
+    def test_inference_when_torch_is_installed(self):
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is None or importlib.util.find_spec("nnunetv2") is None:
+            self.delayDisplay("torch or nnU-Net is not installed: the inference check is skipped.")
+            return
+        from IWUOSegmentationLib.mrml.self_test import run_inference_check
+
+        result = run_inference_check(tempfile.mkdtemp(prefix="iwuo_selftest_"))
+        self.delayDisplay(f"IWUO inference check passed: {json.dumps(result)}")
+

@@ -1,4 +1,4 @@
-"""`iwuo evaluate`: per-case results, resume, skipped failures, shards + merge, report."""
+"""`iwuo evaluate`: per-case results, resume, failures listed and counted in the exit code, shards + merge, report."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
 
 from IWUOSegmentationLib.cli import main
+from IWUOSegmentationLib.replay import aubc
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = ["--members", "folds", "--disable-tta", "--random-seeds", "5", "--device", "cpu"]
@@ -27,6 +29,15 @@ def _summary(out: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+def _red_pixels_per_panel(png: Path, panels: int = 3) -> list[int]:
+    """Pixels drawn in IWUO's curve colour (#d62728) in each of the figure's panels, read back from the PNG."""
+    import matplotlib.image
+
+    rgb = (matplotlib.image.imread(png)[..., :3] * 255).round()
+    red = np.all(np.abs(rgb - np.array([214, 39, 40])) <= 12, axis=-1)
+    return [int(part.sum()) for part in np.array_split(red, panels, axis=1)]
+
+
 def test_evaluation_report_resume_and_failures(tmp_path, phantom_cases):
     cases = tmp_path / "cases"
     shutil.copytree(phantom_cases, cases)
@@ -36,20 +47,35 @@ def test_evaluation_report_resume_and_failures(tmp_path, phantom_cases):
     label.SetSpacing((1.0, 1.0, 1.0))
     sitk.WriteImage(label, str(broken / "label.nii.gz"))
     out = tmp_path / "out"
-    assert _evaluate(cases, out) == 0
+    assert _evaluate(cases, out) == 2  # a case with bad input fails the run, the others are still reported
     summary = _summary(out)
     assert {(r["region"], r["expert"]) for r in summary} == {(g, e) for g in ("WT", "TC", "ET")
                                                             for e in ("perfect", "noisy")}
     assert {r["strategy"] for r in summary} == {"iwuo", "uncertainty", "impact", "random", "fixed_interval",
                                                "largest_area", "oracle"}
     assert all(r["cases"] == "3" for r in summary)
-    oracle = [r for r in summary if r["strategy"] == "oracle"]
-    assert all(float(r["naubc"]) == 1.0 for r in oracle)
-    assert all(float(r["naubc"]) == 0.0 for r in summary if r["strategy"] == "random")
+    records = {name: json.loads((out / "cases" / name / "evaluation.json").read_text())
+               for name in ("phantom_0011", "phantom_0012", "phantom_0013")}
+    for record in records.values():
+        for key, curve in record["curves"].items():
+            region, expert, _ = key.split("|")
+            assert len(curve) == record["n_slices"] + 1
+            assert curve[0] == pytest.approx(record["metrics_before_correction"][region]["dice"], abs=1e-5), key
+            if expert == "perfect":  # every slice replaced by the reference: Dice 1
+                assert curve[-1] == pytest.approx(1.0), key
+    for row in summary:  # the merged AUBC is the mean of the cases' curves' AUBC
+        key = f"{row['region']}|{row['expert']}|{row['strategy']}"
+        assert float(row["aubc"]) == pytest.approx(np.mean([aubc(np.array(r["curves"][key])) for r in records.values()]),
+                                                   abs=1e-4), key
+    wt = {r["strategy"]: r for r in summary if r["region"] == "WT" and r["expert"] == "perfect"}
+    assert float(wt["iwuo"]["naubc"]) > 0.5 and float(wt["iwuo"]["aubc"]) > float(wt["random"]["aubc"])
     report = (out / "report.md").read_text()
-    assert "broken_case" in report and "differs from the images' grid" in (out / "cases" / "broken_case" /
-                                                                           "error.txt").read_text()
-    assert (out / "dice_vs_budget_perfect.png").stat().st_size > 10000
+    assert "`broken_case` (bad input): Case broken_case: the reference label's grid" in report
+    assert "differs from the images' grid" in (out / "cases" / "broken_case" / "error.txt").read_text()
+    failures = json.loads((out / "failures.json").read_text())
+    assert [(f["case"], f["kind"], f["exit_code"]) for f in failures] == [("broken_case", "bad input", 2)]
+    red = _red_pixels_per_panel(out / "dice_vs_budget_perfect.png")
+    assert all(n > 300 for n in red), red  # the IWUO curve is drawn in each of the three region panels
     with open(out / "statistics.csv") as f:
         tests = list(csv.DictReader(f))
     assert len(tests) == 6 * 6 and all(t["comparison"].startswith("iwuo vs ") for t in tests)
@@ -59,11 +85,54 @@ def test_evaluation_report_resume_and_failures(tmp_path, phantom_cases):
     kept = (out / "cases" / "phantom_0011" / "evaluation.json").stat().st_mtime_ns
     (out / "cases" / "phantom_0013" / "evaluation.json").unlink()
     shutil.rmtree(out / "cases" / "phantom_0013" / "analysis")
+    # ... and phantom_0012's result was cut off mid-write by an older version: it is redone, not dropped.
+    (out / "cases" / "phantom_0012" / "evaluation.json").write_text('{"case": "phantom_0012", "rows": [')
+    shutil.rmtree(broken)  # the bad case is taken out of the batch (and its results folder with it)
+    shutil.rmtree(out / "cases" / "broken_case")
     assert _evaluate(cases, out) == 0
     assert (out / "cases" / "phantom_0011" / "evaluation.json").stat().st_mtime_ns == kept
     again = json.loads((out / "cases" / "phantom_0013" / "evaluation.json").read_text())
     assert again["rows"] == first["rows"] and again["curves"] == first["curves"]
+    assert json.loads((out / "cases" / "phantom_0012" / "evaluation.json").read_text()) == records["phantom_0012"]
     assert _summary(out) == summary
+
+    # --merge-only cannot redo a case: an unreadable result is a failure, named, and the exit code says so.
+    (out / "cases" / "phantom_0012" / "evaluation.json").write_text("not json")
+    assert main(["--progress", "none", "evaluate", "--out", str(out), "--merge-only"]) == 1
+    assert [(f["case"], f["kind"]) for f in json.loads((out / "failures.json").read_text())] == [
+        ("phantom_0012", "unreadable result")]
+    assert "`phantom_0012` (unreadable result)" in (out / "report.md").read_text()
+
+
+def test_an_internal_error_in_one_case_is_listed_as_such_and_exits_1(tmp_path, phantom_cases, monkeypatch, capsys):
+    """A bug while evaluating one case (not the case's files) is an internal error: exit 1, named, traceback kept."""
+    import IWUOSegmentationLib.evaluation as evaluation
+
+    cases = tmp_path / "cases"
+    for name in ("phantom_0011", "phantom_0012"):
+        shutil.copytree(phantom_cases / name, cases / name)
+    real = evaluation.evaluate_case
+
+    def buggy_for_one_case(name, *args, **kwargs):
+        if name == "phantom_0012":
+            raise KeyError("whole_tumour")  # stands for a bug in the code, e.g. a misspelt key
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "evaluate_case", buggy_for_one_case)
+    out = tmp_path / "out"
+    assert _evaluate(cases, out, "--strategies", "iwuo,random,oracle", "--expert", "perfect") == 1
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert [(f["case"], f["kind"], f["exit_code"]) for f in printed["failures"]] == [
+        ("phantom_0012", "internal error", 1)]
+    assert printed["failures"] == json.loads((out / "failures.json").read_text())
+    assert "`phantom_0012` (internal error): KeyError: 'whole_tumour'" in (out / "report.md").read_text()
+    assert "in buggy_for_one_case" in (out / "cases" / "phantom_0012" / "error.txt").read_text()
+    assert all(r["cases"] == "1" for r in _summary(out))
+    monkeypatch.setattr(evaluation, "evaluate_case", real)  # the bug fixed: the failed case is redone, the run is clean
+    assert _evaluate(cases, out, "--strategies", "iwuo,random,oracle", "--expert", "perfect") == 0
+    assert json.loads((out / "failures.json").read_text()) == []
+    assert all(r["cases"] == "2" for r in _summary(out))
+    assert not (out / "cases" / "phantom_0012" / "error.txt").exists()
 
 
 def test_shards_merge_to_the_same_summary(tmp_path, phantom_cases):

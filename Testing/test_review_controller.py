@@ -74,9 +74,9 @@ def test_analyse_review_close_other_case_reopen_resume(mrml_scene, analysed_case
 
     # analyse (the analysis exists) -> review
     volume_a = add_volume_from_image(case.images[0], "FLAIR A")
-    session = controller.open_case(tmp_path / "A", volume_a, case.written_labels)
+    session = controller.open_case(tmp_path / "A", volume_a, case.written_labels, case.identity)
     n_nodes = _data_nodes(scene)
-    assert controller.open_case(tmp_path / "A", volume_a, case.written_labels) \
+    assert controller.open_case(tmp_path / "A", volume_a, case.written_labels, case.identity) \
         is session and _data_nodes(scene) == n_nodes, "Analyse again added nodes to the scene"
     controller.act("next")
     first = session.ranking[session.current_rank]
@@ -107,7 +107,7 @@ def test_analyse_review_close_other_case_reopen_resume(mrml_scene, analysed_case
     # another case, then closed too
     _views(scene)
     volume_b = add_volume_from_image(case.images[0], "FLAIR B")
-    other = controller.open_case(tmp_path / "B", volume_b, case.written_labels)
+    other = controller.open_case(tmp_path / "B", volume_b, case.written_labels, case.identity)
     controller.act("next")
     assert other.log.path.parent == tmp_path / "B" and other.volume.GetName() == "FLAIR B"
     controller.scene_about_to_close()
@@ -133,7 +133,7 @@ def test_analyse_review_close_other_case_reopen_resume(mrml_scene, analysed_case
     assert controller.export_report().is_file()
     controller.close()  # e.g. the module reloaded: a new controller, the review still in the scene
     n_nodes = _data_nodes(scene)
-    again = ReviewController(scene).open_case(tmp_path / "A", resumed.volume, case.written_labels)
+    again = ReviewController(scene).open_case(tmp_path / "A", resumed.volume, case.written_labels, case.identity)
     assert _data_nodes(scene) == n_nodes and again.log.summary().slices_corrected == 2, \
         "Analyse on the case the scene already reviews must resume it, not add a segmentation and heatmaps"
     again.close()
@@ -150,14 +150,14 @@ def test_skip_and_done_right_after_a_resume_with_nothing_visited(mrml_scene, ana
     (tmp_path / "analysis").symlink_to(case.analysis_dir)
     controller = ReviewController(mrml_scene)
     volume = add_volume_from_image(case.images[0], "FLAIR")
-    controller.open_case(tmp_path, volume, case.written_labels, budget_slices=7)
+    controller.open_case(tmp_path, volume, case.written_labels, case.identity, budget_slices=7)
     controller.act("next")
     controller.close()
 
     scene = create_headless_scene()
     again = ReviewController(scene)
     session = again.open_case(tmp_path, add_volume_from_image(case.images[0], "FLAIR"), case.written_labels,
-                              analysis_dir=case.analysis_dir)
+                              case.identity, analysis_dir=case.analysis_dir)
     assert session.current_rank == -1
     n_events = len(session.log.read())
     again.act("mark_corrected")

@@ -36,7 +36,8 @@ def _open(scene, case, corrected=True, folder=None):
     folder = case.folder if folder is None else ReviewFolder(folder)
     volume = add_volume_from_image(case.images[0], "FLAIR")
     saved = read_corrected_segmentation(folder.corrected, case.shape) if corrected else None
-    loaded = load_analysis_into_scene(scene, case.analysis_dir, volume, case.written_labels, saved)
+    loaded = load_analysis_into_scene(scene, case.analysis_dir, volume, case.written_labels, saved,
+                                      expected_identity=case.identity)
     session = open_review(scene, loaded.analysis, volume, loaded.segmentation, loaded.labels,
                           folder.log, budget_slices=10)
     return volume, loaded, session
@@ -80,7 +81,15 @@ def test_overlays_include_impact_with_its_colour_table(mrml_scene, prepared_case
     import slicer.util
 
     values = slicer.util.arrayFromVolume(impact)
-    assert 0.0 <= values.min() and values.max() <= 1.0 and values.max() > 0.3  # P(error) in [0, 1], high at edges
+    # Per voxel, P(the prediction is wrong there) for the whole tumour, from the analysis files themselves:
+    # 1 - P(tumour) where tumour is predicted, P(tumour) where it is not.
+    folder = prepared_case.analysis_dir
+    p_wt = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "probability_whole_tumor.nii.gz")))
+    predicted = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "segmentation.nii.gz"))) > 0
+    expected = np.where(predicted, 1.0 - p_wt, p_wt)
+    assert values.shape == expected.shape
+    np.testing.assert_allclose(values, expected, atol=1e-6)
+    assert predicted.any() and (~predicted).any() and values.max() > 0.3  # both branches and a real error mass
     session.close()
 
 
@@ -153,6 +162,7 @@ def test_corrections_are_saved_before_logged_and_recovered_after_a_crash(prepare
         session.flush_edits()
     edited = segmentation_label_map(loaded.segmentation, volume, loaded.labels)
     assert np.array_equal(saved(), edited) and not np.array_equal(saved()[second], prediction[second])
+    session.lock.release()  # as the OS does when the crashed process ends
     scene_a.Clear(1)
 
     scene_b = create_headless_scene()
@@ -190,6 +200,7 @@ def test_reopened_scene_resumes_with_the_corrections_saved_after_it(prepared_cas
     session.flush_edits()  # saved in the review folder, not in the scene file
     expected = segmentation_label_map(loaded.segmentation, volume, loaded.labels)
     n_events = len(session.log.read())
+    session.lock.release()  # as the OS does when the crashed process ends
     scene_a.Clear(1)
 
     scene_b = create_headless_scene()
@@ -216,7 +227,8 @@ def test_analysis_of_another_case_and_foreign_corrections_are_refused(mrml_scene
 
     small = slicer.util.addVolumeFromArray(np.zeros((8, 9, 10), np.float32), name="other case")
     with pytest.raises(BadInputError, match="belongs to another case"):
-        load_analysis_into_scene(mrml_scene, prepared_case.analysis_dir, small, prepared_case.written_labels)
+        load_analysis_into_scene(mrml_scene, prepared_case.analysis_dir, small, prepared_case.written_labels,
+                                 expected_identity=prepared_case.identity)
     foreign = tmp_path / "corrected.nii.gz"
     sitk.WriteImage(sitk.Image(10, 9, 8, sitk.sitkUInt8), str(foreign))
     with pytest.raises(BadInputError, match="not the case's"):

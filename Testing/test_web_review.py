@@ -165,6 +165,23 @@ def view_box(page):
     return left, top, box["x"] + box["width"] - left, box["y"] + box["height"] - top
 
 
+def view_png(page) -> bytes:
+    """A screenshot of the slice view alone."""
+    x, y, w, h = view_box(page)
+    return page.screenshot(clip={"x": x, "y": y, "width": w, "height": h})
+
+
+def server_answers(port: int) -> bool:
+    """The server still serves its page (it survived whatever happened before)."""
+    from urllib.request import urlopen
+
+    try:
+        with urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
 def wait_rendered(page, timeout: float = 20.0) -> None:
     """Wait until the streamed slice view shows an image (a reloaded page starts black)."""
     import io
@@ -213,11 +230,13 @@ def test_next_paint_reload_in_chromium(review, browser):
     assert page.locator("[data-testid=ranking] tbody tr").count() == len(ranking)
 
     for step in range(1, 4):
+        previous = view_png(page)
         page.click("[data-testid=btn-next]")
         page.wait_for_selector(f"[data-testid=view-slice][data-rank='{step}']")
         rank, slice_index = view_state(page)
         assert slice_index == ranking[step - 1], f"Next #{step}: view on slice {slice_index}, ranked {ranking[step - 1]}"
-        time.sleep(0.8)  # let the streamed image catch up before the screenshot
+        if step > 1:  # ranks 1-3 are different slices (rank 1 may happen to be the slice shown on opening)
+            wait_for(lambda previous=previous: view_png(page) != previous, 30, f"the view to show rank {step}'s slice")
         shots.append(shot(page, f"{step}_next_rank_{step}"))
     assert len({p.read_bytes() for p in shots}) == len(shots), "the rendered view did not change with Next"
     shown = [e["slice"] for e in read_log(out) if e["kind"] == "slice_shown"]
@@ -267,26 +286,34 @@ def test_next_paint_reload_in_chromium(review, browser):
     page.close()
 
 
+def corrected_slices(out: Path) -> set[int]:
+    return {int(e["slice"]) for e in read_log(out) if e["kind"] == "slice_corrected"}
+
+
 def test_disconnect_mid_edit_then_restart_resumes_from_log(review, browser, tmp_path):
+    """Independent of the other tests: the expectations start from wherever the session's log stands."""
     out, port, proc = review["out"], review["port"], review["proc"]
     ranking = expected_ranking(out / "analysis")
     page = open_page(browser, port)
-    page.click("[data-testid=btn-next]")  # rank 4 (the first test left the session on rank 3)
-    page.wait_for_selector("[data-testid=view-slice][data-rank='4']")
+    start_rank, _ = view_state(page)
+    rank = start_rank + 1
+    page.click("[data-testid=btn-next]")
+    page.wait_for_selector(f"[data-testid=view-slice][data-rank='{rank}']")
+    assert view_state(page) == (rank, ranking[rank - 1])
     events_before = len(read_log(out))
+    counted = len(corrected_slices(out) | {ranking[rank - 1]})
     paint_stroke(page)  # a finished stroke the server has applied (the page shows it counted) ...
-    page.wait_for_selector("[data-testid=budget-text]:has-text('2 of 20 slices')")
+    page.wait_for_selector(f"[data-testid=budget-text]:has-text('{counted} of 20 slices')")
     page.close()  # ... then the browser goes away
     for release in (False, True):
         # a stroke cut off mid-way (button still down), and one whose release races the disconnect
         cut = open_page(browser, port)
         paint_stroke(cut, release=release)
         cut.close()
-        time.sleep(2)
+        wait_for(lambda: server_answers(port), 30, "the server to answer after the browser disconnected")
         assert proc.poll() is None, "the server died when the browser disconnected"
         changed = assert_log_matches_saved_segmentation(out)
-    assert ranking[3] in changed, "the stroke made before the disconnect was lost"
-    assert len(read_log(out)) > events_before
+    assert ranking[rank - 1] in changed, "the stroke made before the disconnect was lost"
     n_events = len(read_log(out))
     assert n_events > events_before
 
@@ -294,10 +321,10 @@ def test_disconnect_mid_edit_then_restart_resumes_from_log(review, browser, tmp_
     new_port = free_port()
     review["proc"] = start_server(review["case"], out, new_port)
     page = open_page(browser, new_port)
-    rank, slice_index = view_state(page)
-    assert (rank, slice_index) == (4, ranking[3]), "the restarted app did not resume where the log says"
-    statuses = [row.split()[-1] for row in page.locator("[data-testid=ranking] tbody tr").all_inner_texts()[:4]]
-    assert statuses[2] == statuses[3] == "corrected", statuses
+    assert view_state(page) == (rank, ranking[rank - 1]), "the restarted app did not resume where the log says"
+    statuses = [row.split()[-1] for row in page.locator("[data-testid=ranking] tbody tr").all_inner_texts()]
+    corrected_ranks = [r for r, slice_index in enumerate(ranking) if slice_index in corrected_slices(out)]
+    assert rank - 1 in corrected_ranks and all(statuses[r] == "corrected" for r in corrected_ranks), statuses
     assert f"{len({e['slice'] for e in read_log(out) if e['kind'] == 'slice_corrected'})} of 20 slices" in \
         page.inner_text("[data-testid=budget-text]")
     assert len(read_log(out)) == n_events, "reopening the session rewrote or added to its log"

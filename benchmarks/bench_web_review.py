@@ -54,7 +54,8 @@ def in_process_reference(case_dir: Path, out: Path) -> dict:
         node.SetName(("Red", "Yellow", "Green")[i])
         node.SetLayoutName(("Red", "Yellow", "Green")[i])
     volume = add_volume_from_image(case.images[0], "FLAIR")
-    loaded = load_analysis_into_scene(scene, case.analysis_dir, volume, case.written_labels)
+    loaded = load_analysis_into_scene(scene, case.analysis_dir, volume, case.written_labels,
+                                      expected_identity=case.identity)
     session = open_review(scene, loaded.analysis, volume, loaded.segmentation, loaded.labels,
                           out / "reference" / "review.budget.jsonl")
     go_to = []

@@ -87,6 +87,7 @@ class AnalysisRun:
         self.output = self.folder.analysis
         self.cancel_file = cancel_file_for(self.output)
         self.command = analyze_command(model, inputs, self.output, device, members, python)
+        self.inputs = list(inputs)
         self.work_dir = work_dir  # exported inputs, removed by cleanup()
         self.cancel_requested = False
         self.fraction = 0.0
@@ -120,7 +121,18 @@ class AnalysisRun:
     def finished(self, exit_code: int, crashed: bool) -> Outcome:
         """The child has exited; `crashed` is QProcess's CrashExit (killed, or the launcher reported a crash)."""
         self.feed_stderr("\n")
-        self.cleanup()
+        try:
+            outcome = self._outcome(exit_code, crashed)
+            if outcome.load and not self.folder.input_images() and all(os.path.isfile(p) for p in self.inputs):
+                try:  # kept with the review: `iwuo export-dataset` trains on them (it says so when they are missing)
+                    self.folder.save_inputs(self.inputs)
+                except OSError as exc:
+                    outcome = Outcome(True, False, f"{outcome.message} (input images not kept: {exc})")
+        finally:
+            self.cleanup()
+        return outcome
+
+    def _outcome(self, exit_code: int, crashed: bool) -> Outcome:
         if self.cancel_requested or (not crashed and exit_code == EXIT_CANCELLED):
             return Outcome(False, False, "Cancelled: no results were loaded.")
         if crashed:

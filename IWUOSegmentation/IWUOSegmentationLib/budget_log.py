@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Optional
 
 from .errors import CorruptLogError
+from .fault_injection import after_write, before_write
 
-EVENT_KINDS = ("session_started", "slice_shown", "slice_corrected", "slice_skipped", "reference_dice", "note")
+EVENT_KINDS = ("session_started", "slice_shown", "slice_corrected", "slice_skipped", "reference_dice", "note",
+               "target_changed")
 
 
 @dataclass
@@ -54,10 +56,12 @@ class BudgetLog:
         line = json.dumps(event, separators=(",", ":"), sort_keys=True) + "\n"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         needs_newline = self.path.exists() and self.path.stat().st_size > 0 and not self._ends_with_newline()
+        before_write("log.line", self.path)
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(("\n" if needs_newline else "") + line)
             handle.flush()
             os.fsync(handle.fileno())
+        after_write("log.line", self.path, cut_bytes=len(line) // 2)
         return event
 
     def _ends_with_newline(self) -> bool:

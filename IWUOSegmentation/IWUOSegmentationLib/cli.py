@@ -1,4 +1,4 @@
-"""`iwuo` command line: phantom, train, analyze, evaluate, demo.
+"""`iwuo` command line: phantom, train, analyze, evaluate, demo, review, export-dataset.
 
 Exit codes: 0 ok, 1 internal error, 2 bad input, 3 bad model, 4 cancelled, 5 corrupt log, 6 out of memory.
 With --progress json, progress goes to stderr as one JSON object per line
@@ -8,6 +8,7 @@ With --progress json, progress goes to stderr as one JSON object per line
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import signal
@@ -87,12 +88,21 @@ def _parse_spacing(text: str) -> tuple[float, float, float]:
     return tuple(parts)
 
 
+def _parse_fold(text: str):
+    """A fold for --folds: a number or all (nnU-Net's train-on-every-case fold)."""
+    if text.lower() == "all":
+        return "all"
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"a fold is a number (0, 1, ...) or all, not {text!r}")
+    return int(text)
+
+
 def cmd_phantom(args) -> int:
     from .phantom import write_phantoms
 
     root = write_phantoms(args.out, args.n, seed=args.seed, layout=args.layout, spacing=args.spacing,
                           mass_effect=args.mass_effect, region_based=not args.label_based,
-                          progress=Progress(args.progress))
+                          progress=Progress(args.progress), label_convention=args.label_convention, kind=args.kind)
     print(json.dumps({"output": str(root), "cases": args.n}))
     return 0
 
@@ -108,7 +118,10 @@ def cmd_train(args) -> int:
     result = train(args.dataset, args.work, args.folds, epochs=args.epochs, iterations_per_epoch=args.iterations,
                    configuration=args.configuration, device=args.device, net=net,
                    new_configuration=args.new_configuration, pretrained_weights=args.pretrained_weights,
-                   continue_training=args.continue_training, progress=Progress(args.progress))
+                   continue_training=args.continue_training, final_validation=not args.no_final_validation,
+                   initial_lr=args.initial_lr, trust_model=args.trust_model, progress=Progress(args.progress))
+    if result.splits:
+        print(f"note: {result.splits}", file=sys.stderr)
     print(result.to_json())
     return 0
 
@@ -155,7 +168,8 @@ def cmd_review(args) -> int:
     cancel = CancelFlag()
     try:
         case = prepare_review_case(args.case, args.model, args.out, args.analysis, device=args.device,
-                                   tta=not args.disable_tta, progress=Progress(args.progress), cancel=cancel)
+                                   tta=not args.disable_tta, progress=Progress(args.progress), cancel=cancel,
+                                   target=args.target, read_only=args.read_only)
     finally:
         cancel.restore()
     try:
@@ -176,6 +190,17 @@ def cmd_review_report(args) -> int:
     return 0
 
 
+def cmd_export_dataset(args) -> int:
+    from .corrected_dataset import export_reviews
+
+    result = export_reviews(args.reviews, args.out, model_path=args.model, include_uncorrected=args.include_uncorrected,
+                            progress=Progress(args.progress))
+    for skipped in result.skipped:
+        print(f"note: skipped {skipped['review']}: {skipped['reason']}", file=sys.stderr)
+    print(result.to_json())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="iwuo", description="Expert-in-the-loop nnU-Net segmentation (IWUO).")
     parser.add_argument("--progress", choices=["text", "json", "none"], default="text",
@@ -190,22 +215,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spacing", type=_parse_spacing, default=(2.0, 2.0, 2.0), help="mm, x,y,z (e.g. 1,1,5)")
     p.add_argument("--mass-effect", action="store_true")
     p.add_argument("--label-based", action="store_true", help="dataset.json with labels instead of BraTS regions")
+    p.add_argument("--label-convention", default="brats2013", choices=["brats2013", "brats2021", "brats2023"],
+                   help="BraTS labels to write: 2013-2015 (1 necrosis, 2 oedema, 3 non-enhancing, 4 enhancing), "
+                        "2017-2021 (1 NCR/NET, 2 ED, 4 ET) or 2023-2024 (1 NCR, 2 ED, 3 ET); case folders are named "
+                        "as that year's BraTS names them")
+    p.add_argument("--kind", default="tumour", choices=["tumour", "tissue"],
+                   help="tumour: gliomas on FLAIR+T1c; tissue: CSF/grey/white matter labels on T1 (not a tumour task)")
     p.set_defaults(func=cmd_phantom)
 
     p = sub.add_parser("train", help="plan, preprocess and train an nnU-Net model (CPU/GPU/MPS)")
     p.add_argument("--dataset", required=True, help="nnU-Net raw dataset folder DatasetXXX_Name")
     p.add_argument("--work", required=True, help="folder for nnU-Net's preprocessed data and results")
-    p.add_argument("--folds", type=int, nargs="+", default=[0])
+    p.add_argument("--folds", type=_parse_fold, nargs="+", default=[0],
+                   help="folds to train: numbers and/or all (every case; no held-out validation). With fewer than 5 "
+                        "cases the numbered folds are leave-one-out (a splits_final.json is written)")
     p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--iterations", type=int, default=50, help="training iterations per epoch")
-    p.add_argument("--configuration", default="3d_fullres")
+    p.add_argument("--configuration", default=None,
+                   help="default: the pretrained model's configuration when fine-tuning, else 3d_fullres")
     p.add_argument("--new-configuration", default=None, help="save the plans edits as a new configuration")
     p.add_argument("--device", default="cpu")
     p.add_argument("--features", type=int, nargs="+", default=None, help="features per stage, e.g. 8 16 32 64")
     p.add_argument("--patch-size", type=int, nargs=3, default=None)
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--dropout", type=float, default=0.0, help="Dropout3d probability in the network (0: none)")
-    p.add_argument("--pretrained-weights", default=None)
+    p.add_argument("--pretrained-weights", default=None,
+                   help="fine-tune: a model folder (its fold_all, else first fold), a fold_X folder or a checkpoint; "
+                        "the dataset is then preprocessed with that model's plans (spacing, normalisation, patch, network)")
+    p.add_argument("--initial-lr", type=float, default=None, help="start of the learning-rate schedule (nnU-Net: 0.01)")
+    p.add_argument("--no-final-validation", action="store_true",
+                   help="skip nnU-Net's full-resolution validation after training (it can take longer than a short "
+                        "fine-tune on a CPU)")
+    p.add_argument("--trust-model", action="store_true", help="allow a pretrained checkpoint that contains pickled code")
     p.add_argument("--continue", dest="continue_training", action="store_true")
     p.set_defaults(func=cmd_train)
 
@@ -244,14 +285,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1",
                    help="interface to serve on; 0.0.0.0 serves other machines (no login: prefer an SSH tunnel)")
     p.add_argument("--budget-slices", type=int, default=20)
+    p.add_argument("--target", default=None,
+                   help="structure to rank slices for: a label or region name of the model's dataset.json, or "
+                        "'all foreground' (default; a BraTS model's whole tumour); a resumed review keeps its own")
     p.add_argument("--device", default="auto")
     p.add_argument("--disable-tta", action="store_true", help="no mirror members when analysing (8x faster)")
+    p.add_argument("--read-only", action="store_true",
+                   help="browse a review another session holds open: no edits kept, nothing written")
     p.set_defaults(func=cmd_review)
 
     p = sub.add_parser("review-report", help="report of a review's correction budget from its budget log")
     p.add_argument("--log", required=True, help="review.budget.jsonl of a session (desktop or browser)")
     p.add_argument("--out", default=None, help="folder for the report (default: beside the log)")
     p.set_defaults(func=cmd_review_report)
+
+    p = sub.add_parser("export-dataset", help="reviewed cases (images + corrected segmentation) as an nnU-Net dataset")
+    p.add_argument("--reviews", nargs="+", required=True,
+                   help="review folders (or a folder holding them, e.g. ~/IWUOSegmentation)")
+    p.add_argument("--model", default=None,
+                   help="the model whose channels and labels the dataset takes (default: the one the reviews used)")
+    p.add_argument("--out", required=True, help="new nnU-Net raw dataset folder .../DatasetXXX_Name")
+    p.add_argument("--include-uncorrected", action="store_true",
+                   help="also export reviews without any correction (their prediction as the label)")
+    p.set_defaults(func=cmd_export_dataset)
 
     from .evaluate_command import add_evaluate_parser
 
@@ -270,10 +326,17 @@ def main(argv: list[str] | None = None) -> int:
     except IWUOError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except (FileNotFoundError, PermissionError) as exc:
+    except PermissionError as exc:  # a folder or file of the user's that this account may not use
         print(f"error: {exc}", file=sys.stderr)
         return BadInputError.exit_code
-    except Exception:  # an internal error: show the traceback, it is a bug report
+    except OSError as exc:  # disk full, read-only folder: the writes are atomic, so nothing half-written is left
+        if exc.errno not in (errno.ENOSPC, errno.EROFS, errno.EDQUOT):
+            traceback.print_exc()
+            return 1
+        print(f"error: cannot write {exc.filename or 'the output'}: {exc.strerror}; earlier results are intact. "
+              "Free space (or choose a writable folder) and run again.", file=sys.stderr)
+        return BadInputError.exit_code
+    except Exception:  # an internal error (a FileNotFoundError too: missing user files raise BadInputError)
         traceback.print_exc()
         return 1
 

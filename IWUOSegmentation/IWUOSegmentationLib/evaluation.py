@@ -14,8 +14,9 @@ from .errors import BadInputError
 from .experts import EXPERTS, TimeModel
 from .metrics import region_metrics
 from .replay import aubc, dice_curve, normalised_aubc, slice_counts
-from .slice_scores import ScoreOptions, region_mask, region_probability, score_slices
+from .slice_scores import ScoreOptions, model_structures, score_slices
 from .strategies import STRATEGIES, RankingContext, make_strategy
+from .structures import ModelStructures, as_evaluation_regions
 
 DEFAULT_STRATEGIES = tuple(STRATEGIES)
 
@@ -46,21 +47,27 @@ def dice_within_seconds(curve: np.ndarray, order: np.ndarray, seconds: np.ndarra
 
 def evaluate_case(name: str, label_map: np.ndarray, probabilities: np.ndarray, output_names: list[str],
                   region_based: bool, uncertainty: np.ndarray, reference: np.ndarray, axis: int,
-                  regions: tuple[str, ...] = ("WT", "TC", "ET"), strategies: tuple[str, ...] = DEFAULT_STRATEGIES,
+                  regions=None, strategies: tuple[str, ...] = DEFAULT_STRATEGIES,
                   experts: tuple[str, ...] = ("perfect", "noisy"), random_seeds: int = 20,
                   label_values: dict | None = None, options: ScoreOptions | None = None,
                   spacing_xyz: tuple[float, float, float] = (1.0, 1.0, 1.0), time_model: TimeModel | None = None,
-                  seconds_budget: float = 300.0) -> CaseEvaluation:
-    """Score, rank and replay every strategy for every region and expert on one case."""
+                  seconds_budget: float = 300.0, structures: ModelStructures | None = None) -> CaseEvaluation:
+    """Score, rank and replay every strategy for every region and expert on one case.
+
+    `regions`: None (WT/TC/ET of a BraTS model, else each of the model's structures), names of the model's
+    structures (WT/TC/ET on BraTS models), a mapping name -> label values, or name -> EvaluationRegion (reference
+    values in the reference's convention); see structures.py."""
     if reference.shape != label_map.shape:
         raise BadInputError(f"Reference {reference.shape} and prediction {label_map.shape} have different grids.")
     time_model = time_model or TimeModel()
+    structures = structures or model_structures(output_names, region_based, label_values)
+    regions = as_evaluation_regions(regions, structures)
     result = CaseEvaluation(case=name, axis=axis, n_slices=label_map.shape[axis],
                             metrics=region_metrics(label_map, reference, spacing_xyz, regions))
-    for region in regions:
-        truth = region_mask(reference, region)
-        pred = region_mask(label_map, region)
-        prob = region_probability(probabilities, output_names, region_based, region, label_values)
+    for region, spec in regions.items():
+        truth = spec.reference_mask(reference)
+        pred = spec.structure.mask(label_map)
+        prob = spec.structure.probability(probabilities)
         scores = score_slices(prob, pred, uncertainty, axis, options)
         for expert_name in experts:
             corrected = EXPERTS[expert_name]().correct(truth, axis, seed=zlib.crc32(f"{name}/{region}".encode()))

@@ -1,4 +1,4 @@
-"""Region metrics: Dice and HD95 per BraTS region, with stated conventions.
+"""Region metrics: Dice and HD95 per region (a model's structures or BraTS regions), with stated conventions.
 
 HD95 comes from MedPy (`medpy.metric.binary.hd95`): a maintained, dependency-light
 implementation that takes voxel spacing and is widely used in BraTS evaluations. Conventions:
@@ -12,6 +12,7 @@ import numpy as np
 
 from .replay import dice
 from .slice_scores import BRATS_REGIONS, region_mask
+from .structures import EvaluationRegion
 
 
 def hd95(pred: np.ndarray, truth: np.ndarray, spacing_xyz: tuple[float, float, float]) -> float:
@@ -25,10 +26,16 @@ def hd95(pred: np.ndarray, truth: np.ndarray, spacing_xyz: tuple[float, float, f
 
 
 def region_metrics(label_map: np.ndarray, reference: np.ndarray, spacing_xyz: tuple[float, float, float],
-                   regions: tuple[str, ...] = tuple(BRATS_REGIONS)) -> dict[str, dict[str, float]]:
+                   regions=tuple(BRATS_REGIONS)) -> dict[str, dict[str, float]]:
+    """Dice and HD95 per region: BraTS 2013 region names, a mapping name -> label values, or name ->
+    EvaluationRegion (the model's structure in the prediction, the reference's own values in the reference)."""
     out = {}
-    for region in regions:
-        p, t = region_mask(label_map, region), region_mask(reference, region)
+    items = regions.items() if isinstance(regions, dict) else ((r, r) for r in regions)
+    for region, spec in items:
+        if isinstance(spec, EvaluationRegion):
+            p, t = spec.structure.mask(label_map), spec.reference_mask(reference)
+        else:
+            p, t = region_mask(label_map, spec), region_mask(reference, spec)
         out[region] = {"dice": float(dice((p & t).sum(), (p & ~t).sum(), (~p & t).sum())),
                        "hd95_mm": hd95(p, t, spacing_xyz)}
     return out

@@ -155,10 +155,23 @@ def open_model(path: str | os.PathLike, configuration: str | None = None, folds:
                        folds=available, checkpoint_name=chosen_name)
 
 
+#: Zip-bomb limits: model weights barely compress, so a zip that grows 100-fold (past 256 MiB) is refused.
+MAX_UNPACKED_BYTES, BOMB_MIN_BYTES, BOMB_RATIO = 64 * 2**30, 256 * 2**20, 100
+
+
 def install_model_zip(zip_path: str | os.PathLike, models_dir: str | os.PathLike) -> Path:
     """Unpack a model zip into `models_dir` after refusing unsafe entries; return the install folder."""
     zip_path, models_dir = Path(zip_path), Path(models_dir)
-    with zipfile.ZipFile(zip_path) as archive:
+    try:
+        archive = zipfile.ZipFile(zip_path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise BadModelError(f"{zip_path.name} is not a readable zip file ({exc}).") from exc
+    with archive:
+        unpacked = sum(info.file_size for info in archive.infolist())
+        if unpacked > MAX_UNPACKED_BYTES or (unpacked > BOMB_MIN_BYTES
+                                             and unpacked > BOMB_RATIO * max(zip_path.stat().st_size, 1)):
+            raise BadModelError(f"Refusing {zip_path.name}: it would unpack to {unpacked / 2**30:.1f} GiB from "
+                                f"{zip_path.stat().st_size / 2**20:.1f} MiB (a zip bomb, not model weights).")
         for info in archive.infolist():
             name = PurePosixPath(info.filename)
             if info.filename.startswith(("/", "\\")) or name.is_absolute() or ".." in name.parts \

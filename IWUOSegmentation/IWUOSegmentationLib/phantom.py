@@ -23,6 +23,7 @@ from scipy import ndimage
 
 from .errors import BadInputError
 from .io_atomic import atomic_write_text
+from .structures import BRATS_CONVENTIONS, convert_labels, resolve_convention
 
 #: BraTS 2013-2015 label convention.
 LABELS = {"background": 0, "necrosis": 1, "edema": 2, "non_enhancing": 3, "enhancing": 4}
@@ -268,41 +269,101 @@ def _apply_mass_effect(sub: dict, u: np.ndarray, spacing) -> dict:
 
 def write_phantoms(out_dir: str | os.PathLike, n: int, seed: int = 0, layout: str = "nnunet",
                    spacing: tuple[float, float, float] = (2.0, 2.0, 2.0), dataset_name: str = "Dataset900_IWUOPhantom",
-                   mass_effect: bool = False, region_based: bool = True, progress=None) -> Path:
+                   mass_effect: bool = False, region_based: bool = True, progress=None,
+                   label_convention: str = "brats2013", kind: str = "tumour") -> Path:
     """Write `n` phantoms with seeds seed..seed+n-1.
 
     layout="nnunet": an nnU-Net raw dataset folder (imagesTr/, labelsTr/, dataset.json) named
-    `dataset_name` inside `out_dir`. layout="cases": one folder per case with FLAIR.nii.gz,
-    T1c.nii.gz, label.nii.gz, brainmask.nii.gz.
+    `dataset_name` inside `out_dir`. layout="cases": one folder per case with the channel images,
+    the label and brainmask.nii.gz, named as that year's BraTS names them (2013: FLAIR.nii.gz,
+    T1c.nii.gz, label.nii.gz; 2021: <case>_flair, _t1ce, _seg; 2023: <case>-t2f, -t1c, -seg).
+    kind="tissue": brain tissue classes (1 csf, 2 grey_matter, 3 white_matter) on one T1 channel
+    instead of tumours: a non-tumour, multi-structure segmentation task.
     """
     if n < 1:
         raise BadInputError("Number of phantoms must be at least 1.")
     if layout not in ("nnunet", "cases"):
         raise BadInputError(f"Unknown layout {layout!r}: use 'nnunet' or 'cases'.")
+    if kind not in ("tumour", "tissue"):
+        raise BadInputError(f"Unknown phantom kind {kind!r}: use 'tumour' or 'tissue'.")
+    convention = resolve_convention(label_convention)
     out = Path(out_dir)
     root = out / dataset_name if layout == "nnunet" else out
     for i in range(n):
-        case = make_phantom(seed + i, spacing=spacing, mass_effect=mass_effect)
+        if kind == "tissue":
+            case = make_tissue_phantom(seed + i, spacing=spacing)
+        else:
+            case = make_phantom(seed + i, spacing=spacing, mass_effect=mass_effect)
+            case.label = convert_labels(case.label, "brats2013", convention)
         if progress:
             progress((i + 1) / n, f"phantom {case.name}")
+        channels = list(case.channels)
         if layout == "nnunet":
             (root / "imagesTr").mkdir(parents=True, exist_ok=True)
             (root / "labelsTr").mkdir(parents=True, exist_ok=True)
-            for c, channel in enumerate(CHANNELS):
+            for c, channel in enumerate(channels):
                 _write(case.to_image(case.channels[channel]), root / "imagesTr" / f"{case.name}_{c:04d}.nii.gz")
             _write(case.to_image(case.label), root / "labelsTr" / f"{case.name}.nii.gz")
         else:
             folder = root / case.name
             folder.mkdir(parents=True, exist_ok=True)
-            for channel in CHANNELS:
-                _write(case.to_image(case.channels[channel]), folder / f"{channel}.nii.gz")
-            _write(case.to_image(case.label), folder / "label.nii.gz")
+            names = _CASE_FILE_NAMES.get(convention if kind == "tumour" else "brats2013")
+            for channel in channels:
+                _write(case.to_image(case.channels[channel]), folder / names(case.name, channel))
+            _write(case.to_image(case.label), folder / names(case.name, "label"))
             _write(case.to_image(case.brain_mask.astype(np.uint8)), folder / "brainmask.nii.gz")
             atomic_write_text(folder / "phantom.json", json.dumps(case.params, indent=2))
     if layout == "nnunet":
         n_total = len(list((root / "labelsTr").glob("*.nii.gz")))
-        atomic_write_text(root / "dataset.json", json.dumps(phantom_dataset_json(n_total, region_based), indent=2))
+        ds = tissue_dataset_json(n_total) if kind == "tissue" else \
+            phantom_dataset_json(n_total, region_based, convention)
+        atomic_write_text(root / "dataset.json", json.dumps(ds, indent=2))
     return root
+
+
+#: File names of a case folder per BraTS convention (channel or "label" -> file name).
+_CASE_FILE_NAMES = {
+    "brats2013": lambda case, what: f"{what}.nii.gz",
+    "brats2021": lambda case, what: f"{case}_{ {'FLAIR': 'flair', 'T1c': 't1ce', 'label': 'seg'}[what]}.nii.gz",
+    "brats2023": lambda case, what: f"{case}-{ {'FLAIR': 't2f', 'T1c': 't1c', 'label': 'seg'}[what]}.nii.gz",
+}
+
+#: Tissue phantoms: label values and T1-weighted intensities (white matter = 1).
+TISSUE_LABELS = {"background": 0, "csf": 1, "grey_matter": 2, "white_matter": 3}
+_TISSUE_T1 = {"csf": 0.3, "grey_matter": 0.65, "white_matter": 1.0}
+
+
+def make_tissue_phantom(seed: int, spacing: tuple[float, float, float] = (2.0, 2.0, 2.0), noise: float = 0.05,
+                        bias: float = 0.15, warp_mm: float = 4.0) -> PhantomCase:
+    """A T1-weighted brain with CSF / grey / white matter labels, randomly warped per seed."""
+    spacing = tuple(float(s) for s in spacing)
+    if len(spacing) != 3 or min(spacing) <= 0:
+        raise BadInputError(f"Spacing must be three positive numbers in mm, got {spacing}.")
+    rng = np.random.default_rng(seed)
+    sub = load_substrate(spacing)
+    shape = sub["mask"].shape
+    sigma = 12.0 / min(spacing)
+    grid = np.indices(shape).astype(np.float32)
+    coords = [g + _smooth_noise(rng, shape, sigma) * warp_mm / s for g, s in zip(grid, spacing[::-1])]
+    tissues = {k: ndimage.map_coordinates(sub[k], coords, order=1) for k in ("csf", "gm", "wm")}
+    mask = ndimage.map_coordinates(sub["mask"].astype(np.float32), coords, order=1) > 0.5
+    stack = np.stack([tissues["csf"], tissues["gm"], tissues["wm"]])
+    label = np.where(mask, stack.argmax(0) + 1, 0).astype(np.uint8)
+    image = sum(tissues[k] * _TISSUE_T1[n] for k, n in (("csf", "csf"), ("gm", "grey_matter"), ("wm", "white_matter")))
+    image = image * (1.0 + 0.05 * _smooth_noise(rng, shape, 0.8))
+    image = ndimage.gaussian_filter(image, [0.5 / s * 2 for s in spacing[::-1]]) * _bias_field(rng, shape, bias)
+    image = np.abs(image + rng.normal(0, noise, shape) + 1j * rng.normal(0, noise, shape))
+    image = np.where(mask, image, 0.0).astype(np.float32)
+    brain = image[mask]
+    return PhantomCase(name=f"tissue_{seed:04d}", channels={"T1": ((image - brain.mean()) / brain.std()).astype(np.float32)},
+                       label=label, brain_mask=mask, spacing=spacing, origin=sub["origin"], direction=sub["direction"],
+                       params={"seed": seed, "kind": "tissue", "spacing": list(spacing), "warp_mm": warp_mm})
+
+
+def tissue_dataset_json(num_training: int) -> dict:
+    return {"channel_names": {"0": "T1"}, "labels": dict(TISSUE_LABELS), "numTraining": num_training,
+            "file_ending": ".nii.gz", "name": "IWUO brain tissue phantoms",
+            "description": "CSF, grey and white matter of the MNI152 2009a template (nilearn), randomly warped."}
 
 
 #: BraTS evaluation regions as nnU-Net region labels, and the label each region writes back.
@@ -310,14 +371,21 @@ REGIONS = {"background": 0, "whole_tumor": [1, 2, 3, 4], "tumor_core": [1, 3, 4]
 REGIONS_CLASS_ORDER = [2, 1, 4]
 
 
-def phantom_dataset_json(num_training: int, region_based: bool = True) -> dict:
-    """dataset.json of a phantom nnU-Net raw dataset (BraTS 2013 labels in the files).
+def phantom_dataset_json(num_training: int, region_based: bool = True, label_convention: str = "brats2013") -> dict:
+    """dataset.json of a phantom nnU-Net raw dataset, labels in the files as `label_convention` has them.
 
     region_based=True declares the nested BraTS regions (WT, TC, ET; sigmoid outputs), as
-    nnU-Net's BraTS configurations do; False declares the four labels (softmax).
+    nnU-Net's BraTS configurations do; False declares the convention's labels (softmax).
     """
-    labels = dict(REGIONS) if region_based else dict(LABELS)
-    extra = {"regions_class_order": list(REGIONS_CLASS_ORDER)} if region_based else {}
+    convention = BRATS_CONVENTIONS[resolve_convention(label_convention)]
+    if region_based:
+        wt, tc, et = (list(convention["regions"][r]) for r in ("WT", "TC", "ET"))
+        labels = {"background": 0, "whole_tumor": wt, "tumor_core": tc, "enhancing_tumor": et}
+        edema = [v for n, v in convention["labels"].items() if n in ("edema", "ED")][0]
+        core = min(v for v in tc if v not in et)
+        extra = {"regions_class_order": [edema, core, et[0]]}
+    else:
+        labels, extra = {"background": 0, **convention["labels"]}, {}
     return {
         "channel_names": {str(i): c for i, c in enumerate(CHANNELS)},
         "labels": labels,
@@ -325,7 +393,8 @@ def phantom_dataset_json(num_training: int, region_based: bool = True) -> dict:
         "numTraining": num_training,
         "file_ending": ".nii.gz",
         "name": "IWUO brain tumour phantoms",
-        "description": "Synthetic Fisher-Kolmogorov gliomas on the MNI152 2009a template (nilearn).",
+        "description": "Synthetic Fisher-Kolmogorov gliomas on the MNI152 2009a template (nilearn)."
+                       + ("" if convention is BRATS_CONVENTIONS["brats2013"] else f" Labels: {convention['title']}."),
     }
 
 

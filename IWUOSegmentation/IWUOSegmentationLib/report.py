@@ -155,7 +155,8 @@ def plot_curves(curves_by_group: dict, path: Path, expert: str = "perfect") -> P
     return path
 
 
-def write_report(out: Path, budget: int | None = None, target_dice: float = 0.9) -> Path:
+def write_report(out: Path, budget: int | None = None, target_dice: float = 0.9,
+                 failures: list[dict] | None = None) -> Path:
     records = load_case_results(out)
     if not records:
         raise BadInputError(f"No per-case results in {out / 'cases'}; nothing to report.")
@@ -169,14 +170,18 @@ def write_report(out: Path, budget: int | None = None, target_dice: float = 0.9)
     atomic_write_text(out / "summary.csv", _csv(summary))
     atomic_write_text(out / "statistics.csv", _csv(tests))
     figures = [p for p in (plot_curves(curves, out / f"dice_vs_budget_{e}.png", e) for e in ("perfect", "noisy")) if p]
-    failures = sorted(p.parent.name for p in (out / "cases").glob("*/error.txt")
-                      if not (p.parent / "evaluation.json").is_file())
+    failed = {f["case"]: f for f in failures or []}
+    for p in (out / "cases").glob("*/error.txt"):
+        if not (p.parent / "evaluation.json").is_file():
+            failed.setdefault(p.parent.name, {"case": p.parent.name, "kind": "failed", "error": ""})
     text = [f"# IWUO evaluation report\n\n{len(records)} case(s): {', '.join(r['case'] for r in records)}.\n",
             f"Budget: {'all slices' if not budget else f'{budget} slices'}; target Dice {target_dice}. "
             "nAUBC = (AUBC - random) / (oracle - random), random averaged over its seeds; 1 = oracle, 0 = random.\n",
             "Empty reference region with empty prediction scores Dice 1 (BraTS convention).\n"]
-    if failures:
-        text.append(f"\n**Failed cases (skipped):** {', '.join(failures)} — see cases/<name>/error.txt.\n")
+    if failed:
+        text.append(f"\n**Failed cases (skipped):** {', '.join(sorted(failed))} — see cases/<name>/error.txt.\n\n")
+        text += [f"- `{case}` ({f['kind']}){': ' + f['error'].splitlines()[0] if f['error'] else ''}\n"
+                 for case, f in sorted(failed.items())]
     if budget and any(r["n_slices"] < budget for r in records):
         text.append(f"\nCases with fewer than {budget} slices are evaluated up to their number of slices.\n")
     text += ["\n## Segmentation before correction (Dice, HD95 in mm; HD95 NaN when one mask is empty)\n\n",

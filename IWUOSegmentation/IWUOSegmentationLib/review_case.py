@@ -2,7 +2,8 @@
 
 Kept free of trame and slicer so that bad input (a port in use, a case the model cannot take,
 an analysis of another case) is refused with a clear message before any server starts, and so
-that the analysis, the slowest step, runs with progress on the terminal.
+that the analysis, the slowest step, runs with progress on the terminal. An existing analysis is
+reused only when it records this case's images and this model (analysis_identity.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ import SimpleITK as sitk
 from .case_folders import find_case_files, match_channels
 from .errors import BadInputError
 from .review_folder import ReviewFolder
+from .review_lock import FolderLock, FolderLockedError, lock_folder
+
+#: How the browser front end names itself to a second opener of its review folder.
+BROWSER_FRONT_END = "the browser review (iwuo review)"
 
 
 @dataclass
@@ -28,6 +33,10 @@ class ReviewCase:
     written_labels: dict[str, int]
     analysis_dir: Path
     folder: ReviewFolder  # where the log and the corrections go
+    identity: dict  # of these images and the model (analysis_identity.py): the analysis must record the same
+    target: Optional[str] = None  # review target (a structure of the model); None: the log's, else all foreground
+    lock: Optional[FolderLock] = None  # the folder's lock, held from before the analysis to the session's end
+    read_only: bool = False  # browse a folder another session holds: nothing is written
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -54,14 +63,19 @@ def check_port_free(port: int, host: str = "127.0.0.1") -> None:
 def prepare_review_case(case: list[str], model_path: Optional[str], out_dir: Optional[str],
                         analysis_dir: Optional[str] = None, device: str = "auto", tta: bool = True,
                         progress: Optional[Callable[[float, str], None]] = None,
-                        cancel: Optional[Callable[[], bool]] = None) -> ReviewCase:
-    """Open the model, match the case's images to its channels, run the analysis unless one is given."""
-    from .analysis_files import write_analysis
+                        cancel: Optional[Callable[[], bool]] = None, target: Optional[str] = None,
+                        read_only: bool = False) -> ReviewCase:
+    """Open the model, match the case's images to its channels, lock the review folder (or, `read_only`,
+    browse it without writing), run the analysis unless one is there (reused only for this case and model)."""
+    from .analysis_identity import analysis_identity, case_identity, check_analysis_folder, model_identity
+    from .case_images import CaseImages
     from .demo_model import demo_model_folder
-    from .inference import CaseImages, MemberPredictor
     from .model_folder import check_channels, open_model
+    from .structures import structures_from_dataset_json
 
     model = open_model(model_path or demo_model_folder())
+    if target is not None:  # a name the model does not have is refused before anything runs
+        target = structures_from_dataset_json(model.dataset_json).get(target).name
     paths = [Path(p) for p in case]
     if len(paths) == 1 and paths[0].is_dir():
         files = find_case_files(paths[0], model.channel_names).images
@@ -76,15 +90,47 @@ def prepare_review_case(case: list[str], model_path: Optional[str], out_dir: Opt
     images = CaseImages.from_files([str(f) for f in files])
     images.validate()
     folder = ReviewFolder(out_dir or Path("iwuo_review") / name)
-    folder.root.mkdir(parents=True, exist_ok=True)
     analysis = Path(analysis_dir) if analysis_dir else folder.analysis
+    identity = analysis_identity(case_identity(images, model.channel_names), model_identity(model))
+    if (analysis / "summary.json").is_file():  # reused only for this case and this model
+        check_analysis_folder(analysis, identity["inputs"], identity["model"])
+    lock = None
+    if read_only:
+        if not (analysis / "summary.json").is_file() or not folder.log.is_file():
+            raise BadInputError(f"{folder.root} has no review to browse (no analysis or no budget log); "
+                                "--read-only only opens an existing review.")
+    else:
+        try:
+            lock = lock_folder(folder.root, BROWSER_FRONT_END, for_a_session=True)
+        except FolderLockedError as exc:
+            raise FolderLockedError(f"{exc} With --read-only, iwuo review browses it without writing.",
+                                    exc.holder) from None
+    try:
+        return _prepare(model, files, name, images, folder, analysis, analysis_dir, device, tta, progress, cancel,
+                        lock, read_only, identity, target)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+
+
+def _prepare(model, files, name, images, folder, analysis, analysis_dir, device, tta, progress, cancel, lock,
+             read_only, identity, target) -> ReviewCase:
+    from .analysis_files import write_analysis
+
     if not (analysis / "summary.json").is_file():
         if analysis_dir:
             raise BadInputError(f"{analysis} is not an analysis folder (no summary.json); leave --analysis out to "
                                 "analyse the case now.")
+        from .inference import MemberPredictor
+
         predictor = MemberPredictor(model, device=device, members=("flips", "folds"), tta=tta)
         result = predictor.analyze(images, progress=progress, cancel=cancel)
         write_analysis(result, images, analysis, model.describe())
+    folder.root.mkdir(parents=True, exist_ok=True)
+    if not read_only and not folder.input_images():  # kept with the review: `iwuo export-dataset` trains on them
+        folder.save_inputs(files)
     sitk_images = [sitk.ReadImage(str(f)) for f in files]
     return ReviewCase(name=name, images=sitk_images, channel_names=model.channel_names,
-                      written_labels=model.written_labels, analysis_dir=analysis, folder=folder)
+                      written_labels=model.written_labels, analysis_dir=analysis, folder=folder, identity=identity,
+                      target=target, lock=lock, read_only=read_only)

@@ -14,8 +14,11 @@ from pathlib import Path
 from typing import Optional
 
 from .budget_log import BudgetLog
-from .errors import BadInputError
+from .corrected_dataset import export_readiness
+from .errors import BadInputError, CorruptLogError
+from .fault_injection import after_write, before_write
 from .io_atomic import atomic_write_text
+from .review_folder import ReviewFolder
 
 CSV_COLUMNS = ("kind", "rank", "slice", "seconds", "voxels_added", "voxels_removed", "estimated_dice_gain",
                "measured_dice")
@@ -85,8 +88,10 @@ def _plot(points: list[dict], path: Path) -> None:
             twin.set_ylabel("measured Dice (vs reference)")
     axes[0].legend(loc="lower right", fontsize=8)
     tmp = path.with_name(f".{path.name}.partial.png")
+    before_write("figure.tmp", path)
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
+    after_write("figure.tmp", tmp)
     os.replace(tmp, path)
 
 
@@ -96,6 +101,8 @@ def write_review_report(log_path: str | os.PathLike, out_dir: Optional[str | os.
     if not log.path.is_file():
         raise BadInputError(f"No budget log at {log.path}: nothing has been reviewed there yet.")
     events = log.read()
+    if not events and log.warnings:
+        raise CorruptLogError(f"{log.path} is corrupt: none of its lines is a readable event ({log.warnings[0]})")
     if not any(e["kind"] == "session_started" for e in events):
         raise BadInputError(f"{log.path} has no session_started event: it is not an IWUO review log.")
     summary = log.summary()
@@ -118,6 +125,9 @@ def write_review_report(log_path: str | os.PathLike, out_dir: Optional[str | os.
     ]
     if summary.measured_dice is not None:
         lines.append(f"| measured Dice (last, against the reference) | {summary.measured_dice:.4f} |")
+    targets = [e["target"] for e in events if e["kind"] in ("session_started", "target_changed") and e.get("target")]
+    if targets:  # the structures the slices were ranked for, in order
+        lines.append(f"| review target | {' → '.join(dict.fromkeys(targets))} |")
     lines += ["", "![Dice gain against slices corrected and time](review_curve.png)", "",
               "## Corrected slices", "", "| rank | slice | seconds | voxels added | voxels removed | estimated gain |",
               "|---|---|---|---|---|---|"]
@@ -128,6 +138,8 @@ def write_review_report(log_path: str | os.PathLike, out_dir: Optional[str | os.
                          f"{float(e.get('estimated_dice_gain') or 0.0):+.4f} |")
     if log.warnings:
         lines += ["", "## Log warnings", "", *[f"- {w}" for w in log.warnings]]
+    if ReviewFolder(log.path.parent).has_analysis():
+        lines += ["", "## Training data", "", export_readiness(ReviewFolder(log.path.parent))]
     lines += ["", "All events: [review_log.csv](review_log.csv)."]
     report = out / "review_report.md"
     atomic_write_text(report, "\n".join(lines) + "\n")

@@ -15,11 +15,16 @@ import numpy as np
 from scipy import ndimage
 
 from .errors import BadInputError
+from .structures import (
+    BRATS_CONVENTIONS,
+    ModelStructures,
+    Structure,
+    structures_from_labels,
+    structures_from_summary,
+)
 
-#: BraTS 2013-2015 evaluation regions over the label values.
-BRATS_REGIONS = {"WT": (1, 2, 3, 4), "TC": (1, 3, 4), "ET": (4,)}
-#: Region-model output names that correspond to the BraTS regions.
-REGION_OUTPUT_NAMES = {"WT": "whole_tumor", "TC": "tumor_core", "ET": "enhancing_tumor"}
+#: BraTS 2013-2015 evaluation regions over the label values (other years: structures.BRATS_CONVENTIONS).
+BRATS_REGIONS = dict(BRATS_CONVENTIONS["brats2013"]["regions"])
 
 
 def slice_axis(spacing_xyz: tuple[float, float, float]) -> int:
@@ -29,23 +34,30 @@ def slice_axis(spacing_xyz: tuple[float, float, float]) -> int:
     return 0 if np.isclose(sp_zyx[0], coarsest, rtol=1e-3) else int(np.argmax(sp_zyx))
 
 
-def region_mask(label_map: np.ndarray, region: str | tuple[int, ...]) -> np.ndarray:
+def region_mask(label_map: np.ndarray, region: Structure | tuple[int, ...] | str) -> np.ndarray:
+    """Voxels of a region: a Structure, a tuple of label values, or (old callers) a BraTS 2013 region name."""
+    if isinstance(region, Structure):
+        return region.mask(label_map)
     values = BRATS_REGIONS[region] if isinstance(region, str) else region
     return np.isin(label_map, values)
 
 
+def model_structures(output_names: list[str], region_based: bool, label_values: dict[str, int] | None = None,
+                     labels: dict | None = None) -> ModelStructures:
+    """Structures from an analysis' outputs: `labels` (dataset.json's) when known, else label values by name."""
+    if labels:
+        return structures_from_labels(labels, region_based, output_names)
+    if label_values and not region_based:
+        return structures_from_labels({n: label_values.get(n, i) for i, n in enumerate(output_names)}, False)
+    return structures_from_summary({"outputs": output_names, "region_based": region_based})
+
+
 def region_probability(probabilities: np.ndarray, output_names: list[str], region_based: bool,
-                       region: str, label_values: dict[str, int] | None = None) -> np.ndarray:
+                       region: Structure | str | None = None, label_values: dict[str, int] | None = None) -> np.ndarray:
     """P(voxel in region): a region model's channel, or the sum of a label model's class channels."""
-    if region_based:
-        name = REGION_OUTPUT_NAMES.get(region, region)
-        if name not in output_names:
-            raise BadInputError(f"The model has no output for region {region} (outputs: {', '.join(output_names)}).")
-        return probabilities[output_names.index(name)]
-    values = BRATS_REGIONS[region]
-    label_values = label_values or {}
-    channels = [i for i, n in enumerate(output_names) if label_values.get(n, i) in values]
-    return probabilities[channels].sum(0)
+    if not isinstance(region, Structure):
+        region = model_structures(output_names, region_based, label_values).get(region)
+    return region.probability(probabilities)
 
 
 @dataclass
@@ -139,13 +151,18 @@ def score_slices(prob: np.ndarray, pred: np.ndarray, umap: np.ndarray, axis: int
 
 
 def iwuo_ranking(label_map: np.ndarray, probabilities: np.ndarray, output_names: list[str], region_based: bool,
-                 uncertainty: np.ndarray, spacing_xyz: tuple[float, float, float], region: str = "WT",
-                 options: ScoreOptions | None = None, limit: int | None = None,
-                 label_values: dict[str, int] | None = None) -> tuple[int, SliceScores, list[dict]]:
-    """Slices to review, best first: (axis, scores, rows of slice/iwuo/impact/uncertainty)."""
+                 uncertainty: np.ndarray, spacing_xyz: tuple[float, float, float],
+                 region: Structure | str | None = None, options: ScoreOptions | None = None, limit: int | None = None,
+                 label_values: dict[str, int] | None = None,
+                 structures: ModelStructures | None = None) -> tuple[int, SliceScores, list[dict]]:
+    """Slices to review for one target structure, best first: (axis, scores, rows of slice/iwuo/impact/uncertainty).
+
+    `region` is the review target: a Structure, a structure name of the model (`structures`, else derived from
+    the outputs), or None for the default target (all foreground)."""
     axis = slice_axis(spacing_xyz)
-    prob = region_probability(probabilities, output_names, region_based, region, label_values)
-    scores = score_slices(prob, region_mask(label_map, region), uncertainty, axis, options)
+    if not isinstance(region, Structure):
+        region = (structures or model_structures(output_names, region_based, label_values)).get(region)
+    scores = score_slices(region.probability(probabilities), region.mask(label_map), uncertainty, axis, options)
     order = np.argsort(-scores.iwuo, kind="stable")[:limit]
     rows = [{"slice": int(s), "iwuo": float(scores.iwuo[s]), "impact": float(scores.impact[s]),
              "uncertainty": float(scores.uncertainty[s])} for s in order]

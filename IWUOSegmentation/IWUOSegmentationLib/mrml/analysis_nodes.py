@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..colormaps import COLORMAPS, PALETTE
+
 HEATMAP_COLORMAPS = {"uncertainty": "inferno", "impact": "magma"}
-#: BraTS-like segment colours (RGB 0-1) by label name; other labels get a matplotlib tab10 colour.
+#: BraTS-like segment colours (RGB 0-1) by label name; other labels get a tab10 palette colour.
 SEGMENT_COLORS = {
     "necrosis": (0.85, 0.25, 0.2), "edema": (0.35, 0.8, 0.35), "non_enhancing": (0.3, 0.45, 0.9),
     "enhancing": (1.0, 0.85, 0.2), "whole_tumor": (0.35, 0.8, 0.35), "tumor_core": (0.85, 0.25, 0.2),
     "enhancing_tumor": (1.0, 0.85, 0.2),
+    # BraTS 2017-2024 label names (NCR, ED, ET) and nnU-Net's BraTS region names
+    "NCR": (0.85, 0.25, 0.2), "NET": (0.3, 0.45, 0.9), "ED": (0.35, 0.8, 0.35), "ET": (1.0, 0.85, 0.2),
+    "whole tumor": (0.35, 0.8, 0.35), "tumor core": (0.85, 0.25, 0.2), "enhancing tumor": (1.0, 0.85, 0.2),
 }
 
 
 def heatmap_color_node(scene, colormap: str = "inferno"):
-    """A 256-entry colour table from matplotlib's perceptually uniform maps (created once per scene)."""
-    import matplotlib
+    """A 256-entry colour table of a perceptually uniform map (colormaps.py; created once per scene)."""
     import slicer
 
     name = f"IWUO {colormap}"
@@ -30,9 +34,7 @@ def heatmap_color_node(scene, colormap: str = "inferno"):
     node.SetName(name)
     node.SetTypeToUser()
     node.SetNumberOfColors(256)
-    cmap = matplotlib.colormaps[colormap]
-    for i in range(256):
-        r, g, b, _ = cmap(i / 255.0)
+    for i, (r, g, b) in enumerate(COLORMAPS[colormap]):
         node.SetColor(i, f"{i}", r, g, b, 1.0)
     node.SetAttribute("Category", "IWUOSegmentation")
     node.SetHideFromEditors(False)
@@ -74,18 +76,16 @@ def add_heatmap_volume(scene, array_kji: np.ndarray, reference_volume, name: str
 
 def add_segmentation(scene, label_map_kji: np.ndarray, reference_volume, labels: dict[str, int], name: str):
     """Segmentation node with one segment per non-background label (names from dataset.json)."""
-    import matplotlib
     import slicer.util
 
     node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
     node.CreateDefaultDisplayNodes()
     node.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume)
     segmentation = node.GetSegmentation()
-    palette = matplotlib.colormaps["tab10"]
     for i, (label_name, value) in enumerate(sorted(labels.items(), key=lambda kv: kv[1])):
         if value == 0:
             continue
-        color = SEGMENT_COLORS.get(label_name, palette(i % 10)[:3])
+        color = SEGMENT_COLORS.get(label_name, PALETTE[i % len(PALETTE)])
         segment_id = segmentation.AddEmptySegment(label_name, label_name, list(color))
         slicer.util.updateSegmentBinaryLabelmapFromArray(
             (label_map_kji == value).astype(np.uint8), node, segment_id, reference_volume)

@@ -119,17 +119,13 @@ def review_folder_of(chosen: str | os.PathLike, volume_name: str) -> tuple[str, 
     return str(folder.root), folder.has_analysis()
 
 
-def check_analysis_reuse(folder: ReviewFolder, volume) -> None:
-    """The one place that decides whether the analysis in `folder` may be used for `volume` (the grid check is
-    in load_analysis_into_scene); a content-identity check plugs in here."""
-
-
 class ReviewController:
     """The review of one case in `scene`; `on_dirty` is the front end's "flush after this event" scheduler."""
 
-    def __init__(self, scene, on_dirty: Optional[Callable[[], None]] = None):
+    def __init__(self, scene, on_dirty: Optional[Callable[[], None]] = None, front_end: str = "Slicer"):
         self.scene = scene
         self.on_dirty = on_dirty
+        self.front_end = front_end  # named to a second opener of the review folder (review_lock)
         self._drop()
 
     def _drop(self) -> None:
@@ -145,14 +141,20 @@ class ReviewController:
         return self.session is None and self.scene.GetFirstNodeByName(RANKING_TABLE) is not None
 
     def open_case(self, review_folder: str | os.PathLike, volume, written_labels: dict[str, int],
-                  analysis_dir: str | os.PathLike | None = None,
-                  budget_slices: Optional[int] = DEFAULT_BUDGET_SLICES, show_first: bool = False) -> ReviewSession:
+                  expected_identity: dict, analysis_dir: str | os.PathLike | None = None,
+                  budget_slices: Optional[int] = DEFAULT_BUDGET_SLICES, show_first: bool = False,
+                  target: Optional[str] = None, read_only: bool = False, lock=None) -> ReviewSession:
         """Review `volume` with the analysis of `review_folder` (or `analysis_dir`): the saved corrections (else
         the prediction) and the heatmaps into the scene, the IWUO ranking, the session (its log resumed, shown
         where the reviewer stopped; a fresh one on its first slice if `show_first`).
 
-        Opening the case already under review, or one whose review the scene holds, adds no nodes."""
-        from .review_workflow import load_analysis_into_scene, open_review, read_corrected_segmentation
+        `expected_identity` is the identity of the images and model in hand (`identity_of_volumes`): an
+        analysis of anything else is refused (analysis_identity.check_identity). Opening the case already
+        under review, or one whose review the scene holds, adds no nodes. `target` is the structure to rank
+        (None: the one the review's log was last ranked on, else all foreground). The session locks the review
+        folder (`lock`: taken earlier by the caller); `read_only` browses a folder another session holds."""
+        from ..analysis_identity import read_summary
+        from .review_workflow import load_analysis_into_scene, open_review, read_corrected_segmentation, review_target
 
         folder = ReviewFolder(review_folder)
         if self.session is not None and self.folder == folder and self.volume is volume:
@@ -160,16 +162,16 @@ class ReviewController:
         if self._scene_review_of(folder, volume):
             return self.resume()
         self.close()
-        check_analysis_reuse(folder, volume)
         import slicer.util
 
+        analysis_dir = analysis_dir or folder.analysis
+        target = review_target(read_summary(analysis_dir), folder.log, target)
         corrected = read_corrected_segmentation(folder.corrected, slicer.util.arrayFromVolume(volume).shape)
-        loaded = load_analysis_into_scene(self.scene, analysis_dir or folder.analysis, volume, written_labels,
-                                          corrected)
+        loaded = load_analysis_into_scene(self.scene, analysis_dir, volume, written_labels, corrected,
+                                          expected_identity=expected_identity, target=target)
         session = open_review(self.scene, loaded.analysis, volume, loaded.segmentation, loaded.labels, folder.log,
-                              budget_slices=budget_slices)
-        for kind, node in loaded.overlays.items():
-            session.table.SetNodeReferenceID(REF_OVERLAY + kind, node.GetID())
+                              budget_slices=budget_slices, target=target, front_end=self.front_end,
+                              read_only=read_only, lock=lock)
         self.analysis, self.overlays, self.folder = loaded.analysis, dict(loaded.overlays), folder
         self._take(session)
         if session.current_rank >= 0:
@@ -184,7 +186,7 @@ class ReviewController:
         from .review_workflow import resume_review_from_scene
 
         self.close()
-        session, self.analysis = resume_review_from_scene(self.scene)
+        session, self.analysis = resume_review_from_scene(self.scene, front_end=self.front_end)
         table = session.table
         self.overlays = {}
         for i in range(table.GetNumberOfNodeReferenceRoles()):
@@ -203,7 +205,34 @@ class ReviewController:
     def _take(self, session: ReviewSession) -> ReviewSession:
         self.session, self.volume = session, session.volume
         session.on_dirty = self.on_dirty
+        for kind, node in self.overlays.items():
+            session.table.SetNodeReferenceID(REF_OVERLAY + kind, node.GetID())
         return session
+
+    # -- review target ----------------------------------------------------------------------------
+    def targets(self) -> list[str]:
+        """Structures of the model the review can rank for, the default (all foreground) first."""
+        from .review_workflow import review_targets
+
+        return review_targets(self.analysis) if self.analysis is not None else []
+
+    def set_target(self, target: str) -> None:
+        """Rank the slices for another structure: the log records the change and keeps the progress per slice;
+        the impact overlay follows the target."""
+        from .review_workflow import open_review, show_target_impact
+
+        session = self.session
+        if session is None or not target or target == session.target:
+            return
+        reference = session.reference
+        session.close()  # accounts pending edits, stops observing
+        session = open_review(self.scene, self.analysis, self.volume, session.segmentation, session.label_values,
+                              session.log.path, target=target, front_end=self.front_end,
+                              read_only=session.read_only)
+        session.reference = reference
+        self._take(session)
+        if "impact" in self.overlays:
+            show_target_impact(self.overlays["impact"], self.analysis, session.target)
 
     def _scene_review_of(self, folder: ReviewFolder, volume) -> bool:
         table = self.scene.GetFirstNodeByName(RANKING_TABLE)
@@ -289,6 +318,17 @@ class ReviewController:
             raise BadInputError("No review session yet: analyse a case first.")
         self.flush()
         return Path(write_review_report(self.session.log.path))
+
+    def export_training_dataset(self, parent_folder: str | os.PathLike, model_path: Optional[str] = None) -> str:
+        """Every corrected review beside this one (its parent folder) as a new nnU-Net dataset in `parent_folder`."""
+        from ..corrected_dataset import export_reviews, next_dataset_folder
+        from ..errors import BadInputError
+
+        if self.folder is None:
+            raise BadInputError("No review yet: analyse a case first.")
+        self.flush()
+        result = export_reviews([self.folder.root.parent], next_dataset_folder(parent_folder), model_path=model_path)
+        return f"{len(result.cases)} corrected case(s) written to {result.dataset}"
 
     def labels(self) -> dict[str, int]:
         return json.loads(self.session.segmentation.GetAttribute("IWUO.labels") or "{}") if self.session else {}

@@ -15,6 +15,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..budget_log import BudgetLog
+from ..review_lock import FolderLock, claim_lock, lock_folder
 
 RANKING_TABLE = "IWUO ranking"
 LOG_TABLE = "IWUO budget log"
@@ -26,6 +27,13 @@ ATTR_AXIS = "IWUO.sliceAxis"
 #: remapped when a saved scene is imported into a scene whose IDs are taken.
 REF_VOLUME = "iwuoVolume"
 REF_SEGMENTATION = "iwuoSegmentation"
+ATTR_TARGET = "IWUO.target"
+
+
+def logged_target(events: list[dict]) -> Optional[str]:
+    """The review target a budget log was last ranked on (session start or a later change), if it says."""
+    targets = [e.get("target") for e in events if e["kind"] in ("session_started", "target_changed") and e.get("target")]
+    return targets[-1] if targets else None
 
 
 def slice_centre_ras(volume, axis: int, index: int) -> tuple[float, float, float]:
@@ -53,14 +61,50 @@ def slice_index_of_view(slice_node, volume, axis: int) -> int:
     return int(round(ijk[2 - axis]))
 
 
+def _merge_changes(into: dict[int, dict], changed: dict[int, dict]) -> None:
+    """Add per-slice voxel counts of `changed` into `into` (same shape as _slice_changes' result)."""
+    for s, entry in changed.items():
+        target = into.setdefault(s, {"voxels_added": {}, "voxels_removed": {}})
+        for key in ("voxels_added", "voxels_removed"):
+            for label, n in entry.get(key, {}).items():
+                target[key][label] = target[key].get(label, 0) + n
+
+
 class ReviewSession:
-    """One reviewer's pass over the ranked slices of a segmentation."""
+    """One reviewer's pass over the ranked slices of a segmentation.
+
+    The session holds the review folder's lock (review_lock) from its start to `close`: one writer per
+    folder. A second session on the folder is refused with the holder's name, or, with `read_only`,
+    browses it: the log is read, nothing is written, and edits are undone as they are made.
+    """
 
     def __init__(self, scene, volume, segmentation, log_path: str, ranking: Optional[list[dict]] = None,
                  axis: int = 0, label_values: Optional[dict[str, int]] = None, budget_slices: Optional[int] = None,
-                 reference=None):
+                 reference=None, target: Optional[str] = None, front_end: str = "Slicer", read_only: bool = False,
+                 lock: Optional[FolderLock] = None):
+        self.read_only = read_only
+        self.lock: Optional[FolderLock] = None
+        if not read_only:
+            folder = Path(log_path).parent
+            claimed = claim_lock(folder)  # taken for this session earlier in this process (iwuo review)
+            held = lock is not None and lock.held and lock.folder.resolve() == folder.resolve()
+            self.lock = lock if held else (claimed or lock_folder(folder, front_end))
+        self._observer = None
+        try:
+            self._start(scene, volume, segmentation, log_path, ranking, axis, label_values, budget_slices, reference,
+                        target)
+        except BaseException:
+            if self._observer is not None:
+                self.segmentation.GetSegmentation().RemoveObserver(self._observer)
+            if self.lock is not None:
+                self.lock.release()
+            raise
+
+    def _start(self, scene, volume, segmentation, log_path, ranking, axis, label_values, budget_slices, reference,
+               target):
         self.scene, self.volume, self.segmentation = scene, volume, segmentation
         self.axis = axis
+        self.target = target  # the structure the ranking is for (recorded in the log)
         self.log = BudgetLog(log_path)
         self.label_values = label_values or {}
         self.reference = reference
@@ -70,8 +114,8 @@ class ReviewSession:
         self.current_rank = -1
         self._shown_at = None
         self._snapshot = self._label_arrays()
-        self._observer = None
         self.dirty = False
+        self._unlogged: dict[int, dict] = {}  # saved corrections whose log line failed (disk full), to retry
         self.on_dirty = None  # GUI hook: schedule flush_edits() after the current event
         #: Persists the segmentation as accounted (segment id -> mask); flush_edits calls it before it logs.
         self.on_accounted: Optional[Callable[[dict[str, np.ndarray]], None]] = None
@@ -81,9 +125,11 @@ class ReviewSession:
         started = [e for e in events if e["kind"] == "session_started"]
         if started:
             self._initial_dice = started[0].get("initial_dice", self._initial_dice)
+            if target is not None and ranking is not None and logged_target(events) != target:
+                self._append("target_changed", target=target, n_ranked=len(self.ranking))
         else:
-            self.log.append("session_started", budget_slices=budget_slices, n_ranked=len(self.ranking), axis=axis,
-                            initial_dice=self._initial_dice)
+            self._append("session_started", budget_slices=budget_slices, n_ranked=len(self.ranking), axis=axis,
+                         initial_dice=self._initial_dice, target=target)
         self._restore_progress(events)
         self._mirror_log()
 
@@ -117,6 +163,8 @@ class ReviewSession:
         table.SetAttribute(ATTR_AXIS, str(self.axis))
         table.SetNodeReferenceID(REF_VOLUME, self.volume.GetID())
         table.SetNodeReferenceID(REF_SEGMENTATION, self.segmentation.GetID())
+        if self.target is not None:
+            table.SetAttribute(ATTR_TARGET, self.target)
         return table
 
     def _read_ranking(self) -> list[int]:
@@ -178,7 +226,7 @@ class ReviewSession:
             return
         seconds = time.time() - self._shown_at
         self._shown_at = time.time()
-        self.log.append(kind, slice=self.ranking[self.current_rank], rank=self.current_rank + 1,
+        self._append(kind, slice=self.ranking[self.current_rank], rank=self.current_rank + 1,
                         seconds=round(seconds, 3), **data)
 
     # -- edit accounting --------------------------------------------------------------------------
@@ -198,11 +246,22 @@ class ReviewSession:
         self._observer = self.segmentation.GetSegmentation().AddObserver(
             slicer.vtkSegmentation.SourceRepresentationModified, self._on_modified)
 
+    def _append(self, kind: str, **data) -> dict:
+        """A budget-log line; a read-only session writes none."""
+        if self.read_only:
+            return {"kind": kind, **data}
+        return self.log.append(kind, **data)
+
     def close(self) -> None:
-        self.flush_edits()
-        if self._observer is not None:
-            self.segmentation.GetSegmentation().RemoveObserver(self._observer)
-            self._observer = None
+        """Flush pending edits, stop observing, and give the review folder's lock back."""
+        try:
+            self.flush_edits()
+        finally:
+            if self._observer is not None:
+                self.segmentation.GetSegmentation().RemoveObserver(self._observer)
+                self._observer = None
+            if self.lock is not None:
+                self.lock.release()
 
     def _on_modified(self, *_) -> None:
         """Segmentation changed: note it; the diff is taken when the edit is complete (flush_edits).
@@ -220,24 +279,34 @@ class ReviewSession:
         return self._snapshot
 
     def flush_edits(self) -> int:
-        """Attribute the voxel changes since the last flush to their slices; return slices changed."""
-        if not self.dirty:
+        """Attribute the voxel changes since the last flush to their slices; return slices changed.
+
+        A failed save (disk full) leaves the edit pending; a failed log line leaves the saved correction
+        waiting to be logged. Both are retried by the next flush, so the session goes on once space is back.
+        """
+        if not self.dirty and not self._unlogged:
             return 0
-        self.dirty = False
-        current = self._label_arrays()
-        changed = self._slice_changes(self._snapshot, current)
-        if changed and self.on_accounted is not None:
-            # Saved before logged: a correction the log counts is on disk, whichever path flushed
-            # (a stroke, Next, closing). A failed save leaves the edit pending, to be retried.
-            try:
-                self.on_accounted(current)
-            except BaseException:
-                self.dirty = True
-                raise
-        self._snapshot = current
-        if not changed:
+        if self.read_only:  # browse only: the edit is undone, nothing is saved or logged
+            self.dirty = False
+            self.adopt_saved_corrections(self._snapshot)
             return 0
-        self._log_corrections(changed)
+        changed: dict[int, dict] = {}
+        if self.dirty:
+            self.dirty = False
+            current = self._label_arrays()
+            changed = self._slice_changes(self._snapshot, current)
+            if changed and self.on_accounted is not None:
+                # Saved before logged: a correction the log counts is on disk, whichever path flushed
+                # (a stroke, Next, closing).
+                try:
+                    self.on_accounted(current)
+                except BaseException:
+                    self.dirty = True
+                    raise
+            self._snapshot = current
+            _merge_changes(self._unlogged, changed)
+        if self._unlogged:
+            self._log_corrections(self._unlogged, written=True)
         return len(changed)
 
     def _slice_changes(self, before: dict[str, np.ndarray], after: dict[str, np.ndarray]) -> dict[int, dict]:
@@ -257,13 +326,17 @@ class ReviewSession:
                     entry["voxels_removed"][label] = int(removed[s])
         return changed
 
-    def _log_corrections(self, changed: dict[int, dict[str, dict[str, int]]], **extra) -> None:
+    def _log_corrections(self, changed: dict[int, dict[str, dict[str, int]]], written: bool = False,
+                         **extra) -> None:
+        """One log line per changed slice; with `written`, each slice leaves `changed` once its line is on disk."""
         measured = self.measured_dice()
         for s, entry in sorted(changed.items()):
             seconds = time.time() - self._shown_at if self._shown_at else 0.0
             rank = self.ranking.index(s) + 1 if s in self.ranking else None
-            self.log.append("slice_corrected", slice=s, rank=rank, seconds=round(seconds, 3),
-                            measured_dice=measured, estimated_dice_gain=self._impact(rank), **entry, **extra)
+            self._append("slice_corrected", slice=s, rank=rank, seconds=round(seconds, 3),
+                         measured_dice=measured, estimated_dice_gain=self._impact(rank), **entry, **extra)
+            if written:
+                del changed[s]
             if rank is not None:
                 self._set_status(rank - 1, "corrected")
         self._shown_at = time.time()
@@ -290,6 +363,8 @@ class ReviewSession:
         """Slices where the segmentation differs from `prediction` (segment id -> mask) but the log has no
         correction: saved corrections whose log line a crash cut off (corrections are saved before they are
         logged). Logged now, marked recovered, so the budget counts them; returns their slice indices."""
+        if self.read_only:
+            return []
         logged = {int(e["slice"]) for e in self.log.read() if e["kind"] == "slice_corrected"}
         changed = {s: entry for s, entry in self._slice_changes(prediction, self._snapshot).items() if s not in logged}
         if changed:
@@ -360,8 +435,8 @@ class ReviewSession:
         for name, values in columns.items():
             array = vtk.vtkDoubleArray()
             array.SetName(name)
-            for v in values:
-                array.InsertNextValue(v)
+            for v in values:  # NaN: no measured Dice before a reference was chosen (set after the session began)
+                array.InsertNextValue(float("nan") if v is None else v)
             table.AddColumn(array)
         chart = self._get_or_add("vtkMRMLPlotChartNode", CHART)
         chart.SetXAxisTitle("slices corrected")
@@ -403,4 +478,5 @@ class ReviewSession:
         if volume is None or segmentation is None:
             raise ValueError("The scene's IWUO ranking table does not reference its volume and segmentation: the "
                              "session cannot be resumed from this scene; analyse the case again.")
+        kwargs.setdefault("target", table.GetAttribute(ATTR_TARGET))
         return cls(scene, volume, segmentation, path, ranking=None, axis=int(table.GetAttribute(ATTR_AXIS)), **kwargs)

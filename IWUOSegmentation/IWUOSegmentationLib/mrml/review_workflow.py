@@ -4,6 +4,10 @@ The desktop module (IWUOSegmentation.py) and the browser app (web/review_app.py)
 functions, so a session started in one can be finished in the other: same nodes, same IWUO
 ranking, same BudgetLog file and the same saved label map of the corrected segmentation, laid
 out as `review_folder.ReviewFolder` says.
+
+An analysis is put into a scene only for the images and the model it was made from
+(analysis_identity.py): callers pass the identity of what they have, from the channel volumes in
+the scene (`identity_of_volumes`) or from the case's files. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -17,8 +21,12 @@ from typing import Optional
 import numpy as np
 
 from ..analysis_files import UNCERTAINTY_MAPS, LoadedAnalysis, read_analysis
+from ..analysis_identity import analysis_identity, check_identity, image_identity, model_identity, read_summary
 from ..errors import BadInputError
+from ..fault_injection import after_write, before_write
+from ..io_atomic import check_complete
 from ..review_folder import ReviewFolder
+from ..review_lock import FolderLock
 from .analysis_nodes import add_heatmap_volume, add_segmentation, place_in_study
 from .review_session import ReviewSession
 
@@ -50,6 +58,27 @@ def ijk_to_ras_matrix(image):
     return m
 
 
+def volume_identity(volume, name: str = "") -> dict:
+    """Identity of a scalar volume node's voxels and grid, as `analysis_identity.image_identity` (LPS geometry)."""
+    import slicer.util
+
+    directions = np.zeros((3, 3))
+    matrix = [[0.0] * 3 for _ in range(3)]
+    volume.GetIJKToRASDirections(matrix)
+    directions[:] = matrix
+    lps = np.diag([-1.0, -1.0, 1.0])
+    origin = lps @ np.array(volume.GetOrigin(), float)
+    return image_identity(slicer.util.arrayFromVolume(volume).astype(np.float32), volume.GetSpacing(), origin,
+                          (lps @ directions).ravel(), name)
+
+
+def identity_of_volumes(volumes: list, model) -> dict:
+    """The identity an analysis of these channel volumes (in the model's channel order) with `model` has."""
+    names = list(model.channel_names) if hasattr(model, "channel_names") else []
+    inputs = [volume_identity(v, names[i] if i < len(names) else v.GetName()) for i, v in enumerate(volumes)]
+    return analysis_identity(inputs, model_identity(model))
+
+
 def add_volume_from_image(image, name: str):
     """Scalar volume node with the voxels and geometry of a SimpleITK image."""
     import SimpleITK as sitk
@@ -62,20 +91,40 @@ def add_volume_from_image(image, name: str):
     return node
 
 
-def impact_map(analysis: LoadedAnalysis) -> np.ndarray:
-    """Per-voxel expected Dice error mass of the whole tumour: P(tumour) where not predicted, 1-P where predicted."""
-    from ..slice_scores import region_mask, region_probability
+def analysis_structures(analysis: LoadedAnalysis):
+    """The model's structures (labels, regions, all foreground) as the analysis records them."""
+    from ..structures import structures_from_summary
 
-    prob = region_probability(analysis.probabilities, analysis.summary["outputs"], analysis.summary["region_based"],
-                              "WT")
-    pred = region_mask(analysis.label_map, "WT")
+    return structures_from_summary(analysis.summary)
+
+
+def impact_map(analysis: LoadedAnalysis, target: Optional[str] = None) -> np.ndarray:
+    """Per-voxel expected Dice error mass of the review target (default: all foreground): P(target) where not
+    predicted, 1-P where predicted."""
+    structure = analysis_structures(analysis).get(target)
+    prob = structure.probability(analysis.probabilities)
+    pred = structure.mask(analysis.label_map)
     return np.where(pred, 1.0 - prob, prob).astype(np.float32)
 
 
+def show_target_impact(overlay_node, analysis: LoadedAnalysis, target: Optional[str]) -> None:
+    """Refill the impact overlay for another review target (same node, so the views keep showing it)."""
+    import slicer.util
+
+    slicer.util.updateVolumeFromArray(overlay_node, impact_map(analysis, target))
+
+
 def load_analysis_into_scene(scene, analysis_folder: str | os.PathLike, volume, written_labels: dict[str, int],
-                             corrected_label_map: Optional[np.ndarray] = None) -> AnalysisInScene:
-    """Segmentation (the saved corrections if given, else the prediction) and heatmap overlays."""
-    analysis = read_analysis(analysis_folder)
+                             corrected_label_map: Optional[np.ndarray] = None, *,
+                             expected_identity: dict, target: Optional[str] = None) -> AnalysisInScene:
+    """Segmentation (the saved corrections if given, else the prediction) and heatmap overlays (the impact
+    overlay of the review `target`, default all foreground).
+
+    `expected_identity` is the identity of the case and model in hand (`identity_of_volumes`, or
+    `analysis_identity` of the case's files); an analysis of anything else is refused before it is read."""
+    summary = read_summary(analysis_folder)
+    check_identity(summary, analysis_folder, expected_identity["inputs"], expected_identity["model"])
+    analysis = read_analysis(analysis_folder, summary)
     import slicer.util
 
     shape = slicer.util.arrayFromVolume(volume).shape
@@ -89,7 +138,7 @@ def load_analysis_into_scene(scene, analysis_folder: str | os.PathLike, volume, 
     segmentation.SetAttribute("IWUO.summary", json.dumps(analysis.summary.get("members", {})))
     place_in_study(scene, segmentation, volume)
     overlays = {}
-    maps = {**analysis.uncertainty, "impact": impact_map(analysis)}
+    maps = {**analysis.uncertainty, "impact": impact_map(analysis, target)}
     for name in OVERLAY_KINDS:
         node = add_heatmap_volume(scene, maps[name], volume, f"{volume.GetName()} {name}",
                                   kind="impact" if name == "impact" else "uncertainty")
@@ -99,50 +148,83 @@ def load_analysis_into_scene(scene, analysis_folder: str | os.PathLike, volume, 
 
 
 def open_review(scene, analysis: LoadedAnalysis, volume, segmentation, labels: dict[str, int],
-                log_path: str | os.PathLike, budget_slices: Optional[int] = None) -> ReviewSession:
-    """IWUO ranking (whole tumour, entropy) as a review session; an existing log resumes its progress, and
+                log_path: str | os.PathLike, budget_slices: Optional[int] = None,
+                target: Optional[str] = None, front_end: str = "Slicer", read_only: bool = False,
+                lock: Optional[FolderLock] = None) -> ReviewSession:
+    """IWUO ranking (entropy) of the review target as a review session; an existing log resumes its progress, and
     saved corrections it lacks (a crash between saving and logging) are logged. Every flush saves the
-    corrected label map before logging."""
+    corrected label map before logging.
+
+    `target` is a structure of the model (a label, a region, or "all foreground"); None resumes the log's
+    target, or takes the default (all foreground; the whole tumour of a BraTS model). The log records it.
+    The session locks the review folder (one writer): if another session has it, FolderLockedError (exit
+    code 2) names that session; `read_only=True` opens it to browse, writing nothing. `lock`: the folder's
+    lock when the caller took it earlier (`iwuo review` does, before analysing into the folder)."""
     from ..slice_scores import iwuo_ranking
 
+    structure = analysis_structures(analysis).get(review_target(analysis.summary, log_path, target))
     axis, _, rows = iwuo_ranking(analysis.label_map, analysis.probabilities, analysis.summary["outputs"],
                                  analysis.summary["region_based"], analysis.uncertainty["entropy"],
-                                 analysis.reference.GetSpacing())
+                                 analysis.reference.GetSpacing(), region=structure)
     for table in ("IWUO ranking", "IWUO budget log"):
         node = scene.GetFirstNodeByName(table)
         if node is not None:
             scene.RemoveNode(node)
     session = ReviewSession(scene, volume, segmentation, str(log_path), ranking=rows, axis=axis,
-                            label_values=labels, budget_slices=budget_slices)
-    session.log_unlogged_corrections(masks_from_label_map(analysis.label_map, labels))
-    save_corrections_before_logging(session, analysis.reference)
+                            label_values=labels, budget_slices=budget_slices, target=structure.name,
+                            front_end=front_end, read_only=read_only, lock=lock)
+    if not read_only:
+        session.log_unlogged_corrections(masks_from_label_map(analysis.label_map, labels))
+        save_corrections_before_logging(session, analysis.reference)
     return session
 
 
-def resume_review_from_scene(scene) -> tuple[ReviewSession, LoadedAnalysis]:
+def review_target(summary: dict, log_path: str | os.PathLike, target: Optional[str] = None) -> str:
+    """The structure to rank (analysis summary.json given): `target`, else the one the review's log was last
+    ranked on, else the default."""
+    from ..budget_log import BudgetLog
+    from ..structures import structures_from_summary
+    from .review_session import logged_target
+
+    if target is None and Path(log_path).is_file():
+        target = logged_target(BudgetLog(log_path).read())
+    return structures_from_summary(summary).get(target).name
+
+
+def review_targets(analysis: LoadedAnalysis) -> list[str]:
+    """Structures a reviewer can rank on, the default first (for the target selectors of both front ends)."""
+    return analysis_structures(analysis).target_choices()
+
+
+def resume_review_from_scene(scene, front_end: str = "Slicer",
+                             read_only: bool = False) -> tuple[ReviewSession, LoadedAnalysis]:
     """The review session of a reopened scene, brought up to date with its review folder.
 
     The corrected label map is saved on every flush, the scene only when the user saves it, so the
     saved corrections replace the scene's segmentation: edits made after the scene was saved are
-    neither lost nor overwritten by the next flush. Then as `open_review`: unlogged saved corrections
-    are logged, and every flush saves before it logs.
+    neither lost nor overwritten by the next flush. Then as `open_review`: the folder is locked (or
+    browsed read-only), unlogged saved corrections are logged, and every flush saves before it logs.
     """
     import slicer.util
 
-    session = ReviewSession.restore(scene)  # a clear error without the ranking table or the log
+    # a clear error without the ranking table or the log, or while another session holds the folder
+    session = ReviewSession.restore(scene, front_end=front_end, read_only=read_only)
     labels = json.loads(session.segmentation.GetAttribute("IWUO.labels") or "{}")
     session.label_values = labels
     folder = ReviewFolder(session.log.path.parent)
     try:
-        analysis = read_analysis(folder.analysis)
+        summary = read_summary(folder.analysis)  # the analysis beside the log must be of the scene's image
+        check_identity(summary, folder.analysis, [volume_identity(session.volume)], first_inputs_only=True)
+        analysis = read_analysis(folder.analysis, summary)
         corrected = read_corrected_segmentation(folder.corrected, slicer.util.arrayFromVolume(session.volume).shape)
     except BadInputError:  # no analysis beside the log (its geometry is needed to save), or foreign corrections
         session.close()
         raise
     if corrected is not None:
         session.adopt_saved_corrections(masks_from_label_map(corrected, labels))
-    session.log_unlogged_corrections(masks_from_label_map(analysis.label_map, labels))
-    save_corrections_before_logging(session, analysis.reference)
+    if not read_only:
+        session.log_unlogged_corrections(masks_from_label_map(analysis.label_map, labels))
+        save_corrections_before_logging(session, analysis.reference)
     return session, analysis
 
 
@@ -178,10 +260,18 @@ def save_corrected_segmentation(label_map: np.ndarray, reference_image, path: st
     image = sitk.GetImageFromArray(label_map)
     image.CopyInformation(reference_image)
     tmp = path.with_name(f".{path.name}.partial.nii.gz")
-    sitk.WriteImage(image, str(tmp), True)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        before_write("corrected.tmp", path)
+        sitk.WriteImage(image, str(tmp), True)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        after_write("corrected.tmp", tmp)
+        before_write("corrected.saved", path)
+        os.replace(tmp, path)
+    except BaseException:  # a failed write (disk full, read-only folder) leaves the saved file as it was
+        tmp.unlink(missing_ok=True)
+        raise
+    after_write("corrected.saved")
     return path
 
 
@@ -208,7 +298,12 @@ def read_corrected_segmentation(path: str | os.PathLike, shape: tuple[int, ...])
     path = Path(path)
     if not path.is_file():
         return None
-    array = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+    try:
+        check_complete(path)
+        array = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+    except (ValueError, RuntimeError) as exc:  # never half-read: a cut file would read as lost corrections
+        raise BadInputError(f"{path} cannot be read ({str(exc).strip().splitlines()[-1][:200]}); the budget log "
+                            "still lists the corrections. Move the file away to start from the prediction.") from exc
     if array.shape != tuple(shape):
         raise BadInputError(f"{path} has grid {array.shape[::-1]}, not the case's {tuple(shape)[::-1]}; move it "
                             "away to start from the prediction.")

@@ -1,9 +1,14 @@
-"""Body of the module's self-test, runnable in Slicer and on the slicer-core wheel (pytest).
+"""Body of the module's self-test, runnable in stock Slicer and on the slicer-core wheel (pytest).
 
-Generates a phantom, analyses it with the bundled demo model, puts segmentation and heatmaps
-into the scene, builds the review session from the IWUO ranking, and replays a perfect and a
-noisy simulated expert through the same MRML edit path a brush takes (slice corrections written
-into the segmentation node, seen by the session's observer and logged in the BudgetLog).
+`run_self_test` needs only what Slicer ships (numpy, scipy, SimpleITK, MRML): it loads the phantom
+case that ships with the module (self_test_case.py) and its precomputed analysis through the same
+calls the module makes (identity check, segmentation and heatmaps into the scene, review session
+from the IWUO ranking), checks that the analysis is refused for other inputs, and replays a
+perfect and a noisy simulated expert through the MRML edit path a brush takes (slice corrections
+written into the segmentation node, seen by the session's observer and logged in the BudgetLog).
+
+`run_inference_check` is the extra test for a Slicer with torch and nnU-Net: it analyses the
+shipped images again with the bundled demo model and compares with the shipped analysis.
 """
 
 from __future__ import annotations
@@ -37,75 +42,119 @@ def replay_expert(session, segmentation, volume, corrected_written: np.ndarray, 
     return dice
 
 
-def run_self_test(scene, work_dir: str, seed: int = 7, n_review: int = 5) -> dict:
-    """Return measured facts; raise AssertionError when the pipeline is broken."""
+def _load_channels(scene):
+    """The shipped case's channel volumes (model channel order) and its reference label map."""
     import SimpleITK as sitk
+
+    from ..self_test_case import CASE_FOLDER, CHANNEL_FILES, REFERENCE_FILE
+    from .review_workflow import add_volume_from_image
+
+    volumes = [add_volume_from_image(sitk.ReadImage(str(CASE_FOLDER / file)), f"Phantom{channel}")
+               for channel, file in CHANNEL_FILES.items()]
+    reference = sitk.GetArrayFromImage(sitk.ReadImage(str(CASE_FOLDER / REFERENCE_FILE))).astype(np.int64)
+    return volumes, reference
+
+
+def run_self_test(scene, work_dir: str, n_review: int = 5) -> dict:
+    """Return measured facts; raise AssertionError when the review pipeline is broken."""
     import slicer.util
 
-    from ..demo_model import FIRST_TRAINING_SEED, demo_model_folder
+    from ..analysis_identity import AnalysisMismatchError
+    from ..demo_model import demo_model_folder
     from ..experts import NoisyExpert
-    from ..inference import CaseImages, MemberPredictor
     from ..model_folder import open_model
-    from ..phantom import write_phantoms
     from ..replay import aubc, dice_curve, slice_counts
-    from ..slice_scores import iwuo_ranking, region_mask
+    from ..self_test_case import analysis_folder
+    from ..slice_scores import region_mask
     from ..strategies import RankingContext, make_strategy
-    from .analysis_nodes import add_heatmap_volume, add_segmentation
-    from .review_session import ReviewSession
-    from .review_workflow import ijk_to_ras_matrix
+    from .analysis_nodes import add_segmentation
+    from .review_workflow import identity_of_volumes, load_analysis_into_scene, open_review
 
-    assert seed < FIRST_TRAINING_SEED, "self-test phantoms must not be training phantoms"
     start = time.time()
     work = Path(work_dir)
-    write_phantoms(work, 1, seed=seed, layout="cases")
-    case_dir = work / f"phantom_{seed:04d}"
+    work.mkdir(parents=True, exist_ok=True)
     model = open_model(demo_model_folder())
-    case = CaseImages.from_files([str(case_dir / f"{c}.nii.gz") for c in model.channel_names])
-    result = MemberPredictor(model, device="cpu", members=("flips", "folds")).analyze(case)
-    flair = slicer.util.addVolumeFromArray(case.arrays[0], name="PhantomFLAIR")
-    flair.SetIJKToRASMatrix(ijk_to_ras_matrix(case.to_image(case.arrays[0])))
-    written = {k: v for k, v in model.written_labels.items() if v}
-    segmentation = add_segmentation(scene, result.label_map, flair, model.written_labels, "IWUO segmentation")
-    heat = add_heatmap_volume(scene, result.uncertainty["entropy"], flair, "IWUO entropy")
-    reference = sitk.GetArrayFromImage(sitk.ReadImage(str(case_dir / "label.nii.gz"))).astype(np.int64)
+    volumes, reference = _load_channels(scene)
+    flair = volumes[0]
+    swapped = identity_of_volumes(volumes[::-1], model)
+    try:
+        load_analysis_into_scene(scene, analysis_folder(), flair, model.written_labels, expected_identity=swapped)
+        raise AssertionError("the analysis was opened for other images (channels swapped)")
+    except AnalysisMismatchError:
+        pass
+    loaded = load_analysis_into_scene(scene, analysis_folder(), flair, model.written_labels,
+                                      expected_identity=identity_of_volumes(volumes, model))
+    analysis, segmentation, written = loaded.analysis, loaded.segmentation, loaded.labels
 
     scene_labels = np.zeros(reference.shape, np.uint8)
     for segment_id, value in written.items():
         scene_labels[slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segment_id, flair) > 0] = value
-    assert np.array_equal(scene_labels, result.label_map), "segmentation in the scene differs from the analysis"
+    assert np.array_equal(scene_labels, analysis.label_map), "segmentation in the scene differs from the analysis"
 
-    axis, scores, ranking = iwuo_ranking(result.label_map, result.probabilities, result.output_names,
-                                         result.region_based, result.uncertainty["entropy"], case.spacing)
-    order = np.array([row["slice"] for row in ranking])
-    pred, truth = region_mask(result.label_map, "WT"), region_mask(reference, "WT")
-    reference_written = np.vectorize(REFERENCE_TO_WRITTEN.get)(reference).astype(np.uint8)
-
-    session = ReviewSession(scene, flair, segmentation, str(work / "perfect.budget.jsonl"), ranking=ranking,
-                            axis=axis, label_values=written, reference=reference)
-    perfect = replay_expert(session, segmentation, flair, reference_written, written, n_review)
+    session = open_review(scene, analysis, flair, segmentation, written, work / "perfect.budget.jsonl")
+    session.reference = reference
+    axis, ranking = session.axis, session.ranking
+    perfect = replay_expert(session, segmentation, flair,
+                            np.vectorize(REFERENCE_TO_WRITTEN.get)(reference).astype(np.uint8), written, n_review)
     changed = sum(1 for a, b in zip(perfect, perfect[1:]) if b != a)
     summary = session.log.summary()
     session.close()
     assert summary.slices_corrected == changed, (summary.slices_corrected, changed)
     assert all(b >= a - 1e-12 for a, b in zip(perfect, perfect[1:])), f"perfect corrections lowered Dice: {perfect}"
     assert perfect[-1] > perfect[0], "perfect corrections of the top-ranked slices did not raise Dice"
+    assert (work / "corrected_segmentation.nii.gz").is_file(), "the corrections were not saved beside the budget log"
 
-    noisy_seg = add_segmentation(scene, result.label_map, flair, model.written_labels, "IWUO segmentation (noisy)")
-    noisy_truth = NoisyExpert().correct(reference > 0, axis, seed=seed)
+    noisy_seg = add_segmentation(scene, analysis.label_map, flair, model.written_labels, "IWUO segmentation (noisy)")
+    reference_written = np.vectorize(REFERENCE_TO_WRITTEN.get)(reference).astype(np.uint8)
+    noisy_truth = NoisyExpert().correct(reference > 0, axis, seed=7)
     noisy_written = np.where(noisy_truth, np.where(reference_written > 0, reference_written, 2), 0).astype(np.uint8)
-    for table in ("IWUO ranking", "IWUO budget log"):
-        scene.RemoveNode(scene.GetFirstNodeByName(table))
-    noisy_session = ReviewSession(scene, flair, noisy_seg, str(work / "noisy.budget.jsonl"), ranking=ranking,
-                                  axis=axis, label_values=written, reference=reference)
+    noisy_session = open_review(scene, analysis, flair, noisy_seg, written, work / "noisy" / "review.budget.jsonl")
+    noisy_session.reference = reference
     noisy = replay_expert(noisy_session, noisy_seg, flair, noisy_written, written, n_review)
     noisy_session.close()
 
+    pred, truth = region_mask(analysis.label_map, "WT"), region_mask(reference, "WT")
     counts = slice_counts(pred, truth, truth, axis)
+    order = np.array(ranking)
+    scores = _scores_for_random(analysis)
     iwuo_aubc = aubc(dice_curve(counts, order))
     random_aubc = float(np.mean([aubc(dice_curve(counts, make_strategy("random").order(RankingContext(scores, seed=s))))
                                  for s in range(20)]))
     return {"dice_wt": perfect[0], "perfect_dice": [round(d, 4) for d in perfect],
             "noisy_dice": [round(d, 4) for d in noisy], "slices_logged": summary.slices_corrected,
             "iwuo_aubc": round(iwuo_aubc, 4), "random_aubc": round(random_aubc, 4),
-            "segments": list(written), "heatmap": heat.GetName(), "members": result.members["n_members"],
-            "seconds": round(time.time() - start, 1)}
+            "segments": list(written), "heatmaps": sorted(loaded.overlays),
+            "members": analysis.summary["members"]["n_members"], "seconds": round(time.time() - start, 1)}
+
+
+def _scores_for_random(analysis):
+    from ..slice_scores import iwuo_ranking
+
+    _, scores, _ = iwuo_ranking(analysis.label_map, analysis.probabilities, analysis.summary["outputs"],
+                                analysis.summary["region_based"], analysis.uncertainty["entropy"],
+                                analysis.reference.GetSpacing())
+    return scores
+
+
+def run_inference_check(work_dir: str) -> dict:
+    """Analyse the shipped images with the bundled demo model (needs torch and nnU-Net) and compare."""
+    from ..analysis_files import read_analysis, write_analysis
+    from ..analysis_identity import check_analysis_folder
+    from ..demo_model import demo_model_folder
+    from ..inference import CaseImages, MemberPredictor
+    from ..model_folder import open_model
+    from ..self_test_case import analysis_folder, channel_paths
+    from ..slice_scores import region_mask
+
+    model = open_model(demo_model_folder())
+    case = CaseImages.from_files([str(p) for p in channel_paths()])
+    result = MemberPredictor(model, device="cpu", members=("flips", "folds")).analyze(case)
+    fresh = write_analysis(result, case, Path(work_dir) / "analysis", model.describe())
+    recorded = read_analysis(fresh).summary["identity"]
+    check_analysis_folder(analysis_folder(), recorded["inputs"], recorded["model"])  # same inputs, same model
+    shipped = read_analysis(analysis_folder())
+    fresh_wt, shipped_wt = region_mask(result.label_map, "WT"), region_mask(shipped.label_map, "WT")
+    agreement = 2.0 * np.count_nonzero(fresh_wt & shipped_wt) / max(1, fresh_wt.sum() + shipped_wt.sum())
+    assert agreement > 0.99, f"the demo model no longer reproduces the shipped analysis (WT Dice {agreement:.4f})"
+    return {"wt_agreement": round(float(agreement), 4), "seconds": round(result.seconds, 1),
+            "members": result.members["n_members"]}

@@ -17,7 +17,7 @@ from typing import Optional
 from ..mrml.review_controller import ACTIONS, SHORTCUTS, ReviewController, budget_of, budget_text, red_node
 from ..mrml.review_session import ReviewSession, slice_index_of_view
 from ..mrml.review_workflow import OVERLAY_KINDS, add_volume_from_image
-from ..review_case import ReviewCase
+from ..review_case import BROWSER_FRONT_END, ReviewCase
 
 log = logging.getLogger("iwuo.review")
 
@@ -78,12 +78,18 @@ class ReviewApp:
         self.volume = volume
         # views reset first: the session then centres them on the slice where the log says the reviewer stopped
         self.slicer_app.display_manager.show_volume(volume, do_reset_views=True)
-        self.controller = ReviewController(self.slicer_app.scene, on_dirty=self._schedule_flush)
-        self.session = self.controller.open_case(case.folder.root, volume, case.written_labels,
-                                                 analysis_dir=case.analysis_dir, budget_slices=budget_slices)
+        self.controller = ReviewController(self.slicer_app.scene, on_dirty=self._schedule_flush,
+                                           front_end=BROWSER_FRONT_END)
+        self.session = self.controller.open_case(case.folder.root, volume, case.written_labels, case.identity,
+                                                 analysis_dir=case.analysis_dir, budget_slices=budget_slices,
+                                                 target=case.target, read_only=case.read_only, lock=case.lock)
         self.segmentation, self.overlays = self.session.segmentation, self.controller.overlays
         self.labels = self.session.label_values
+        self.state.iwuo_targets = self.controller.targets()
+        self.state.iwuo_target = self.session.target
         self.slicer_app.segmentation_editor.set_active_segmentation(self.segmentation, volume)
+        if case.read_only:
+            self.state.iwuo_message = "Read-only: another session holds this review; edits are not kept."
         self._set_overlay(self.state.iwuo_map, self.state.iwuo_opacity)
         self._publish()
 
@@ -157,6 +163,13 @@ class ReviewApp:
         if key in SHORTCUTS:
             self.act(SHORTCUTS[key])
 
+    def set_target(self, target: str) -> None:
+        """Rank the slices for another structure: the log records the change and keeps the progress per slice."""
+        self.controller.set_target(target)
+        self.session = self.controller.session
+        self.state.iwuo_target = self.session.target
+        self._publish()
+
     def go_to_rank(self, rank: int) -> None:
         self.session.go_to(int(rank) - 1)
         self._publish()
@@ -196,6 +209,8 @@ class ReviewApp:
         state.iwuo_segment = None
         state.iwuo_segments = []
         state.iwuo_rows = []
+        state.iwuo_targets = []
+        state.iwuo_target = None
         state.iwuo_case = self.case.name
         state.change("iwuo_map", "iwuo_opacity")(lambda iwuo_map, iwuo_opacity, **_: (
             self._set_overlay(iwuo_map, iwuo_opacity) if self.session else None))
@@ -205,6 +220,7 @@ class ReviewApp:
         ctrl.trigger("iwuo_effect")(self.set_effect)
         ctrl.trigger("iwuo_segment")(self.set_segment)
         ctrl.trigger("iwuo_report")(self.export_report)
+        ctrl.trigger("iwuo_target")(self.set_target)
         state.iwuo_message = ""
 
         with VAppLayout(self.server, full_height=True) as self.layout:
@@ -214,6 +230,10 @@ class ReviewApp:
                 html.Div("{{ iwuo_budget_text }}", classes="mx-4 text-body-2", raw_attrs=['data-testid="budget-text"'])
             with v.VNavigationDrawer(permanent=True, width=380):
                 with v.VContainer(classes="pa-2"):
+                    v.VSelect(label="Review target", items=("iwuo_targets",), model_value=("iwuo_target",),
+                              density="compact", hide_details=True, classes="mb-2",
+                              update_modelValue="trigger('iwuo_target', [$event])",
+                              raw_attrs=['data-testid="target-select"'])
                     v.VProgressLinear(model_value=("100 * iwuo_slices_used / Math.max(iwuo_budget, 1)",), height=8,
                                       color=("iwuo_slices_used >= iwuo_budget ? 'error' : 'primary'",), classes="mb-2",
                                       raw_attrs=['data-testid="budget-bar"'])
@@ -281,5 +301,6 @@ class ReviewApp:
 
 
 def run_review(case: ReviewCase, port: int, host: str = "127.0.0.1", budget_slices: int = 20) -> None:
+    """Serve the review of `case` (its `target` is the structure ranked first; the page can change it)."""
     ReviewApp(case, budget_slices=budget_slices).start(port, host=host)
 
