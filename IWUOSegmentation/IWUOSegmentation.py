@@ -1,9 +1,7 @@
 """IWUOSegmentation scripted module: widgets, connections and one-line calls into IWUOSegmentationLib, whose
 mrml/review_controller.py (tested on slicer-core) and analysis_process.py (tested through a launcher) decide."""
 
-import json
 import pathlib
-import tempfile
 import time
 from typing import Annotated
 
@@ -16,7 +14,6 @@ from slicer.parameterNodeWrapper import Choice, Default, WithinRange, parameterN
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
-    ScriptedLoadableModuleTest,
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
@@ -24,6 +21,7 @@ from slicer.util import VTKObservationMixin
 from IWUOSegmentationLib.demo_model import demo_model_folder
 from IWUOSegmentationLib.gui.analysis_inputs import analysis_run
 from IWUOSegmentationLib.gui.dependencies import ensure_dependencies
+from IWUOSegmentationLib.gui.module_test import IWUOSegmentationTest  # noqa: F401 (Slicer runs it from here)
 from IWUOSegmentationLib.gui.qt_analysis import AnalysisProcess
 from IWUOSegmentationLib.gui.sample_data import registerSampleData
 from IWUOSegmentationLib.gui.shortcuts import install_shortcuts, remove_shortcuts
@@ -195,12 +193,12 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         try:
             with slicer.util.tryWithErrorDisplay(_("Could not analyse the case."), waitCursor=True):
                 require_volumes(volumes)
-                ensure_dependencies(slicer.util.confirmOkCancelDisplay)
                 folder, analysed = review_folder_of(self._parameterNode.reviewFolder, volumes[0].GetName())
                 self._parameterNode.reviewFolder = pathlib.Path(folder)
-                if analysed:
+                if analysed:  # reading an analysis needs no torch: no install asked for
                     self.openReview(folder)
                     return
+                ensure_dependencies(slicer.util.confirmOkCancelDisplay)
                 run = analysis_run(self.ui.modelPathLineEdit.currentPath, volumes, folder,
                                    self.ui.deviceComboBox.currentText, self.ui.membersLineEdit.text)
                 self.analysis = AnalysisProcess(run, self.onProgress, self.onAnalysisEnd)
@@ -296,38 +294,3 @@ class IWUOSegmentationLogic(ScriptedLoadableModuleLogic):
 
     def getParameterNode(self):
         return IWUOSegmentationParameterNode(super().getParameterNode())
-
-
-class IWUOSegmentationTest(ScriptedLoadableModuleTest):
-    """Self-test on the phantom analysis that ships with the module (stock Slicer: numpy, scipy, SimpleITK only);
-    with torch and nnU-Net installed, the bundled model also re-analyses the phantom."""
-
-    def setUp(self):
-        slicer.mrmlScene.Clear(0)
-
-    def runTest(self):
-        self.setUp()
-        self.test_phantom_analysis_in_scene()
-        self.setUp()
-        self.test_inference_when_torch_is_installed()
-
-    def test_phantom_analysis_in_scene(self):
-        from IWUOSegmentationLib.mrml.self_test import run_self_test
-
-        result = run_self_test(slicer.mrmlScene, tempfile.mkdtemp(prefix="iwuo_selftest_"))
-        self.assertGreaterEqual(result["dice_wt"], 0.5)
-        self.assertGreater(result["perfect_dice"][-1], result["perfect_dice"][0])
-        self.assertTrue(result["segments"])
-        self.delayDisplay(f"IWUO self-test passed: {json.dumps(result)}")
-
-    def test_inference_when_torch_is_installed(self):
-        import importlib.util
-
-        if importlib.util.find_spec("torch") is None or importlib.util.find_spec("nnunetv2") is None:
-            self.delayDisplay("torch or nnU-Net is not installed: the inference check is skipped.")
-            return
-        from IWUOSegmentationLib.mrml.self_test import run_inference_check
-
-        result = run_inference_check(tempfile.mkdtemp(prefix="iwuo_selftest_"))
-        self.delayDisplay(f"IWUO inference check passed: {json.dumps(result)}")
-

@@ -146,10 +146,14 @@ def test_shards_merge_to_the_same_summary(tmp_path, phantom_cases):
 
 
 def test_headless_script_runs_the_same_evaluation(tmp_path, phantom_cases):
-    """The Slicer --python-script entry point, run here with plain Python."""
+    """The Slicer --python-script entry point, run here with plain Python from a copy of the module folder as the
+    extension installs it (no checkout around it), then through the checkout's scripts/ shim."""
     one = tmp_path / "one"
     shutil.copytree(phantom_cases / "phantom_0012", one / "phantom_0012")
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "slicer_headless_evaluate.py"), "--", "--cases",
+    installed = shutil.copytree(ROOT / "IWUOSegmentation", tmp_path / "installed" / "IWUOSegmentation",
+                                ignore=shutil.ignore_patterns("__pycache__"))
+    script = installed / "IWUOSegmentationLib" / "gui" / "slicer_headless_evaluate.py"
+    proc = subprocess.run([sys.executable, str(script), "--", "--cases",
                            str(one), "--out", str(tmp_path / "out"), *FAST, "--strategies", "iwuo,random,oracle"],
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -76,6 +76,8 @@ class ReviewApp:
         case = self.case
         volume = add_volume_from_image(case.images[0], case.channel_names[0])
         self.volume = volume
+        # views reset first: the session then centres them on the slice where the log says the reviewer stopped
+        self.slicer_app.display_manager.show_volume(volume, do_reset_views=True)
         self.controller = ReviewController(self.slicer_app.scene, on_dirty=self._schedule_flush,
                                            front_end=BROWSER_FRONT_END)
         self.session = self.controller.open_case(case.folder.root, volume, case.written_labels, case.identity,
@@ -85,7 +87,6 @@ class ReviewApp:
         self.labels = self.session.label_values
         self.state.iwuo_targets = self.controller.targets()
         self.state.iwuo_target = self.session.target
-        self.slicer_app.display_manager.show_volume(volume, do_reset_views=True)
         self.slicer_app.segmentation_editor.set_active_segmentation(self.segmentation, volume)
         if case.read_only:
             self.state.iwuo_message = "Read-only: another session holds this review; edits are not kept."
