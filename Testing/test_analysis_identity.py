@@ -186,3 +186,22 @@ def test_browser_app_start_refuses_another_cases_analysis(demo_model, other_case
         ReviewApp(case)
     assert not (tmp_path / "review" / "review.budget.jsonl").exists()
     assert np.all([not p.name.startswith("corrected") for p in (tmp_path).rglob("*")])
+
+
+def test_volume_node_identity_equals_the_files_for_an_oblique_grid(mrml_scene):
+    """The desktop hashes volume nodes (RAS), the command line files (LPS): one identity for one image."""
+    from IWUOSegmentationLib.analysis_identity import identity_differences, sitk_image_identity
+    from IWUOSegmentationLib.mrml.review_workflow import add_volume_from_image, volume_identity
+
+    image = sitk.GetImageFromArray(np.random.default_rng(3).normal(size=(5, 6, 7)).astype(np.float32))
+    image.SetSpacing((0.9, 1.1, 3.0))
+    image.SetOrigin((12.5, -40.0, 7.25))
+    angle = np.deg2rad(20)
+    image.SetDirection((np.cos(angle), -np.sin(angle), 0.0, np.sin(angle), np.cos(angle), 0.0, 0.0, 0.0, 1.0))
+    from_file = sitk_image_identity(image, "FLAIR")
+    from_node = volume_identity(add_volume_from_image(image, "FLAIR"), "FLAIR")
+    assert identity_differences({"inputs": [from_file]}, [from_node]) == []
+    moved = sitk.Image(image)
+    moved.SetOrigin((12.5, -40.0, 9.25))
+    assert identity_differences({"inputs": [from_file]}, [volume_identity(add_volume_from_image(moved, "x"))]) \
+        == ["input 1 (FLAIR): origin (12.5, -40, 7.25) in the analysis, (12.5, -40, 9.25) here"]

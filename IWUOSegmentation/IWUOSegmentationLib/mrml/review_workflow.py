@@ -62,14 +62,12 @@ def volume_identity(volume, name: str = "") -> dict:
     """Identity of a scalar volume node's voxels and grid, as `analysis_identity.image_identity` (LPS geometry)."""
     import slicer.util
 
-    directions = np.zeros((3, 3))
-    matrix = [[0.0] * 3 for _ in range(3)]
-    volume.GetIJKToRASDirections(matrix)
-    directions[:] = matrix
-    lps = np.diag([-1.0, -1.0, 1.0])
-    origin = lps @ np.array(volume.GetOrigin(), float)
-    return image_identity(slicer.util.arrayFromVolume(volume).astype(np.float32), volume.GetSpacing(), origin,
-                          (lps @ directions).ravel(), name)
+    directions = [[0.0] * 3 for _ in range(3)]
+    volume.GetIJKToRASDirections(directions)
+    ras_to_lps = np.diag([-1.0, -1.0, 1.0])
+    return image_identity(slicer.util.arrayFromVolume(volume).astype(np.float32), volume.GetSpacing(),
+                          ras_to_lps @ np.array(volume.GetOrigin(), float),
+                          (ras_to_lps @ np.array(directions, float)).ravel(), name)
 
 
 def identity_of_volumes(volumes: list, model) -> dict:
