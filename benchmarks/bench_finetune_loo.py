@@ -120,6 +120,8 @@ def main() -> None:
     parser.add_argument("--initial-lr", type=float, default=None)
     parser.add_argument("--work", default="/tmp/iwuo_finetune_loo")
     parser.add_argument("--markdown", action="store_true", help="print the README table of the last results and stop")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the held-out cases already in the results file (same settings) and run the rest")
     args = parser.parse_args()
     if args.markdown:
         print(markdown_table(json.loads(RESULT.read_text())))
@@ -149,8 +151,17 @@ def main() -> None:
                     "note": "2 cores shared with other jobs: wall seconds include waiting, CPU seconds do not"},
         "preprocessing": {}, "cases": [],
     }
+    if args.resume and RESULT.is_file():
+        previous = json.loads(RESULT.read_text())
+        same = all(previous.get("settings", {}).get(k) == report["settings"][k]
+                   for k in ("epochs", "iterations_per_epoch", "initial_lr"))
+        if same:
+            report["cases"], report["preprocessing"] = previous.get("cases", []), previous.get("preprocessing", {})
+    done = {row["held_out"] for row in report["cases"]}
     raw = write_dataset(work / "raw" / "Dataset950_BraTSLOO", cases, bundled.dataset_json)
     for fold, held in enumerate(cases):
+        if held.name in done:
+            continue
         images, label = case_files(held)
         reference = sitk.GetArrayFromImage(sitk.ReadImage(str(label))).astype(np.int64)
         t0 = time.time()
