@@ -41,7 +41,26 @@ def write_synthetic_analysis(case_dir: Path, out: Path) -> Path:
     result = AnalysisResult(label_map=label_map, probabilities=probabilities, uncertainty=uncertainty,
                             output_names=OUTPUTS, region_based=True, members={"n_members": 2, "kinds": ["synthetic"]},
                             seconds=0.0)
-    return write_analysis(result, case, out, {"synthetic": True})
+    return write_analysis(result, case, out, _demo_model().describe())
+
+
+def _demo_model():
+    """The bundled model the synthetic analysis stands in for (its outputs and labels; an analysis records
+    the identity of its model's files)."""
+    from IWUOSegmentationLib.demo_model import demo_model_folder
+    from IWUOSegmentationLib.model_folder import open_model
+
+    return open_model(demo_model_folder())
+
+
+def expected_identity(case_dir: Path) -> dict:
+    """The identity of this case's images and the bundled model, as a front end computes it before reuse."""
+    from IWUOSegmentationLib.analysis_identity import analysis_identity, case_identity, model_identity
+    from IWUOSegmentationLib.case_images import CaseImages
+
+    model = _demo_model()
+    case = CaseImages.from_files([str(case_dir / "FLAIR.nii.gz"), str(case_dir / "T1c.nii.gz")])
+    return analysis_identity(case_identity(case, model.channel_names), model_identity(model))
 
 
 def case_images(case_dir: Path) -> list:
@@ -63,7 +82,8 @@ def open_case(scene, case_dir: Path, folder: Path, **kwargs):
     volume = add_volume_from_image(image, "FLAIR")
     size = image.GetSize()
     saved = read_corrected_segmentation(review.corrected, (size[2], size[1], size[0]))
-    loaded = load_analysis_into_scene(scene, review.analysis, volume, WRITTEN, saved)
+    loaded = load_analysis_into_scene(scene, review.analysis, volume, WRITTEN, saved,
+                                      expected_identity=expected_identity(case_dir))
     session = open_review(scene, loaded.analysis, volume, loaded.segmentation, loaded.labels, review.log,
                           budget_slices=10, **kwargs)
     return volume, loaded, session

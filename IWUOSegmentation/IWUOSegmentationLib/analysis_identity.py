@@ -173,7 +173,8 @@ def read_summary(analysis_folder: str | os.PathLike) -> dict:
     try:
         return json.loads(summary_file.read_text())
     except json.JSONDecodeError as exc:
-        raise BadInputError(f"{summary_file} cannot be read ({exc}); analyse the case again.") from exc
+        raise BadInputError(f"The analysis folder {analysis_folder} is damaged ({summary_file.name} cannot be read: "
+                            f"{exc}); analyse the case again.") from exc
 
 
 def check_analysis_folder(analysis_folder: str | os.PathLike, inputs: Optional[list[dict]] = None,

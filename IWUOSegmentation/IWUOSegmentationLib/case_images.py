@@ -80,11 +80,16 @@ class CaseImages:
                                 f"{MIN_SPACING_MM} and {MAX_SPACING_MM} mm); fix the image header.")
 
     def to_image(self, array: np.ndarray) -> sitk.Image:
-        image = sitk.GetImageFromArray(array)
-        image.SetSpacing(self.spacing)
-        image.SetOrigin(self.origin)
-        image.SetDirection(self.direction)
-        return image
+        return image_from_array(array, self.spacing, self.origin, self.direction)
+
+
+def image_from_array(array: np.ndarray, spacing, origin, direction) -> sitk.Image:
+    """A (z, y, x) array as a SimpleITK image on the given grid (x, y, z order): the one place arrays get geometry."""
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(tuple(spacing))
+    image.SetOrigin(tuple(origin))
+    image.SetDirection(tuple(direction))
+    return image
 
 
 def same_geometry(a: sitk.Image, b: sitk.Image) -> bool:

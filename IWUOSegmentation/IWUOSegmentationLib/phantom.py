@@ -21,6 +21,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from .case_images import image_from_array
 from .errors import BadInputError
 from .io_atomic import atomic_write_text
 from .structures import BRATS_CONVENTIONS, convert_labels, resolve_convention
@@ -52,11 +53,7 @@ class PhantomCase:
     params: dict = field(default_factory=dict)
 
     def to_image(self, array: np.ndarray) -> sitk.Image:
-        image = sitk.GetImageFromArray(array)
-        image.SetSpacing(self.spacing)
-        image.SetOrigin(self.origin)
-        image.SetDirection(self.direction)
-        return image
+        return image_from_array(array, self.spacing, self.origin, self.direction)
 
 
 def substrate_files() -> dict[str, Path]:
