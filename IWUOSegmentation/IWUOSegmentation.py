@@ -18,14 +18,12 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from IWUOSegmentationLib.demo_model import demo_model_folder
 from IWUOSegmentationLib.gui.analysis_inputs import analysis_run
 from IWUOSegmentationLib.gui.dependencies import ensure_dependencies
 from IWUOSegmentationLib.gui.module_test import IWUOSegmentationTest  # noqa: F401 (Slicer runs it from here)
 from IWUOSegmentationLib.gui.qt_analysis import AnalysisProcess
 from IWUOSegmentationLib.gui.sample_data import registerSampleData
 from IWUOSegmentationLib.gui.shortcuts import install_shortcuts, remove_shortcuts
-from IWUOSegmentationLib.model_folder import open_model
 from IWUOSegmentationLib.mrml.review_controller import (
     ACTIONS,
     ReviewController,
@@ -36,6 +34,8 @@ from IWUOSegmentationLib.mrml.review_controller import (
     segment_editor_node,
 )
 from IWUOSegmentationLib.mrml.review_workflow import identity_of_volumes
+from IWUOSegmentationLib.nnunet.demo_model import demo_model_folder
+from IWUOSegmentationLib.nnunet.model_folder import open_model
 
 #: The heatmaps offered (IWUOSegmentationLib.mrml.review_workflow.OVERLAY_KINDS; a test keeps them equal).
 OVERLAYS = ["entropy", "variance", "mutual_information", "disagreement", "impact"]

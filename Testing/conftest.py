@@ -25,7 +25,7 @@ def mrml_scene():
 @pytest.fixture(scope="session")
 def phantom_cases(tmp_path_factory) -> Path:
     """Three phantom case folders (seeds 11-13, never used for training)."""
-    from IWUOSegmentationLib.phantom import write_phantoms
+    from IWUOSegmentationLib.data.phantom import write_phantoms
 
     out = tmp_path_factory.mktemp("phantoms")
     write_phantoms(out, 3, seed=11, layout="cases")
@@ -34,8 +34,8 @@ def phantom_cases(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_model():
-    from IWUOSegmentationLib.demo_model import demo_model_folder
-    from IWUOSegmentationLib.model_folder import open_model
+    from IWUOSegmentationLib.nnunet.demo_model import demo_model_folder
+    from IWUOSegmentationLib.nnunet.model_folder import open_model
 
     return open_model(demo_model_folder())
 

@@ -22,8 +22,8 @@ BOX = (slice(10, 14), slice(10, 15))  # the scripted reviewer's correction, on e
 
 def write_synthetic_analysis(case_dir: Path, out: Path) -> Path:
     """An analysis folder (real writer) of the phantom in `case_dir`, eroded so corrections are needed."""
-    from IWUOSegmentationLib.analysis_files import UNCERTAINTY_MAPS, write_analysis
-    from IWUOSegmentationLib.inference import AnalysisResult, CaseImages
+    from IWUOSegmentationLib.data.analysis_files import UNCERTAINTY_MAPS, write_analysis
+    from IWUOSegmentationLib.nnunet.inference import AnalysisResult, CaseImages
 
     case = CaseImages.from_files([str(case_dir / "FLAIR.nii.gz"), str(case_dir / "T1c.nii.gz")])
     label = sitk.GetArrayFromImage(sitk.ReadImage(str(case_dir / "label.nii.gz")))
@@ -47,16 +47,16 @@ def write_synthetic_analysis(case_dir: Path, out: Path) -> Path:
 def _demo_model():
     """The bundled model the synthetic analysis stands in for (its outputs and labels; an analysis records
     the identity of its model's files)."""
-    from IWUOSegmentationLib.demo_model import demo_model_folder
-    from IWUOSegmentationLib.model_folder import open_model
+    from IWUOSegmentationLib.nnunet.demo_model import demo_model_folder
+    from IWUOSegmentationLib.nnunet.model_folder import open_model
 
     return open_model(demo_model_folder())
 
 
 def expected_identity(case_dir: Path) -> dict:
     """The identity of this case's images and the bundled model, as a front end computes it before reuse."""
-    from IWUOSegmentationLib.analysis_identity import analysis_identity, case_identity, model_identity
-    from IWUOSegmentationLib.case_images import CaseImages
+    from IWUOSegmentationLib.data.analysis_identity import analysis_identity, case_identity, model_identity
+    from IWUOSegmentationLib.data.case_images import CaseImages
 
     model = _demo_model()
     case = CaseImages.from_files([str(case_dir / "FLAIR.nii.gz"), str(case_dir / "T1c.nii.gz")])
@@ -75,7 +75,7 @@ def open_case(scene, case_dir: Path, folder: Path, **kwargs):
         open_review,
         read_corrected_segmentation,
     )
-    from IWUOSegmentationLib.review_folder import ReviewFolder
+    from IWUOSegmentationLib.review.folder import ReviewFolder
 
     review = ReviewFolder(folder)
     image = case_images(case_dir)[0]
@@ -104,7 +104,7 @@ def correct_slice(session, slice_index: int) -> int:
 
 def review_script(session, n_corrections: int, report: bool = True) -> None:
     """Next, stroke, flush, for the first `n_corrections` ranks not yet corrected; then mark, close, report."""
-    from IWUOSegmentationLib.review_report import write_review_report
+    from IWUOSegmentationLib.review.report import write_review_report
 
     done = {int(e["slice"]) for e in session.log.read() if e["kind"] == "slice_corrected"}
     for rank, slice_index in enumerate(session.ranking[:n_corrections]):
@@ -119,6 +119,6 @@ def review_script(session, n_corrections: int, report: bool = True) -> None:
 
 
 def read_log_events(folder: Path) -> list[dict]:
-    from IWUOSegmentationLib.budget_log import BudgetLog
+    from IWUOSegmentationLib.review.budget_log import BudgetLog
 
     return BudgetLog(Path(folder) / "review.budget.jsonl").read()

@@ -23,7 +23,7 @@ import SimpleITK as sitk
 @pytest.fixture(scope="module")
 def other_case(phantom_cases) -> Path:
     """Phantom seed 11: another patient on the shipped phantom's grid."""
-    from IWUOSegmentationLib.self_test_case import channel_paths
+    from IWUOSegmentationLib.data.self_test_case import channel_paths
 
     folder = sorted(p for p in phantom_cases.iterdir() if p.is_dir())[0]
     assert sitk.ReadImage(str(folder / "FLAIR.nii.gz")).GetSize() == sitk.ReadImage(str(channel_paths()[0])).GetSize()
@@ -31,8 +31,8 @@ def other_case(phantom_cases) -> Path:
 
 
 def _identity_of_files(folder: Path, model) -> dict:
-    from IWUOSegmentationLib.analysis_identity import analysis_identity, case_identity, model_identity
-    from IWUOSegmentationLib.case_images import CaseImages
+    from IWUOSegmentationLib.data.analysis_identity import analysis_identity, case_identity, model_identity
+    from IWUOSegmentationLib.data.case_images import CaseImages
 
     case = CaseImages.from_files([str(folder / f"{c}.nii.gz") for c in model.channel_names])
     return analysis_identity(case_identity(case, model.channel_names), model_identity(model))
@@ -45,8 +45,8 @@ def _free_port() -> int:
 
 
 def test_the_rule_names_what_differs(demo_model, other_case, tmp_path):
-    from IWUOSegmentationLib.analysis_identity import AnalysisMismatchError, check_identity, read_summary
-    from IWUOSegmentationLib.self_test_case import CASE_FOLDER, analysis_folder
+    from IWUOSegmentationLib.data.analysis_identity import AnalysisMismatchError, check_identity, read_summary
+    from IWUOSegmentationLib.data.self_test_case import CASE_FOLDER, analysis_folder
 
     summary = read_summary(analysis_folder())
     same = _identity_of_files(CASE_FOLDER, demo_model)
@@ -74,13 +74,13 @@ def test_the_rule_names_what_differs(demo_model, other_case, tmp_path):
 
 
 def test_mrml_layer_refuses_another_patient_on_the_same_grid(mrml_scene, demo_model, other_case):
-    from IWUOSegmentationLib.analysis_identity import AnalysisMismatchError
+    from IWUOSegmentationLib.data.analysis_identity import AnalysisMismatchError
+    from IWUOSegmentationLib.data.self_test_case import analysis_folder, channel_paths
     from IWUOSegmentationLib.mrml.review_workflow import (
         add_volume_from_image,
         identity_of_volumes,
         load_analysis_into_scene,
     )
-    from IWUOSegmentationLib.self_test_case import analysis_folder, channel_paths
 
     foreign = [add_volume_from_image(sitk.ReadImage(str(other_case / f"{c}.nii.gz")), f"other {c}")
                for c in demo_model.channel_names]
@@ -97,7 +97,8 @@ def test_mrml_layer_refuses_another_patient_on_the_same_grid(mrml_scene, demo_mo
 
 def test_resume_refuses_an_analysis_replaced_by_another_patients(demo_model, tmp_path):
     """A saved scene of phantom 7; its review folder's analysis is then replaced by another case's: resume refuses."""
-    from IWUOSegmentationLib.analysis_identity import AnalysisMismatchError
+    from IWUOSegmentationLib.data.analysis_identity import AnalysisMismatchError
+    from IWUOSegmentationLib.data.self_test_case import analysis_folder, channel_paths
     from IWUOSegmentationLib.mrml.headless_scene import create_headless_scene
     from IWUOSegmentationLib.mrml.review_workflow import (
         add_volume_from_image,
@@ -107,8 +108,7 @@ def test_resume_refuses_an_analysis_replaced_by_another_patients(demo_model, tmp
         resume_review_from_scene,
     )
     from IWUOSegmentationLib.mrml.scene_io import load_scene, save_scene
-    from IWUOSegmentationLib.review_folder import ReviewFolder
-    from IWUOSegmentationLib.self_test_case import analysis_folder, channel_paths
+    from IWUOSegmentationLib.review.folder import ReviewFolder
 
     folder = ReviewFolder(tmp_path / "review")
     shutil.copytree(analysis_folder(), folder.analysis)
@@ -139,7 +139,7 @@ def test_resume_refuses_an_analysis_replaced_by_another_patients(demo_model, tmp
 
 def test_iwuo_review_refuses_another_cases_analysis_with_exit_2(other_case, tmp_path):
     """Through the real command line, before any server starts; nothing is written."""
-    from IWUOSegmentationLib.self_test_case import analysis_folder
+    from IWUOSegmentationLib.data.self_test_case import analysis_folder
 
     before = sorted((p.name, p.stat().st_mtime_ns) for p in analysis_folder().iterdir())
     run = subprocess.run([sys.executable, "-m", "IWUOSegmentationLib.cli", "review", "--case", str(other_case),
@@ -162,8 +162,8 @@ def test_iwuo_review_refuses_another_cases_analysis_with_exit_2(other_case, tmp_
 
 
 def test_iwuo_review_accepts_the_same_case_again(demo_model, tmp_path):
-    from IWUOSegmentationLib.review_case import prepare_review_case
-    from IWUOSegmentationLib.self_test_case import CASE_FOLDER, analysis_folder
+    from IWUOSegmentationLib.data.self_test_case import CASE_FOLDER, analysis_folder
+    from IWUOSegmentationLib.review.preparation import prepare_review_case
 
     case = prepare_review_case([str(CASE_FOLDER)], None, str(tmp_path / "out"), str(analysis_folder()))
     assert case.analysis_dir == analysis_folder() and case.identity == _identity_of_files(CASE_FOLDER, demo_model)
@@ -172,10 +172,10 @@ def test_iwuo_review_accepts_the_same_case_again(demo_model, tmp_path):
 def test_browser_app_start_refuses_another_cases_analysis(demo_model, other_case, tmp_path):
     """A ReviewCase built by hand (not by `iwuo review`'s preparation): the app's own start path refuses it."""
     pytest.importorskip("trame_slicer")
-    from IWUOSegmentationLib.analysis_identity import AnalysisMismatchError
-    from IWUOSegmentationLib.review_case import ReviewCase
-    from IWUOSegmentationLib.review_folder import ReviewFolder
-    from IWUOSegmentationLib.self_test_case import analysis_folder
+    from IWUOSegmentationLib.data.analysis_identity import AnalysisMismatchError
+    from IWUOSegmentationLib.data.self_test_case import analysis_folder
+    from IWUOSegmentationLib.review.folder import ReviewFolder
+    from IWUOSegmentationLib.review.preparation import ReviewCase
     from IWUOSegmentationLib.web.review_app import ReviewApp
 
     images = [sitk.ReadImage(str(other_case / f"{c}.nii.gz")) for c in demo_model.channel_names]
@@ -190,7 +190,7 @@ def test_browser_app_start_refuses_another_cases_analysis(demo_model, other_case
 
 def test_volume_node_identity_equals_the_files_for_an_oblique_grid(mrml_scene):
     """The desktop hashes volume nodes (RAS), the command line files (LPS): one identity for one image."""
-    from IWUOSegmentationLib.analysis_identity import identity_differences, sitk_image_identity
+    from IWUOSegmentationLib.data.analysis_identity import identity_differences, sitk_image_identity
     from IWUOSegmentationLib.mrml.review_workflow import add_volume_from_image, volume_identity
 
     image = sitk.GetImageFromArray(np.random.default_rng(3).normal(size=(5, 6, 7)).astype(np.float32))

@@ -41,8 +41,8 @@ def _start(run):
 
 @pytest.mark.parametrize("channel", ["cancel_file", "stdin_eof"])
 def test_cancel_reaches_the_real_child_through_a_launcher(phantom_cases, tmp_path, channel):
-    from IWUOSegmentationLib.analysis_process import AnalysisRun
-    from IWUOSegmentationLib.demo_model import demo_model_folder
+    from IWUOSegmentationLib.cli.analysis_process import AnalysisRun
+    from IWUOSegmentationLib.nnunet.demo_model import demo_model_folder
 
     case = sorted(p for p in phantom_cases.iterdir() if p.is_dir())[0]
     run = AnalysisRun(str(demo_model_folder()), [str(case / "FLAIR.nii.gz"), str(case / "T1c.nii.gz")],
@@ -65,7 +65,7 @@ def test_cancel_reaches_the_real_child_through_a_launcher(phantom_cases, tmp_pat
 
 
 def test_outcomes_of_crash_failed_start_failure_and_missing_output(tmp_path):
-    from IWUOSegmentationLib.analysis_process import AnalysisRun
+    from IWUOSegmentationLib.cli.analysis_process import AnalysisRun
 
     def run_():
         run = AnalysisRun("model", ["a.nii.gz"], tmp_path / "review", python="/nonexistent/python")

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from IWUOSegmentationLib.analysis_files import UNCERTAINTY_MAPS, write_analysis
+from IWUOSegmentationLib.data.analysis_files import UNCERTAINTY_MAPS, write_analysis
 from IWUOSegmentationLib.errors import BadInputError
-from IWUOSegmentationLib.inference import AnalysisResult, CaseImages
-from IWUOSegmentationLib.model_folder import ModelFolder
+from IWUOSegmentationLib.nnunet.inference import AnalysisResult, CaseImages
+from IWUOSegmentationLib.nnunet.model_folder import ModelFolder
 
 PROSTATE = {"channel_names": {"0": "T2"}, "labels": {"background": 0, "PZ": 1, "TZ": 2}, "file_ending": ".nii.gz"}
 BRATS2023 = {"channel_names": {"0": "FLAIR", "1": "T1c"}, "labels": {"background": 0, "NCR": 1, "ED": 2, "ET": 3},
@@ -53,7 +53,7 @@ def _write_case_analysis(out: Path, dataset_json: dict, label_map: np.ndarray, p
 
 def _recorded_identity(analysis_folder: Path) -> dict:
     """The identity a hand-written analysis recorded (these tests are about structures, not the identity rule)."""
-    from IWUOSegmentationLib.analysis_identity import read_summary
+    from IWUOSegmentationLib.data.analysis_identity import read_summary
 
     return read_summary(analysis_folder)["identity"]
 
@@ -77,7 +77,6 @@ def test_label_model_reviewed_on_a_chosen_structure(mrml_scene, tmp_path):
     """A prostate-like label model (PZ, TZ): ranking, impact overlay and log follow the chosen target."""
     import slicer.util
 
-    from IWUOSegmentationLib.budget_log import BudgetLog
     from IWUOSegmentationLib.mrml.review_workflow import (
         add_volume_from_image,
         load_analysis_into_scene,
@@ -85,7 +84,8 @@ def test_label_model_reviewed_on_a_chosen_structure(mrml_scene, tmp_path):
         review_targets,
         show_target_impact,
     )
-    from IWUOSegmentationLib.review_folder import ReviewFolder
+    from IWUOSegmentationLib.review.budget_log import BudgetLog
+    from IWUOSegmentationLib.review.folder import ReviewFolder
 
     label_map, probs = _prostate_case()
     folder = ReviewFolder(tmp_path / "review")
@@ -121,7 +121,7 @@ def test_label_model_reviewed_on_a_chosen_structure(mrml_scene, tmp_path):
     events = BudgetLog(folder.log).read()
     assert [e["target"] for e in events if e["kind"] == "target_changed"] == ["PZ"]
     resumed.close()
-    from IWUOSegmentationLib.review_report import write_review_report
+    from IWUOSegmentationLib.review.report import write_review_report
 
     assert "| review target | TZ → PZ |" in write_review_report(folder.log).read_text()
     with pytest.raises(BadInputError, match="no structure 'prostate'.*all foreground, PZ, TZ"):
@@ -132,9 +132,9 @@ def test_label_model_reviewed_on_a_chosen_structure(mrml_scene, tmp_path):
 def test_browser_app_offers_and_changes_the_review_target(tmp_path):
     """The browser app's target selector (its state and trigger), in-process without a browser."""
     pytest.importorskip("trame_slicer")
-    from IWUOSegmentationLib.budget_log import BudgetLog
-    from IWUOSegmentationLib.review_case import ReviewCase
-    from IWUOSegmentationLib.review_folder import ReviewFolder
+    from IWUOSegmentationLib.review.budget_log import BudgetLog
+    from IWUOSegmentationLib.review.folder import ReviewFolder
+    from IWUOSegmentationLib.review.preparation import ReviewCase
     from IWUOSegmentationLib.web.review_app import ReviewApp
 
     folder = ReviewFolder(tmp_path / "review")
@@ -181,7 +181,7 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
 def test_evaluate_brats2023_case_scores_et_on_label_3(tmp_path):
     """`iwuo evaluate`'s per-case step on a BraTS 2023 folder: files found by their 2023 names, WT/TC/ET in 2023
     labels (on today's main ET was label 4: empty in both, Dice 1)."""
-    from IWUOSegmentationLib.evaluate_command import evaluate_folder_case
+    from IWUOSegmentationLib.simulation.evaluate_folders import evaluate_folder_case
 
     folder, reference, prediction = _brats2023_case(tmp_path)
     probs = np.stack([0.9 * (prediction == v) + 0.1 / 3 * (prediction != v) for v in range(4)]).astype(np.float32)
@@ -208,7 +208,7 @@ def test_evaluate_brats2023_case_scores_et_on_label_3(tmp_path):
 
 
 def test_evaluate_refuses_labels_the_model_does_not_have(tmp_path):
-    from IWUOSegmentationLib.evaluate_command import evaluate_folder_case
+    from IWUOSegmentationLib.simulation.evaluate_folders import evaluate_folder_case
 
     folder, reference, prediction = _brats2023_case(tmp_path)
     reference[0, 0, 0] = 7
@@ -225,7 +225,7 @@ def test_evaluate_refuses_labels_the_model_does_not_have(tmp_path):
 
 def test_review_target_is_checked_against_the_model_before_anything_runs(tmp_path, capsys):
     from IWUOSegmentationLib.cli import main
-    from IWUOSegmentationLib.review_case import prepare_review_case
+    from IWUOSegmentationLib.review.preparation import prepare_review_case
 
     code = main(["--progress", "none", "review", "--case", str(tmp_path / "nowhere"), "--target", "liver",
                  "--port", "18931", "--out", str(tmp_path / "out")])
@@ -263,7 +263,7 @@ def test_phantoms_in_brats2023_labels_and_names_and_tissue_phantoms(tmp_path):
 
 def _train(tmp_path_factory, name: str, **phantom_options) -> Path:
     from IWUOSegmentationLib.cli import main
-    from IWUOSegmentationLib.phantom import write_phantoms
+    from IWUOSegmentationLib.data.phantom import write_phantoms
 
     root = tmp_path_factory.mktemp(name)
     raw = write_phantoms(root / "raw", 5, seed=50, layout="nnunet", dataset_name=name, spacing=(4.0, 4.0, 4.0),
@@ -286,13 +286,13 @@ def tissue_model(tmp_path_factory) -> Path:
 
 def _review_and_evaluate(model_path: Path, cases: Path, target: str, tmp_path: Path, scene):
     """Analysis (through `iwuo review`'s preparation), the review session on the target, and `iwuo evaluate`."""
-    from IWUOSegmentationLib.analysis_files import read_analysis
-    from IWUOSegmentationLib.budget_log import BudgetLog
     from IWUOSegmentationLib.cli import main
+    from IWUOSegmentationLib.data.analysis_files import read_analysis
+    from IWUOSegmentationLib.data.structures import structures_from_dataset_json
     from IWUOSegmentationLib.mrml.review_workflow import add_volume_from_image, load_analysis_into_scene, open_review
-    from IWUOSegmentationLib.review_case import prepare_review_case
-    from IWUOSegmentationLib.slice_scores import iwuo_ranking
-    from IWUOSegmentationLib.structures import structures_from_dataset_json
+    from IWUOSegmentationLib.ranking.slice_scores import iwuo_ranking
+    from IWUOSegmentationLib.review.budget_log import BudgetLog
+    from IWUOSegmentationLib.review.preparation import prepare_review_case
 
     case_dir = sorted(p for p in cases.iterdir() if p.is_dir())[0]
     case = prepare_review_case([str(case_dir)], str(model_path), str(tmp_path / "review"), device="cpu", tta=False,
@@ -324,7 +324,7 @@ def _review_and_evaluate(model_path: Path, cases: Path, target: str, tmp_path: P
 
 @pytest.mark.slow
 def test_brats2023_label_model_trained_here_end_to_end(brats2023_model, tmp_path, mrml_scene):
-    from IWUOSegmentationLib.phantom import write_phantoms
+    from IWUOSegmentationLib.data.phantom import write_phantoms
 
     cases = write_phantoms(tmp_path / "cases", 2, seed=11, layout="cases", spacing=(4.0, 4.0, 4.0),
                            label_convention="brats2023")
@@ -345,7 +345,7 @@ def test_brats2023_label_model_trained_here_end_to_end(brats2023_model, tmp_path
 
 @pytest.mark.slow
 def test_tissue_model_trained_here_reviewed_on_grey_matter(tissue_model, tmp_path, mrml_scene):
-    from IWUOSegmentationLib.phantom import write_phantoms
+    from IWUOSegmentationLib.data.phantom import write_phantoms
 
     cases = write_phantoms(tmp_path / "cases", 2, seed=11, layout="cases", spacing=(4.0, 4.0, 4.0), kind="tissue")
     segments, out, structures = _review_and_evaluate(tissue_model, cases, "grey_matter", tmp_path, mrml_scene)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from IWUOSegmentationLib.budget_log import BudgetLog
+from IWUOSegmentationLib.review.budget_log import BudgetLog
 
 
 def test_events_round_trip_and_summary_counts_each_slice_once(tmp_path):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from IWUOSegmentationLib.case_folders import find_case_files, match_channels
+from IWUOSegmentationLib.data.case_folders import find_case_files, match_channels
 from IWUOSegmentationLib.errors import BadInputError
 
 

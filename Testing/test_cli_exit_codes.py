@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from IWUOSegmentationLib.budget_log import BudgetLog
+from IWUOSegmentationLib.review.budget_log import BudgetLog
 
 ROOT = Path(__file__).resolve().parent.parent
 IWUO = shutil.which("iwuo", path=str(Path(sys.executable).parent)) or shutil.which("iwuo")
@@ -70,7 +70,7 @@ def test_exit_0_ok(tmp_path):
 def test_exit_1_internal_error_shows_the_traceback(tmp_path):
     """A bug, even one that raises FileNotFoundError inside the code, is an internal error (1), not bad input."""
     log = _review_log(tmp_path / "review.budget.jsonl")
-    bug = ("import IWUOSegmentationLib.review_report as r\n"
+    bug = ("import IWUOSegmentationLib.review.report as r\n"
            "def broken(events):\n    raise FileNotFoundError('/internal/cache/curve.tmp')\n"
            "r.correction_curve = broken")
     proc = _iwuo("review-report", "--log", str(log), patch=bug)
@@ -135,7 +135,7 @@ def test_exit_5_corrupt_log(tmp_path):
 
 OUT_OF_MEMORY = """
 import torch
-from IWUOSegmentationLib.inference import MemberPredictor
+from IWUOSegmentationLib.nnunet.inference import MemberPredictor
 def out_of_memory(self, *args, **kwargs):
     raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
 MemberPredictor.predict_preprocessed = out_of_memory

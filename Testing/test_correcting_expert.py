@@ -8,17 +8,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from IWUOSegmentationLib.experts import (
-    CorrectingExpert,
-    ExpertTolerance,
-    PerfectExpert,
-    TimeModel,
-    added_path_length,
-    in_plane_spacing,
-    noticed_edit,
-)
-from IWUOSegmentationLib.replay import dice
-from IWUOSegmentationLib.slice_scores import BRATS_REGIONS, region_mask
+from IWUOSegmentationLib.ranking.correction_time import TimeModel, added_path_length, in_plane_spacing
+from IWUOSegmentationLib.ranking.slice_counts import dice
+from IWUOSegmentationLib.ranking.slice_scores import BRATS_REGIONS, region_mask
+from IWUOSegmentationLib.simulation.experts import CorrectingExpert, ExpertTolerance, PerfectExpert, noticed_edit
 
 
 def _label(folder):
@@ -51,7 +44,7 @@ def test_a_slice_without_visible_error_is_untouched_and_costs_only_the_look():
     shifted = np.roll(truth, 1, axis=1)  # a 1 mm boundary shift: inside the inter-rater band
     sampling = (1.0, 1.0)
     rng = np.random.default_rng(0)
-    from IWUOSegmentationLib.experts import believed_slice
+    from IWUOSegmentationLib.simulation.experts import believed_slice
 
     tol = ExpertTolerance()
     belief = believed_slice(truth, rng, sampling, tol)
@@ -117,9 +110,9 @@ def test_in_plane_spacing_follows_the_slice_axis():
 def test_full_budget_never_below_start_on_the_demo_phantoms(tmp_path):
     """The demo's phantoms (seeds 100-102): correcting every slice never lowers any region's Dice."""
     from IWUOSegmentationLib.cli import main
-    from IWUOSegmentationLib.demo import DEMO_SEEDS_START
-    from IWUOSegmentationLib.evaluate_command import STRATEGY_NAMES
-    from IWUOSegmentationLib.phantom import write_phantoms
+    from IWUOSegmentationLib.cli.demo import DEMO_SEEDS_START
+    from IWUOSegmentationLib.data.phantom import write_phantoms
+    from IWUOSegmentationLib.simulation.evaluate_folders import STRATEGY_NAMES
 
     write_phantoms(tmp_path / "cases", 3, seed=DEMO_SEEDS_START, layout="cases")
     out = tmp_path / "out"

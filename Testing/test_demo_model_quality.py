@@ -8,11 +8,11 @@ import json
 import numpy as np
 import pytest
 
-from IWUOSegmentationLib.case_folders import list_case_folders
-from IWUOSegmentationLib.demo_model import FIRST_TRAINING_SEED
-from IWUOSegmentationLib.evaluate_command import evaluate_folder_case
-from IWUOSegmentationLib.inference import MemberPredictor
-from IWUOSegmentationLib.phantom import write_phantoms
+from IWUOSegmentationLib.data.case_folders import list_case_folders
+from IWUOSegmentationLib.data.phantom import write_phantoms
+from IWUOSegmentationLib.nnunet.demo_model import FIRST_TRAINING_SEED
+from IWUOSegmentationLib.nnunet.inference import MemberPredictor
+from IWUOSegmentationLib.simulation.evaluate_folders import evaluate_folder_case
 
 OPTIONS = {"strategies": ("iwuo", "random", "oracle"), "experts": ("perfect",), "regions": ("WT", "TC", "ET"),
            "uncertainty_map": "entropy", "random_seeds": 3}

@@ -14,8 +14,8 @@ import pytest
 import SimpleITK as sitk
 
 from IWUOSegmentationLib.cli import main
-from IWUOSegmentationLib.evaluate_command import STRATEGY_NAMES
-from IWUOSegmentationLib.replay import aubc
+from IWUOSegmentationLib.simulation.budget_curves import aubc
+from IWUOSegmentationLib.simulation.evaluate_folders import STRATEGY_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = ["--members", "folds", "--disable-tta", "--random-seeds", "5", "--device", "cpu"]
@@ -108,7 +108,7 @@ def test_evaluation_report_resume_and_failures(tmp_path, phantom_cases):
 
 def test_an_internal_error_in_one_case_is_listed_as_such_and_exits_1(tmp_path, phantom_cases, monkeypatch, capsys):
     """A bug while evaluating one case (not the case's files) is an internal error: exit 1, named, traceback kept."""
-    import IWUOSegmentationLib.evaluation as evaluation
+    import IWUOSegmentationLib.simulation.evaluation as evaluation
 
     cases = tmp_path / "cases"
     for name in ("phantom_0011", "phantom_0012"):

@@ -35,7 +35,7 @@ import SimpleITK as sitk
 from synthetic_review import BOX, WRITTEN, open_case, read_log_events, review_script, write_synthetic_analysis
 
 from IWUOSegmentationLib.cli import main
-from IWUOSegmentationLib.fault_injection import ENV, reset_counts
+from IWUOSegmentationLib.storage.fault_injection import ENV, reset_counts
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the crash tests fork (POSIX)")
 
@@ -192,7 +192,7 @@ def _analysis_child(case_dir: Path, out: Path):
 def test_analysis_folder_is_old_or_new_never_partial_after_a_kill(point, case_dir, clean_run, tmp_path):
     """Killed while an analysis replaces an older one: the folder read back is one whole analysis or absent
     (then the next run writes it); a cut map or summary is never read as an analysis."""
-    from IWUOSegmentationLib.analysis_files import read_analysis
+    from IWUOSegmentationLib.data.analysis_files import read_analysis
     from IWUOSegmentationLib.errors import BadInputError
 
     kills = 0
@@ -340,7 +340,7 @@ def test_hostile_images_get_exit_2_and_one_line(case_dir, tmp_path, capsys):
 
 
 def test_damaged_analysis_and_budget_log_are_refused_or_skipped_clearly(clean_run, tmp_path, capsys):
-    from IWUOSegmentationLib.analysis_files import read_analysis
+    from IWUOSegmentationLib.data.analysis_files import read_analysis
     from IWUOSegmentationLib.errors import BadInputError
 
     for damage in ("summary", "map"):
@@ -366,7 +366,7 @@ def test_damaged_analysis_and_budget_log_are_refused_or_skipped_clearly(clean_ru
 
 
 def _zip_demo_model(path: Path, extra: dict[str, bytes] | None = None) -> Path:
-    from IWUOSegmentationLib.demo_model import demo_model_folder
+    from IWUOSegmentationLib.nnunet.demo_model import demo_model_folder
 
     root = demo_model_folder()
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -381,8 +381,8 @@ def _zip_demo_model(path: Path, extra: dict[str, bytes] | None = None) -> Path:
 def test_hostile_model_zips_and_checkpoints_get_exit_3_and_never_run_code(case_dir, tmp_path, capsys):
     import torch
 
-    from IWUOSegmentationLib.demo_model import demo_model_folder
-    from IWUOSegmentationLib.model_folder import load_checkpoint
+    from IWUOSegmentationLib.nnunet.demo_model import demo_model_folder
+    from IWUOSegmentationLib.nnunet.model_folder import load_checkpoint
 
     inputs = [case_dir / "FLAIR.nii.gz", case_dir / "T1c.nii.gz"]
     bomb = tmp_path / "bomb.zip"
@@ -425,7 +425,7 @@ def test_two_front_ends_at_once_second_is_refused_or_read_only_and_nothing_is_lo
     from synthetic_review import correct_slice
 
     from IWUOSegmentationLib.mrml.headless_scene import create_headless_scene
-    from IWUOSegmentationLib.review_lock import FolderLockedError
+    from IWUOSegmentationLib.storage.folder_lock import FolderLockedError
 
     folder = _fresh_review_folder(clean_run, tmp_path, "review")
     opened, go_on = os.pipe(), os.pipe()
@@ -523,7 +523,7 @@ def test_iwuo_evaluate_killed_at_random_moments_resumes_to_the_uninterrupted_res
 def test_iwuo_analyze_killed_at_random_moments_leaves_no_partial_analysis(case_dir, tmp_path):
     import time
 
-    from IWUOSegmentationLib.analysis_files import read_analysis
+    from IWUOSegmentationLib.data.analysis_files import read_analysis
 
     args = ["analyze", "--input", str(case_dir / "FLAIR.nii.gz"), str(case_dir / "T1c.nii.gz"), "--device", "cpu",
             "--disable-tta", "--members", "folds"]

@@ -13,13 +13,13 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from IWUOSegmentationLib.analysis_files import read_analysis, write_analysis
 from IWUOSegmentationLib.cli import main
-from IWUOSegmentationLib.demo_model import demo_model_folder
+from IWUOSegmentationLib.data.analysis_files import read_analysis, write_analysis
+from IWUOSegmentationLib.data.phantom import write_phantoms
 from IWUOSegmentationLib.errors import BadInputError, CancelledError, OutOfMemoryError
-from IWUOSegmentationLib.inference import CaseImages, MemberPredictor
-from IWUOSegmentationLib.model_folder import open_model
-from IWUOSegmentationLib.phantom import write_phantoms
+from IWUOSegmentationLib.nnunet.demo_model import demo_model_folder
+from IWUOSegmentationLib.nnunet.inference import CaseImages, MemberPredictor
+from IWUOSegmentationLib.nnunet.model_folder import open_model
 
 
 @pytest.fixture(scope="session")
@@ -174,7 +174,7 @@ def test_analysis_folder_round_trip_and_cli(tmp_path, demo_model, small_case, an
     assert summary["members"]["n_members"] == len(demo_model.folds) and summary["region_based"]
     assert summary["outputs"] == ["whole_tumor", "tumor_core", "enhancing_tumor"]
     assert (tmp_path / "cli" / "uncertainty_entropy.nii.gz").is_file()
-    from IWUOSegmentationLib.analysis_identity import file_sha256, voxels_sha256
+    from IWUOSegmentationLib.data.analysis_identity import file_sha256, voxels_sha256
 
     identity = summary["identity"]  # what the analysis was made from, for the reuse check
     flair = sitk.GetArrayFromImage(sitk.ReadImage(str(small_case / "FLAIR.nii.gz")))
@@ -255,7 +255,7 @@ def test_streamed_member_statistics_equal_the_stacked_members(region_based):
     they equal the weighted average of the two windows' stacked statistics."""
     import torch
 
-    from IWUOSegmentationLib.member_statistics import PatchMembers, VolumeStatistics
+    from IWUOSegmentationLib.nnunet.member_statistics import PatchMembers, VolumeStatistics
 
     rng = np.random.default_rng(7)
     n_members, channels, patch = 16, 3, (4, 5, 6)

@@ -19,7 +19,7 @@ from IWUOSegmentationLib.errors import BadInputError
 
 
 def _prepare(case_dir, out):
-    from IWUOSegmentationLib.review_case import prepare_review_case
+    from IWUOSegmentationLib.review.preparation import prepare_review_case
 
     return prepare_review_case([str(case_dir)], None, str(out), device="cpu", tta=False)
 
@@ -78,7 +78,7 @@ def test_a_review_keeps_its_input_images(reviews):
 
 
 def test_export_dataset_writes_the_corrected_cases_in_the_models_convention(reviews, demo_model, tmp_path, capsys):
-    from IWUOSegmentationLib.training import check_raw_dataset
+    from IWUOSegmentationLib.nnunet.training import check_raw_dataset
 
     corrected, untouched = reviews["corrected"], reviews["untouched"]
     out = tmp_path / "Dataset951_Corrected"
@@ -105,7 +105,7 @@ def test_export_dataset_writes_the_corrected_cases_in_the_models_convention(revi
 
 
 def test_a_review_of_a_folder_of_reviews_and_uncorrected_cases_on_request(reviews, tmp_path):
-    from IWUOSegmentationLib.corrected_dataset import export_reviews
+    from IWUOSegmentationLib.review.corrected_dataset import export_reviews
 
     parent = reviews["corrected"].folder.root.parent
     result = export_reviews([parent], tmp_path / "Dataset952_All", include_uncorrected=True)
@@ -136,7 +136,7 @@ def test_unlogged_corrections_are_refused(reviews, tmp_path, capsys):
 
 
 def test_logged_corrections_without_the_saved_segmentation_are_refused(reviews, tmp_path):
-    from IWUOSegmentationLib.corrected_dataset import export_reviews
+    from IWUOSegmentationLib.review.corrected_dataset import export_reviews
 
     folder = _copy_review(reviews["corrected"], tmp_path)
     (folder / "corrected_segmentation.nii.gz").unlink()
@@ -145,7 +145,7 @@ def test_logged_corrections_without_the_saved_segmentation_are_refused(reviews, 
 
 
 def test_a_review_without_inputs_or_of_another_model_is_refused(reviews, demo_model, tmp_path):
-    from IWUOSegmentationLib.corrected_dataset import export_reviews
+    from IWUOSegmentationLib.review.corrected_dataset import export_reviews
 
     folder = _copy_review(reviews["corrected"], tmp_path)
     shutil.rmtree(folder / "inputs")  # a review begun before inputs were kept: the analysed files, where they are
@@ -168,7 +168,7 @@ def test_a_review_without_inputs_or_of_another_model_is_refused(reviews, demo_mo
 
 
 def test_review_report_says_whether_the_case_is_training_data(reviews, tmp_path):
-    from IWUOSegmentationLib.review_report import write_review_report
+    from IWUOSegmentationLib.review.report import write_review_report
 
     report = write_review_report(reviews["corrected"].folder.log, tmp_path / "r1").read_text()
     assert "## Training data" in report and "Ready for training: 2 corrected slice(s)" in report
@@ -181,7 +181,7 @@ def test_review_report_says_whether_the_case_is_training_data(reviews, tmp_path)
 
 
 def test_few_cases_get_leave_one_out_splits(tmp_path):
-    from IWUOSegmentationLib.training import write_small_splits
+    from IWUOSegmentationLib.nnunet.training import write_small_splits
 
     text = write_small_splits(tmp_path, ["a", "b", "c"], [0, 2, "all"])
     splits = json.loads((tmp_path / "splits_final.json").read_text())
@@ -206,7 +206,7 @@ def test_folds_all_is_accepted_and_bad_folds_refused(capsys):
 
 
 def test_pretrained_model_folder_gives_its_plans_and_checkpoint(demo_model, tmp_path):
-    from IWUOSegmentationLib.training import move_plans, plans_identifier_from, resolve_pretrained
+    from IWUOSegmentationLib.nnunet.training import move_plans, plans_identifier_from, resolve_pretrained
 
     pretrained = resolve_pretrained(demo_model.path)
     assert pretrained.checkpoint == demo_model.path / "fold_0" / "checkpoint_final.pth"
@@ -232,7 +232,7 @@ def test_pretrained_model_folder_gives_its_plans_and_checkpoint(demo_model, tmp_
 
 
 def test_fine_tune_checks_before_nnunet_starts(tmp_path, demo_model, capsys):
-    from IWUOSegmentationLib.phantom import write_phantoms
+    from IWUOSegmentationLib.data.phantom import write_phantoms
 
     raw = write_phantoms(tmp_path / "raw", 1, seed=70, layout="nnunet", dataset_name="Dataset959_One")
     base = ["--progress", "none", "train", "--dataset", str(raw), "--work", str(tmp_path / "w"),
@@ -249,8 +249,8 @@ def test_fine_tune_checks_before_nnunet_starts(tmp_path, demo_model, capsys):
 
 
 def test_extra_channel_images_are_named(tmp_path):
-    from IWUOSegmentationLib.phantom import write_phantoms
-    from IWUOSegmentationLib.training import check_raw_dataset
+    from IWUOSegmentationLib.data.phantom import write_phantoms
+    from IWUOSegmentationLib.nnunet.training import check_raw_dataset
 
     raw = write_phantoms(tmp_path / "raw", 1, seed=71, layout="nnunet", dataset_name="Dataset960_Extra")
     shutil.copy(raw / "imagesTr" / "phantom_0071_0001.nii.gz", raw / "imagesTr" / "phantom_0071_0002.nii.gz")
@@ -264,8 +264,8 @@ def test_extra_channel_images_are_named(tmp_path):
 @pytest.mark.slow
 def test_three_cases_train_numbered_fold_and_all(tmp_path):
     """`iwuo train` on 3 cases from scratch: fold 0 (leave-one-out split) and fold all, tiny network."""
-    from IWUOSegmentationLib.model_folder import open_model
-    from IWUOSegmentationLib.phantom import write_phantoms
+    from IWUOSegmentationLib.data.phantom import write_phantoms
+    from IWUOSegmentationLib.nnunet.model_folder import open_model
 
     raw = write_phantoms(tmp_path / "raw", 3, seed=72, layout="nnunet", dataset_name="Dataset961_Three",
                          spacing=(4.0, 4.0, 4.0), region_based=False)
@@ -310,7 +310,7 @@ def test_reviews_export_fine_tune_in_pretrained_plans_then_analyze(reviews, demo
 
 
 def test_the_modules_export_picks_a_free_dataset_id(tmp_path):
-    from IWUOSegmentationLib.corrected_dataset import next_dataset_folder
+    from IWUOSegmentationLib.review.corrected_dataset import next_dataset_folder
 
     assert next_dataset_folder(tmp_path) == tmp_path / "Dataset501_IWUOCorrected"
     (tmp_path / "Dataset501_IWUOCorrected").mkdir()

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from IWUOSegmentationLib.metrics import hd95, region_metrics
-from IWUOSegmentationLib.phantom import make_phantom
+from IWUOSegmentationLib.data.phantom import make_phantom
+from IWUOSegmentationLib.simulation.region_metrics import hd95, region_metrics
 
 
 def test_dice_matches_nnunet_compute_metrics(tmp_path):

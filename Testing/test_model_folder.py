@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from IWUOSegmentationLib.demo_model import DEMO_MODEL_ROOT, demo_model_folder
 from IWUOSegmentationLib.errors import BadInputError, BadModelError, UntrustedModelError
-from IWUOSegmentationLib.model_folder import check_channels, load_checkpoint, open_model
+from IWUOSegmentationLib.nnunet.demo_model import DEMO_MODEL_ROOT, demo_model_folder
+from IWUOSegmentationLib.nnunet.model_folder import check_channels, load_checkpoint, open_model
 
 
 def test_trained_model_folder_is_described(demo_model):

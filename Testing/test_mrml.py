@@ -116,7 +116,7 @@ def test_shipped_self_test_case_is_small_and_loads_as_sample_data(mrml_scene, de
     import hashlib
     import urllib.request
 
-    from IWUOSegmentationLib.self_test_case import CASE_FOLDER, sample_data_source
+    from IWUOSegmentationLib.data.self_test_case import CASE_FOLDER, sample_data_source
 
     total = sum(p.stat().st_size for p in CASE_FOLDER.rglob("*") if p.is_file())
     assert total < 2_000_000, total
@@ -129,8 +129,8 @@ def test_shipped_self_test_case_is_small_and_loads_as_sample_data(mrml_scene, de
         copy = tmp_path / name
         urllib.request.urlretrieve(uri, copy)
         assert checksum == "SHA256:" + hashlib.sha256(copy.read_bytes()).hexdigest()
+    from IWUOSegmentationLib.data.self_test_case import analysis_folder
     from IWUOSegmentationLib.mrml.review_workflow import identity_of_volumes, load_analysis_into_scene
-    from IWUOSegmentationLib.self_test_case import analysis_folder
 
     volumes_logic, segmentations_logic = mrml_scene._iwuo_logics[2:]
     copies = [tmp_path / name for name in source["fileNames"]]

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from IWUOSegmentationLib.data.phantom import CHANNELS, grow_tumour, load_substrate, make_phantom, write_phantoms
 from IWUOSegmentationLib.errors import BadInputError
-from IWUOSegmentationLib.phantom import CHANNELS, grow_tumour, load_substrate, make_phantom, write_phantoms
 
 
 def test_same_seed_same_case_other_seed_other_case():
@@ -72,7 +72,7 @@ def test_case_layout_and_bad_arguments(tmp_path):
 def test_phantoms_fall_inside_the_real_cases_range(brats_cases):
     """Median phantom descriptors lie within the 4 real BraTS cases' min-max: the phantoms of docs/realism.md
     (seeds 0-11, 2 mm grid) against the same 4 cases."""
-    from IWUOSegmentationLib.realism import describe_case
+    from IWUOSegmentationLib.data.realism import describe_case
 
     def read(path):
         return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))

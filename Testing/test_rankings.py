@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from IWUOSegmentationLib.case_scores import score_case
-from IWUOSegmentationLib.failure_detection import aurc, detection_metrics, quality_estimate_errors, score_from_order
-from IWUOSegmentationLib.replay import SliceCounts, aubc_seconds, budget_to_reach, dice, dice_at_times, dice_curve
-from IWUOSegmentationLib.slice_scores import member_disagreement_per_slice
-from IWUOSegmentationLib.strategies import (
+from IWUOSegmentationLib.ranking.case_scores import score_case
+from IWUOSegmentationLib.ranking.slice_counts import SliceCounts, dice
+from IWUOSegmentationLib.ranking.slice_scores import member_disagreement_per_slice
+from IWUOSegmentationLib.ranking.strategies import (
     DEFAULT_RANKING,
     ORACLES,
     STRATEGIES,
@@ -18,6 +17,8 @@ from IWUOSegmentationLib.strategies import (
     make_strategy,
     rank_case,
 )
+from IWUOSegmentationLib.simulation.budget_curves import aubc_seconds, budget_to_reach, dice_at_times, dice_curve
+from IWUOSegmentationLib.simulation.failure_detection import aurc, detection_metrics, quality_estimate_errors, score_from_order
 
 
 def _random_counts(rng, n=12) -> SliceCounts:

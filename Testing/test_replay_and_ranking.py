@@ -7,11 +7,12 @@ import pytest
 from scipy import ndimage
 
 from IWUOSegmentationLib.errors import BadInputError
-from IWUOSegmentationLib.experts import NoisyExpert, PerfectExpert
-from IWUOSegmentationLib.replay import aubc, dice, dice_curve, normalised_aubc, slice_counts
-from IWUOSegmentationLib.slice_scores import ScoreOptions, impact_per_slice, score_slices, slice_axis
-from IWUOSegmentationLib.statistics import bootstrap_ci, holm, paired_wilcoxon
-from IWUOSegmentationLib.strategies import STRATEGIES, RankingContext, make_strategy
+from IWUOSegmentationLib.ranking.slice_counts import dice, slice_counts
+from IWUOSegmentationLib.ranking.slice_scores import ScoreOptions, impact_per_slice, score_slices, slice_axis
+from IWUOSegmentationLib.ranking.strategies import STRATEGIES, RankingContext, make_strategy
+from IWUOSegmentationLib.simulation.budget_curves import aubc, dice_curve, normalised_aubc
+from IWUOSegmentationLib.simulation.experts import NoisyExpert, PerfectExpert
+from IWUOSegmentationLib.simulation.statistics import bootstrap_ci, holm, paired_wilcoxon
 
 
 def _blob_case(seed: int, shape=(24, 40, 40)):
@@ -160,7 +161,7 @@ def test_holm_and_wilcoxon_and_bootstrap():
 def test_budget_larger_than_the_number_of_slices_is_clamped_and_said(tmp_path):
     import json
 
-    from IWUOSegmentationLib.report import summarise, write_report
+    from IWUOSegmentationLib.simulation.report import summarise, write_report
 
     curves = {f"WT|perfect|{s}": [0.5, 0.7, 0.9, 1.0] for s in ("iwuo", "random", "oracle")}
     record = {"case": "c1", "n_slices": 3, "rows": [], "curves": curves, "metrics_before_correction": {}}

@@ -15,7 +15,7 @@ import SimpleITK as sitk
 @pytest.fixture(scope="module")
 def analysed_case(phantom_cases, tmp_path_factory):
     """One phantom analysed once (no mirroring, for speed); its reference label map beside it."""
-    from IWUOSegmentationLib.review_case import prepare_review_case
+    from IWUOSegmentationLib.review.preparation import prepare_review_case
 
     case_dir = sorted(p for p in phantom_cases.iterdir() if p.is_dir())[2]
     case = prepare_review_case([str(case_dir)], None, str(tmp_path_factory.mktemp("controller") / "out"),

@@ -19,10 +19,10 @@ import pytest
 import SimpleITK as sitk
 from synthetic_review import correct_slice, open_case, read_log_events, write_synthetic_analysis
 
-from IWUOSegmentationLib.review_lock import FolderLockedError, lock_folder, read_holder
+from IWUOSegmentationLib.storage.folder_lock import FolderLockedError, lock_folder, read_holder
 
 IWUO = [sys.executable, "-m", "IWUOSegmentationLib.cli"]
-HOLD = ("import sys, time; from IWUOSegmentationLib.review_lock import lock_folder; "
+HOLD = ("import sys, time; from IWUOSegmentationLib.storage.folder_lock import lock_folder; "
         "held = lock_folder(sys.argv[1], sys.argv[2]); print('locked', flush=True); time.sleep(600)")
 
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from IWUOSegmentationLib.budget_log import BudgetLog
+from IWUOSegmentationLib.review.budget_log import BudgetLog
 
 
 def _session(path):
@@ -25,7 +25,7 @@ def _session(path):
 
 
 def test_report_totals_curve_and_csv_follow_the_log(tmp_path):
-    from IWUOSegmentationLib.review_report import correction_curve, write_review_report
+    from IWUOSegmentationLib.review.report import correction_curve, write_review_report
 
     log = _session(tmp_path / "review.budget.jsonl")
     report = write_review_report(log.path)
@@ -49,7 +49,7 @@ def test_report_totals_curve_and_csv_follow_the_log(tmp_path):
 def test_truncated_last_line_is_reported_not_fatal_and_missing_log_is_clear(tmp_path):
     from IWUOSegmentationLib.cli import main
     from IWUOSegmentationLib.errors import BadInputError
-    from IWUOSegmentationLib.review_report import write_review_report
+    from IWUOSegmentationLib.review.report import write_review_report
 
     log = _session(tmp_path / "review.budget.jsonl")
     with open(log.path, "a") as f:

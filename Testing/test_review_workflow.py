@@ -16,7 +16,7 @@ import SimpleITK as sitk
 @pytest.fixture(scope="module")
 def prepared_case(phantom_cases, tmp_path_factory):
     """`iwuo review`'s preparation: channels matched by name, analysis run once (no mirroring, for speed)."""
-    from IWUOSegmentationLib.review_case import prepare_review_case
+    from IWUOSegmentationLib.review.preparation import prepare_review_case
 
     case_dir = sorted(p for p in phantom_cases.iterdir() if p.is_dir())[1]
     return prepare_review_case([str(case_dir)], None, str(tmp_path_factory.mktemp("review") / "out"),
@@ -31,7 +31,7 @@ def _open(scene, case, corrected=True, folder=None):
         open_review,
         read_corrected_segmentation,
     )
-    from IWUOSegmentationLib.review_folder import ReviewFolder
+    from IWUOSegmentationLib.review.folder import ReviewFolder
 
     folder = case.folder if folder is None else ReviewFolder(folder)
     volume = add_volume_from_image(case.images[0], "FLAIR")
@@ -238,7 +238,7 @@ def test_analysis_of_another_case_and_foreign_corrections_are_refused(mrml_scene
 
 def test_existing_analysis_is_reused_and_a_wrong_one_refused(prepared_case, phantom_cases, tmp_path):
     from IWUOSegmentationLib.errors import BadInputError
-    from IWUOSegmentationLib.review_case import prepare_review_case
+    from IWUOSegmentationLib.review.preparation import prepare_review_case
 
     case_dir = sorted(p for p in phantom_cases.iterdir() if p.is_dir())[1]
     reused = prepare_review_case([str(case_dir)], None, str(tmp_path / "out"), str(prepared_case.analysis_dir))

@@ -8,10 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from IWUOSegmentationLib.errors import BadInputError
-from IWUOSegmentationLib.metrics import region_metrics
-from IWUOSegmentationLib.slice_scores import iwuo_ranking
-from IWUOSegmentationLib.structures import (
+from IWUOSegmentationLib.data.structures import (
     ALL_FOREGROUND,
     convert_labels,
     detect_convention,
@@ -21,6 +18,9 @@ from IWUOSegmentationLib.structures import (
     structures_from_dataset_json,
     structures_from_summary,
 )
+from IWUOSegmentationLib.errors import BadInputError
+from IWUOSegmentationLib.ranking.slice_scores import iwuo_ranking
+from IWUOSegmentationLib.simulation.region_metrics import region_metrics
 
 PROSTATE = {"channel_names": {"0": "T2", "1": "ADC"}, "labels": {"background": 0, "PZ": 1, "TZ": 2}}
 BRATS2013_REGIONS = {"labels": {"background": 0, "whole_tumor": [1, 2, 3, 4], "tumor_core": [1, 3, 4],
@@ -170,6 +170,6 @@ def test_structures_from_an_analysis_summary():
 def test_nnunet_ignore_label_is_no_structure_but_allowed_in_references():
     model = structures_from_dataset_json({"labels": {"background": 0, "vessel": 1, "ignore": 2}})
     assert model.names == ["vessel"] and model.get(None).channels == (1,)
-    from IWUOSegmentationLib.structures import reference_values_allowed
+    from IWUOSegmentationLib.data.structures import reference_values_allowed
 
     assert reference_values_allowed(model) == {1, 2}

@@ -62,8 +62,8 @@ work = Path(tempfile.mkdtemp(prefix="iwuo_torch_free_"))
 result = run_self_test(create_headless_scene(), str(work / "self_test"))
 
 # `iwuo review --case <shipped case> --analysis <shipped analysis>`: checked and prepared without torch
-from IWUOSegmentationLib.review_case import prepare_review_case
-from IWUOSegmentationLib.self_test_case import CASE_FOLDER, analysis_folder
+from IWUOSegmentationLib.review.preparation import prepare_review_case
+from IWUOSegmentationLib.data.self_test_case import CASE_FOLDER, analysis_folder
 
 case = prepare_review_case([str(CASE_FOLDER)], None, str(work / "review"), str(analysis_folder()))
 
@@ -115,7 +115,7 @@ def test_self_test_review_and_resume_need_only_what_stock_slicer_ships():
 
 def test_the_blocker_fails_a_body_that_needs_torch():
     """The check can fail: code that reaches torch (as the inference does) dies in the child."""
-    run = _run_stock_slicer_child("from IWUOSegmentationLib.inference import MemberPredictor\n")
+    run = _run_stock_slicer_child("from IWUOSegmentationLib.nnunet.inference import MemberPredictor\n")
     assert run.returncode != 0 and "torch is not in stock Slicer" in run.stderr, run.stderr[-2000:]
 
 
@@ -124,7 +124,7 @@ def test_shipped_colour_tables_are_matplotlibs():
     import pytest
 
     matplotlib = pytest.importorskip("matplotlib")
-    from IWUOSegmentationLib.colormaps import COLORMAPS, PALETTE
+    from IWUOSegmentationLib.mrml.colormaps import COLORMAPS, PALETTE
 
     for name, table in COLORMAPS.items():
         expected = [matplotlib.colormaps[name](i / 255.0)[:3] for i in range(256)]

@@ -9,9 +9,9 @@ import pytest
 import SimpleITK as sitk
 
 from IWUOSegmentationLib.cli import main
+from IWUOSegmentationLib.data.phantom import write_phantoms
 from IWUOSegmentationLib.errors import BadInputError
-from IWUOSegmentationLib.phantom import write_phantoms
-from IWUOSegmentationLib.training import check_raw_dataset, export_corrected_dataset
+from IWUOSegmentationLib.nnunet.training import check_raw_dataset, export_corrected_dataset
 
 
 @pytest.fixture

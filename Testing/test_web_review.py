@@ -80,8 +80,8 @@ def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
 
 def expected_ranking(analysis_dir: Path) -> list[int]:
     """The product's default order computed here from the analysis files, independently of the app."""
-    from IWUOSegmentationLib.analysis_files import read_analysis
-    from IWUOSegmentationLib.strategies import rank_case
+    from IWUOSegmentationLib.data.analysis_files import read_analysis
+    from IWUOSegmentationLib.ranking.strategies import rank_case
 
     a = read_analysis(analysis_dir)
     _, _, rows = rank_case(a.label_map, a.probabilities, a.summary["outputs"], a.summary["region_based"],

@@ -39,8 +39,8 @@ def case_files(case: Path) -> tuple[list[Path], Path]:
 
 
 def analyse(model_path: str, images: list[Path], fold: str):
-    from IWUOSegmentationLib.inference import CaseImages, MemberPredictor
-    from IWUOSegmentationLib.model_folder import open_model
+    from IWUOSegmentationLib.nnunet.inference import CaseImages, MemberPredictor
+    from IWUOSegmentationLib.nnunet.model_folder import open_model
 
     model = open_model(model_path, folds=[fold])
     case = CaseImages.from_files([str(p) for p in images])
@@ -50,10 +50,12 @@ def analyse(model_path: str, images: list[Path], fold: str):
 
 def effort(result, reference: np.ndarray, spacing_xyz) -> dict:
     """Per region: Dice, and slices/seconds (perfect expert, IWUO order) to reach each target Dice."""
-    from IWUOSegmentationLib.evaluation import seconds_per_slice
-    from IWUOSegmentationLib.experts import PerfectExpert, TimeModel
-    from IWUOSegmentationLib.replay import dice_curve, slice_counts
-    from IWUOSegmentationLib.slice_scores import region_mask, region_probability, score_slices, slice_axis
+    from IWUOSegmentationLib.ranking.correction_time import TimeModel
+    from IWUOSegmentationLib.ranking.slice_counts import slice_counts
+    from IWUOSegmentationLib.ranking.slice_scores import region_mask, region_probability, score_slices, slice_axis
+    from IWUOSegmentationLib.simulation.budget_curves import dice_curve
+    from IWUOSegmentationLib.simulation.evaluation import seconds_per_slice
+    from IWUOSegmentationLib.simulation.experts import PerfectExpert
 
     axis = slice_axis(spacing_xyz)
     out = {}
@@ -75,7 +77,7 @@ def effort(result, reference: np.ndarray, spacing_xyz) -> dict:
 
 
 def write_dataset(raw: Path, cases: list[Path], dataset_json: dict) -> Path:
-    from IWUOSegmentationLib.training import export_corrected_dataset
+    from IWUOSegmentationLib.nnunet.training import export_corrected_dataset
 
     if raw.exists():
         shutil.rmtree(raw)
@@ -110,9 +112,9 @@ def markdown_table(report: dict) -> str:
 def main() -> None:
     import torch
 
-    from IWUOSegmentationLib.demo_model import demo_model_folder
-    from IWUOSegmentationLib.model_folder import open_model
-    from IWUOSegmentationLib.training import train
+    from IWUOSegmentationLib.nnunet.demo_model import demo_model_folder
+    from IWUOSegmentationLib.nnunet.model_folder import open_model
+    from IWUOSegmentationLib.nnunet.training import train
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=5)

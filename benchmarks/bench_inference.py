@@ -42,9 +42,9 @@ def measure(cmd: list[str], env: dict) -> tuple[float, float]:
 
 
 def main() -> None:
-    from IWUOSegmentationLib.demo_model import demo_model_folder
-    from IWUOSegmentationLib.model_folder import open_model
-    from IWUOSegmentationLib.phantom import write_phantoms
+    from IWUOSegmentationLib.data.phantom import write_phantoms
+    from IWUOSegmentationLib.nnunet.demo_model import demo_model_folder
+    from IWUOSegmentationLib.nnunet.model_folder import open_model
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=3, help="paired runs (at least 3 for a median and spread)")

@@ -24,11 +24,13 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from IWUOSegmentationLib.case_scores import score_case
-from IWUOSegmentationLib.experts import CorrectingExpert, PerfectExpert, TimeModel, path_length_per_slice
-from IWUOSegmentationLib.replay import aubc_seconds, dice, dice_at_times, dice_curve, slice_counts
-from IWUOSegmentationLib.slice_scores import region_mask
-from IWUOSegmentationLib.strategies import STRATEGIES, RankingContext, make_strategy
+from IWUOSegmentationLib.ranking.case_scores import score_case
+from IWUOSegmentationLib.ranking.correction_time import TimeModel, path_length_per_slice
+from IWUOSegmentationLib.ranking.slice_counts import dice, slice_counts
+from IWUOSegmentationLib.ranking.slice_scores import region_mask
+from IWUOSegmentationLib.ranking.strategies import STRATEGIES, RankingContext, make_strategy
+from IWUOSegmentationLib.simulation.budget_curves import aubc_seconds, dice_at_times, dice_curve
+from IWUOSegmentationLib.simulation.experts import CorrectingExpert, PerfectExpert
 
 CLASSIC = ("iwuo", "uncertainty", "impact", "random", "fixed_interval", "largest_area", "oracle")
 

@@ -45,7 +45,7 @@ def in_process_reference(case_dir: Path, out: Path) -> dict:
 
     from IWUOSegmentationLib.mrml.headless_scene import create_headless_scene
     from IWUOSegmentationLib.mrml.review_workflow import add_volume_from_image, load_analysis_into_scene, open_review
-    from IWUOSegmentationLib.review_case import prepare_review_case
+    from IWUOSegmentationLib.review.preparation import prepare_review_case
 
     case = prepare_review_case([str(case_dir)], None, str(out / "reference"), str(out / "browser" / "analysis"))
     scene = create_headless_scene()
@@ -132,7 +132,7 @@ def browser_timings(case_dir: Path, out: Path) -> dict:
 
 
 def main() -> None:
-    from IWUOSegmentationLib.phantom import write_phantoms
+    from IWUOSegmentationLib.data.phantom import write_phantoms
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

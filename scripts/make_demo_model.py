@@ -14,9 +14,9 @@ import json
 import time
 from pathlib import Path
 
-from IWUOSegmentationLib.demo_model import DEMO_MODEL_ROOT, TRAINING
-from IWUOSegmentationLib.phantom import write_phantoms
-from IWUOSegmentationLib.training import SmallNet, export_model, train
+from IWUOSegmentationLib.data.phantom import write_phantoms
+from IWUOSegmentationLib.nnunet.demo_model import DEMO_MODEL_ROOT, TRAINING
+from IWUOSegmentationLib.nnunet.training import SmallNet, export_model, train
 
 
 def main() -> None:

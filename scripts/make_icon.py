@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
-from IWUOSegmentationLib.phantom import make_phantom  # noqa: E402
+from IWUOSegmentationLib.data.phantom import make_phantom  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,7 +6,7 @@ Phantom seed 7 (never a training phantom of the demo model), its FLAIR and T1c q
 8 bits with a NIfTI scale factor, analysed with the bundled demo model (folds 0 and 1, 8 mirror
 flips) from those stored channels, so that the analysis' recorded identity is the shipped
 files'. The analysis maps are quantised the same way (the label map stays exact). Output:
-IWUOSegmentation/IWUOSegmentationLib/self_test_data/phantom_0007/ (see self_test_case.py).
+IWUOSegmentation/IWUOSegmentationLib/data/self_test_data/phantom_0007/ (see self_test_case.py).
 Needs the development environment (torch, nnU-Net, nilearn, nibabel); the result needs none.
 """
 
@@ -37,12 +37,12 @@ def quantise(source: Path, target: Path) -> None:
 
 def main() -> None:
     os.environ.setdefault("nnUNet_def_n_proc", "2")
-    from IWUOSegmentationLib.analysis_files import write_analysis
-    from IWUOSegmentationLib.demo_model import FIRST_TRAINING_SEED, demo_model_folder
-    from IWUOSegmentationLib.inference import CaseImages, MemberPredictor
-    from IWUOSegmentationLib.model_folder import open_model
-    from IWUOSegmentationLib.phantom import write_phantoms
-    from IWUOSegmentationLib.self_test_case import CASE_FOLDER, CHANNEL_FILES, REFERENCE_FILE, SEED
+    from IWUOSegmentationLib.data.analysis_files import write_analysis
+    from IWUOSegmentationLib.data.phantom import write_phantoms
+    from IWUOSegmentationLib.data.self_test_case import CASE_FOLDER, CHANNEL_FILES, REFERENCE_FILE, SEED
+    from IWUOSegmentationLib.nnunet.demo_model import FIRST_TRAINING_SEED, demo_model_folder
+    from IWUOSegmentationLib.nnunet.inference import CaseImages, MemberPredictor
+    from IWUOSegmentationLib.nnunet.model_folder import open_model
 
     assert SEED < FIRST_TRAINING_SEED
     model = open_model(demo_model_folder())

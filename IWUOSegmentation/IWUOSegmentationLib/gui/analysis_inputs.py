@@ -10,7 +10,7 @@ def analysis_run(model_path: str, volumes: list, review_folder: str, device: str
     """Export `volumes` (one per model channel, in order) to a temporary folder that the run removes when it ends."""
     import slicer
 
-    from ..analysis_process import AnalysisRun
+    from ..cli.analysis_process import AnalysisRun
 
     work = tempfile.mkdtemp(prefix="iwuo_")
     inputs = [os.path.join(work, f"input_{i:04d}.nrrd") for i in range(len(volumes))]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..colormaps import COLORMAPS, PALETTE
+from .colormaps import COLORMAPS, PALETTE
 
 HEATMAP_COLORMAPS = {"uncertainty": "inferno", "impact": "magma"}
 #: BraTS-like segment colours (RGB 0-1) by label name; other labels get a tab10 palette colour.

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from ..review_folder import ReviewFolder
+from ..review.folder import ReviewFolder
 from .review_session import ATTR_LOG, RANKING_TABLE, REF_VOLUME, ReviewSession
 
 #: Slices of the correction budget when a front end sets none (`iwuo review --budget-slices` default).
@@ -81,7 +81,7 @@ def budget_text(session: ReviewSession) -> str:
 
 def model_channels(model_path: str) -> tuple[list[str], str]:
     """The model's channel names and the line the panel shows; ([], why) when `model_path` is no model."""
-    from ..model_folder import open_model
+    from ..nnunet.model_folder import open_model
 
     try:
         channels = open_model(model_path).channel_names
@@ -153,7 +153,7 @@ class ReviewController:
         under review, or one whose review the scene holds, adds no nodes. `target` is the structure to rank
         (None: the one the review's log was last ranked on, else all foreground). The session locks the review
         folder (`lock`: taken earlier by the caller); `read_only` browses a folder another session holds."""
-        from ..analysis_identity import read_summary
+        from ..data.analysis_identity import read_summary
         from .review_workflow import load_analysis_into_scene, open_review, read_corrected_segmentation, review_target
 
         folder = ReviewFolder(review_folder)
@@ -312,7 +312,7 @@ class ReviewController:
     def export_report(self) -> Path:
         """review_report.md, review_log.csv and review_curve.png beside the session's budget log."""
         from ..errors import BadInputError
-        from ..review_report import write_review_report
+        from ..review.report import write_review_report
 
         if self.session is None:
             raise BadInputError("No review session yet: analyse a case first.")
@@ -321,8 +321,8 @@ class ReviewController:
 
     def export_training_dataset(self, parent_folder: str | os.PathLike, model_path: Optional[str] = None) -> str:
         """Every corrected review beside this one (its parent folder) as a new nnU-Net dataset in `parent_folder`."""
-        from ..corrected_dataset import export_reviews, next_dataset_folder
         from ..errors import BadInputError
+        from ..review.corrected_dataset import export_reviews, next_dataset_folder
 
         if self.folder is None:
             raise BadInputError("No review yet: analyse a case first.")

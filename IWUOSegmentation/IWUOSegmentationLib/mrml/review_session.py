@@ -14,8 +14,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from ..budget_log import BudgetLog
-from ..review_lock import FolderLock, claim_lock, lock_folder
+from ..review.budget_log import BudgetLog
+from ..storage.folder_lock import FolderLock, claim_lock, lock_folder
 
 RANKING_TABLE = "IWUO ranking"
 LOG_TABLE = "IWUO budget log"

@@ -20,13 +20,13 @@ from typing import Optional
 
 import numpy as np
 
-from ..analysis_files import UNCERTAINTY_MAPS, LoadedAnalysis, read_analysis
-from ..analysis_identity import analysis_identity, check_identity, image_identity, model_identity, read_summary
+from ..data.analysis_files import UNCERTAINTY_MAPS, LoadedAnalysis, read_analysis
+from ..data.analysis_identity import analysis_identity, check_identity, image_identity, model_identity, read_summary
 from ..errors import BadInputError
-from ..fault_injection import after_write, before_write
-from ..io_atomic import check_complete
-from ..review_folder import ReviewFolder
-from ..review_lock import FolderLock
+from ..review.folder import ReviewFolder
+from ..storage.atomic_files import check_complete
+from ..storage.fault_injection import after_write, before_write
+from ..storage.folder_lock import FolderLock
 from .analysis_nodes import add_heatmap_volume, add_segmentation, place_in_study
 from .review_session import ReviewSession
 
@@ -91,7 +91,7 @@ def add_volume_from_image(image, name: str):
 
 def analysis_structures(analysis: LoadedAnalysis):
     """The model's structures (labels, regions, all foreground) as the analysis records them."""
-    from ..structures import structures_from_summary
+    from ..data.structures import structures_from_summary
 
     return structures_from_summary(analysis.summary)
 
@@ -159,8 +159,8 @@ def open_review(scene, analysis: LoadedAnalysis, volume, segmentation, labels: d
     The session locks the review folder (one writer): if another session has it, FolderLockedError (exit
     code 2) names that session; `read_only=True` opens it to browse, writing nothing. `lock`: the folder's
     lock when the caller took it earlier (`iwuo review` does, before analysing into the folder)."""
-    from ..strategies import rank_case
-    from ..structures import evaluation_regions
+    from ..data.structures import evaluation_regions
+    from ..ranking.strategies import rank_case
 
     structures = analysis_structures(analysis)
     structure = structures.get(review_target(analysis.summary, log_path, target))
@@ -188,8 +188,8 @@ def open_review(scene, analysis: LoadedAnalysis, volume, segmentation, labels: d
 def review_target(summary: dict, log_path: str | os.PathLike, target: Optional[str] = None) -> str:
     """The structure to rank (analysis summary.json given): `target`, else the one the review's log was last
     ranked on, else the default."""
-    from ..budget_log import BudgetLog
-    from ..structures import structures_from_summary
+    from ..data.structures import structures_from_summary
+    from ..review.budget_log import BudgetLog
     from .review_session import logged_target
 
     if target is None and Path(log_path).is_file():

@@ -46,7 +46,7 @@ def _load_channels(scene):
     """The shipped case's channel volumes (model channel order) and its reference label map."""
     import SimpleITK as sitk
 
-    from ..self_test_case import CASE_FOLDER, CHANNEL_FILES, REFERENCE_FILE
+    from ..data.self_test_case import CASE_FOLDER, CHANNEL_FILES, REFERENCE_FILE
     from .review_workflow import add_volume_from_image
 
     volumes = [add_volume_from_image(sitk.ReadImage(str(CASE_FOLDER / file)), f"Phantom{channel}")
@@ -59,21 +59,21 @@ def run_self_test(scene, work_dir: str, n_review: int = 5) -> dict:
     """Return measured facts; raise AssertionError when the review pipeline is broken."""
     import slicer.util
 
-    from ..analysis_identity import AnalysisMismatchError
-    from ..demo_model import demo_model_folder
-    from ..experts import NoisyExpert
-    from ..model_folder import open_model
-    from ..replay import aubc, dice_curve, slice_counts
-    from ..self_test_case import analysis_folder
-    from ..slice_scores import region_mask
-    from ..strategies import RankingContext, make_strategy
+    from ..data.analysis_identity import AnalysisMismatchError
+    from ..data.self_test_case import analysis_folder
+    from ..nnunet.model_folder import open_model
+    from ..ranking.slice_counts import slice_counts
+    from ..ranking.slice_scores import region_mask
+    from ..ranking.strategies import RankingContext, make_strategy
+    from ..simulation.budget_curves import aubc, dice_curve
+    from ..simulation.experts import NoisyExpert
     from .analysis_nodes import add_segmentation
     from .review_workflow import identity_of_volumes, load_analysis_into_scene, open_review
 
     start = time.time()
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    model = open_model(demo_model_folder())
+    model = open_model(None)
     volumes, reference = _load_channels(scene)
     flair = volumes[0]
     swapped = identity_of_volumes(volumes[::-1], model)
@@ -128,7 +128,7 @@ def run_self_test(scene, work_dir: str, n_review: int = 5) -> dict:
 
 
 def _scores_for_random(analysis):
-    from ..slice_scores import iwuo_ranking
+    from ..ranking.slice_scores import iwuo_ranking
 
     _, scores, _ = iwuo_ranking(analysis.label_map, analysis.probabilities, analysis.summary["outputs"],
                                 analysis.summary["region_based"], analysis.uncertainty["entropy"],
@@ -138,15 +138,14 @@ def _scores_for_random(analysis):
 
 def run_inference_check(work_dir: str) -> dict:
     """Analyse the shipped images with the bundled demo model (needs torch and nnU-Net) and compare."""
-    from ..analysis_files import read_analysis, write_analysis
-    from ..analysis_identity import check_analysis_folder
-    from ..demo_model import demo_model_folder
-    from ..inference import CaseImages, MemberPredictor
-    from ..model_folder import open_model
-    from ..self_test_case import analysis_folder, channel_paths
-    from ..slice_scores import region_mask
+    from ..data.analysis_files import read_analysis, write_analysis
+    from ..data.analysis_identity import check_analysis_folder
+    from ..data.self_test_case import analysis_folder, channel_paths
+    from ..nnunet.inference import CaseImages, MemberPredictor
+    from ..nnunet.model_folder import open_model
+    from ..ranking.slice_scores import region_mask
 
-    model = open_model(demo_model_folder())
+    model = open_model(None)
     case = CaseImages.from_files([str(p) for p in channel_paths()])
     result = MemberPredictor(model, device="cpu", members=("flips", "folds")).analyze(case)
     fresh = write_analysis(result, case, Path(work_dir) / "analysis", model.describe())

@@ -17,7 +17,7 @@ from typing import Optional
 from ..mrml.review_controller import ACTIONS, SHORTCUTS, ReviewController, budget_of, budget_text, red_node
 from ..mrml.review_session import ReviewSession, slice_index_of_view
 from ..mrml.review_workflow import OVERLAY_KINDS, add_volume_from_image
-from ..review_case import BROWSER_FRONT_END, ReviewCase
+from ..review.preparation import BROWSER_FRONT_END, ReviewCase
 
 log = logging.getLogger("iwuo.review")
 

@@ -1,0 +1,154 @@
+"""The parent's side of an `iwuo analyze` child process: command, progress, cancel, outcome.
+
+Why a protocol and not signals: inside Slicer the child is started through PythonSlicer, which is
+CTKAppLauncher. The launcher starts the real Python as its own child and forwards no signal, so
+`QProcess.terminate()` stops only the launcher (the analysis runs on, or, on Windows, nothing
+stops). What does reach the real child:
+- a cancel file beside the output folder, which the child polls between sliding windows;
+- EOF on stdin: the launcher hands its stdin to the child (QProcess::ForwardedInputChannel),
+  so closing the parent's write channel (or the parent dying) ends the run too.
+The child then exits with code 4 having written nothing; its output folder appears whole or not
+at all (analysis_files.write_analysis). The GUI (QProcess) and the tests (subprocess) both drive
+one `AnalysisRun`, so what decides "load or not" is tested here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from ..review.folder import ReviewFolder
+
+#: cli.py's exit codes that are not failures of the analysis itself.
+EXIT_OK, EXIT_CANCELLED = 0, 4
+
+
+def python_executable() -> str:
+    """Slicer's PythonSlicer launcher when present (sets up Slicer's environment), else this Python."""
+    here = os.path.dirname(sys.executable)
+    for name in ("PythonSlicer", "PythonSlicer.exe"):
+        found = shutil.which(name) or (os.path.join(here, name) if os.path.exists(os.path.join(here, name)) else None)
+        if found:
+            return found
+    return sys.executable
+
+
+def cancel_file_for(output: str | os.PathLike) -> Path:
+    """The file whose appearance cancels the analysis writing `output` (beside it: `output` appears only whole)."""
+    output = Path(output)
+    return output.with_name(f".{output.name}.cancel")
+
+
+def analyze_command(model: str, inputs: list[str], output: str | os.PathLike, device: str = "auto",
+                    members: str = "flips,folds", python: Optional[str] = None) -> list[str]:
+    """argv of the child: this module folder's `iwuo analyze` with JSON progress and both cancel channels."""
+    module_dir = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # holds IWUOSegmentationLib
+    # os._exit after flushing: nothing is left to clean up (the output appears whole or not at all), and
+    # tearing down torch at interpreter exit can take seconds that a cancelled run should not cost.
+    bootstrap = (f"import os, sys; sys.path.insert(0, {module_dir!r}); "
+                 "from IWUOSegmentationLib.cli import main; code = main(); "
+                 "sys.stdout.flush(); sys.stderr.flush(); os._exit(code)")
+    return [python or python_executable(), "-c", bootstrap, "--progress", "json", "analyze", "--model", str(model),
+            "--input", *map(str, inputs), "--output", str(output), "--device", device, "--members", members,
+            "--cancel-file", str(cancel_file_for(output)), "--cancel-on-stdin-eof"]
+
+
+def parse_progress(line: str) -> tuple[float, str] | None:
+    """(fraction, message) from one stderr line, or None when it is not a progress line."""
+    try:
+        data = json.loads(line)
+    except (json.JSONDecodeError, TypeError):
+        return None
+    if isinstance(data, dict) and "progress" in data:
+        return float(data["progress"]), str(data.get("message", ""))
+    return None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the GUI does once the child is gone: load the analysis or not, and what to tell the user."""
+
+    load: bool
+    failed: bool
+    message: str
+
+
+class AnalysisRun:
+    """One analysis child, whatever starts it: QProcess in Slicer, subprocess in tests and scripts."""
+
+    def __init__(self, model: str, inputs: list[str], review_folder: str | os.PathLike, device: str = "auto",
+                 members: str = "flips,folds", python: Optional[str] = None, work_dir: Optional[str] = None):
+        self.folder = ReviewFolder(review_folder)
+        self.output = self.folder.analysis
+        self.cancel_file = cancel_file_for(self.output)
+        self.command = analyze_command(model, inputs, self.output, device, members, python)
+        self.inputs = list(inputs)
+        self.work_dir = work_dir  # exported inputs, removed by cleanup()
+        self.cancel_requested = False
+        self.fraction = 0.0
+        self.message = ""
+        self._partial_line = ""
+
+    def prepare(self) -> list[str]:
+        """Remove a stale cancel file (it would stop the new run at once); return the command to start."""
+        self.folder.root.mkdir(parents=True, exist_ok=True)
+        self.cancel_file.unlink(missing_ok=True)
+        return self.command
+
+    def feed_stderr(self, text: str) -> None:
+        """Take a chunk of the child's stderr (reads may split lines); progress lines move the bar,
+        other lines are kept as the message a failure shows."""
+        lines = (self._partial_line + text).split("\n")
+        self._partial_line = lines.pop()
+        for line in lines:
+            parsed = parse_progress(line)
+            if parsed:
+                self.fraction, self.message = parsed
+            elif line.strip():
+                self.message = line.strip()[-300:]
+
+    def cancel(self) -> None:
+        """Ask the child to stop: the cancel file (the GUI also closes the child's stdin)."""
+        self.cancel_requested = True
+        self.cancel_file.parent.mkdir(parents=True, exist_ok=True)
+        self.cancel_file.touch()
+
+    def finished(self, exit_code: int, crashed: bool) -> Outcome:
+        """The child has exited; `crashed` is QProcess's CrashExit (killed, or the launcher reported a crash)."""
+        self.feed_stderr("\n")
+        try:
+            outcome = self._outcome(exit_code, crashed)
+            if outcome.load and not self.folder.input_images() and all(os.path.isfile(p) for p in self.inputs):
+                try:  # kept with the review: `iwuo export-dataset` trains on them (it says so when they are missing)
+                    self.folder.save_inputs(self.inputs)
+                except OSError as exc:
+                    outcome = Outcome(True, False, f"{outcome.message} (input images not kept: {exc})")
+        finally:
+            self.cleanup()
+        return outcome
+
+    def _outcome(self, exit_code: int, crashed: bool) -> Outcome:
+        if self.cancel_requested or (not crashed and exit_code == EXIT_CANCELLED):
+            return Outcome(False, False, "Cancelled: no results were loaded.")
+        if crashed:
+            return Outcome(False, True, f"The analysis process stopped abnormally (crashed or killed). {self.message}")
+        if exit_code != EXIT_OK:
+            return Outcome(False, True, f"Analysis failed (exit code {exit_code}): {self.message}")
+        if not self.folder.has_analysis():
+            return Outcome(False, True, f"The analysis ended without writing {self.output}.")
+        return Outcome(True, False, f"Analysis written to {self.output}")
+
+    def failed_to_start(self, error: str) -> Outcome:
+        """The process never ran (QProcess::FailedToStart emits errorOccurred, never finished)."""
+        self.cleanup()
+        return Outcome(False, True, f"The analysis could not be started ({self.command[0]}): {error}")
+
+    def cleanup(self) -> None:
+        self.cancel_file.unlink(missing_ok=True)
+        if self.work_dir:
+            shutil.rmtree(self.work_dir, ignore_errors=True)

@@ -1,0 +1,50 @@
+"""`iwuo analyze`: segment a case and write the members' uncertainty maps (the GUI runs this as a child)."""
+
+from __future__ import annotations
+
+import json
+
+from .arguments import parse_folds
+from .progress import CancelFlag, Progress
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("analyze", help="segment a case and compute uncertainty maps")
+    p.add_argument("--model", default=None, help="model folder, Dataset folder or zip (default: bundled demo model)")
+    p.add_argument("--configuration", default=None)
+    p.add_argument("--input", nargs="+", required=True, help="one image per model channel, in channel order")
+    p.add_argument("--output", required=True)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--folds", default=None, help="comma-separated folds (default: all available)")
+    p.add_argument("--members", default="flips,folds", help="any of flips,folds,dropout")
+    p.add_argument("--dropout-samples", type=int, default=5)
+    p.add_argument("--extension", default=".nii.gz", choices=[".nii.gz", ".nii", ".nrrd", ".mha"])
+    p.add_argument("--trust-model", action="store_true", help="allow checkpoints that contain pickled code")
+    p.add_argument("--cpu-fallback", action="store_true", help="if the GPU runs out of memory, retry on the CPU")
+    p.add_argument("--disable-tta", action="store_true",
+                   help="no test-time mirroring (8x faster in 3-D; no flip members), like nnUNetv2_predict --disable_tta")
+    p.add_argument("--cancel-file", default=None,
+                   help="stop (exit code 4, nothing written) as soon as this file exists; for GUIs behind a launcher")
+    p.add_argument("--cancel-on-stdin-eof", action="store_true",
+                   help="stop (exit code 4, nothing written) when stdin is closed, e.g. when the GUI that started it exits")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..data.analysis_files import write_analysis
+    from ..errors import CancelledError
+    from ..nnunet.inference import CaseImages, MemberPredictor
+    from ..nnunet.model_folder import open_model
+
+    model = open_model(args.model, configuration=args.configuration, folds=parse_folds(args.folds))
+    case = CaseImages.from_files(args.input)
+    members = tuple(m.strip() for m in args.members.split(",") if m.strip())
+    predictor = MemberPredictor(model, device=args.device, members=members, dropout_samples=args.dropout_samples,
+                                trust_model=args.trust_model, cpu_fallback=args.cpu_fallback, tta=not args.disable_tta)
+    cancel = CancelFlag(args.cancel_file, stdin_eof=args.cancel_on_stdin_eof)
+    result = predictor.analyze(case, progress=Progress(args.progress), cancel=cancel)
+    if cancel():
+        raise CancelledError("Analysis cancelled; nothing was written.")
+    out = write_analysis(result, case, args.output, model.describe(), extension=args.extension)
+    print(json.dumps({"output": str(out), "seconds": round(result.seconds, 1), "members": result.members}))
+    return 0

@@ -1,0 +1,166 @@
+"""`iwuo evaluate`: the batch of cases, resumable, shardable, with the failures listed (see
+simulation/evaluate_folders.py for what one case does)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import BadInputError, CancelledError
+from ..simulation.evaluate_folders import (
+    CASE_ERROR,
+    CASE_RESULT,
+    STRATEGY_NAMES,
+    case_failures,
+    evaluate_folder_case,
+    failure_exit_code,
+    read_case_result,
+    record_case_failure,
+    region_names,
+)
+from ..storage.atomic_files import atomic_write_text
+from .arguments import parse_folds
+from .progress import Progress
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("evaluate", help="Dice-vs-budget evaluation of ranking strategies on cases with a reference")
+    p.add_argument("--cases", nargs="+", default=[], help="folders of case folders (images + reference label)")
+    p.add_argument("--model", default=None, help="model folder (default: bundled demo model)")
+    p.add_argument("--configuration", default=None)
+    p.add_argument("--folds", default=None)
+    p.add_argument("--out", required=True)
+    p.add_argument("--strategies", default=",".join(STRATEGY_NAMES),
+                   help=f"comma-separated, any of: {', '.join(STRATEGY_NAMES)}")
+    p.add_argument("--expert", default="perfect,noisy",
+                   help="comma-separated: perfect, noisy (= the correcting expert), redrawing (the earlier noisy one)")
+    p.add_argument("--regions", default="auto",
+                   help="regions to score: auto (WT,TC,ET for a BraTS model, else each of the model's labels/regions "
+                        "and all foreground), or names of the model's structures")
+    p.add_argument("--label-convention", default=None,
+                   help="labels of the reference files when they are not the model's own: brats2013 (2013-2015), "
+                        "brats2021 (2017-2021) or brats2023 (2023-2024)")
+    p.add_argument("--uncertainty-map", default="entropy",
+                   choices=["entropy", "variance", "mutual_information", "disagreement"])
+    p.add_argument("--budget", type=int, default=None, help="slice budget for the report (default: all slices)")
+    p.add_argument("--seconds-budget", type=float, default=600.0,
+                   help="time budget (s) under the expert time model: the Dice-vs-seconds AUBC is taken over it")
+    p.add_argument("--per-region-rankings", action="store_true",
+                   help="rank slices separately for each region (default: one ranking, a visit fixes every label)")
+    p.add_argument("--replay-only", action="store_true",
+                   help="re-run only the replay of cases whose analysis is saved under --out (no model needed)")
+    p.add_argument("--target-dice", type=float, default=0.9)
+    p.add_argument("--random-seeds", type=int, default=20)
+    p.add_argument("--members", default="flips,folds")
+    p.add_argument("--disable-tta", action="store_true", help="no test-time mirroring (8x faster; no flip members)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--shard", default="0/1", help="i/n: evaluate cases i, i+n, i+2n, ...")
+    p.add_argument("--merge-only", action="store_true")
+    p.set_defaults(func=run)
+
+
+def _shard(items: list, shard: str) -> list:
+    try:
+        i, n = (int(v) for v in shard.split("/"))
+    except ValueError as exc:
+        raise BadInputError(f"--shard must look like i/n (e.g. 0/4), got {shard!r}") from exc
+    if not (n >= 1 and 0 <= i < n):
+        raise BadInputError(f"--shard {shard}: need 0 <= i < n.")
+    return items[i::n]
+
+
+def _lock_output(out: Path, shard: str, merge_only: bool):
+    """One `iwuo evaluate` per output folder (FolderLockedError, exit 2, names the other); the shards of one
+    job array share the folder, each locking its own shard."""
+    from ..storage.folder_lock import LOCK_FILE, lock_folder
+
+    sharded = shard != "0/1" and not merge_only
+    if sharded:
+        _shard([], shard)  # refuse a malformed --shard before it names a file
+    name = f".iwuo.shard-{shard.replace('/', '-of-')}.lock" if sharded else LOCK_FILE
+    return lock_folder(out, f"iwuo evaluate --shard {shard}" if sharded else "iwuo evaluate", what="evaluation",
+                       name=name)
+
+
+def run(args) -> int:
+    from ..data.case_folders import list_case_folders
+    from ..nnunet.inference import MemberPredictor
+    from ..nnunet.model_folder import open_model
+    from ..simulation.report import write_report
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    lock = _lock_output(out, args.shard, args.merge_only)  # noqa: F841 - held until the command returns
+    options = {"strategies": tuple(s.strip() for s in args.strategies.split(",")),
+               "experts": tuple(e.strip() for e in args.expert.split(",")),
+               "regions": tuple(r.strip() for r in args.regions.split(",")),
+               "uncertainty_map": args.uncertainty_map, "random_seeds": args.random_seeds,
+               "seconds_budget": args.seconds_budget, "label_convention": args.label_convention,
+               "per_region_rankings": args.per_region_rankings}
+    unknown = [s for s in options["strategies"] if s not in STRATEGY_NAMES]
+    if unknown:
+        raise BadInputError(f"Unknown strategy {', '.join(unknown)}; choose from {', '.join(STRATEGY_NAMES)}.")
+    bad_experts = [e for e in options["experts"] if e not in ("perfect", "noisy", "correcting", "redrawing")]
+    if bad_experts:
+        raise BadInputError(f"Unknown expert {', '.join(bad_experts)}; choose from perfect, noisy, redrawing.")
+    progress = Progress(args.progress)
+    folders = []
+    if args.replay_only and not args.merge_only:
+        folders = _shard([f for root in args.cases for f in list_case_folders(root)], args.shard) if args.cases else []
+        by_name = {f.name: f for f in folders}
+        for i, case_dir in enumerate(sorted(p.parent.parent for p in (out / "cases").glob("*/analysis/summary.json"))):
+            folder = by_name.get(case_dir.name)
+            if folder is None:
+                continue
+            try:
+                evaluate_folder_case(folder, None, None, case_dir, options)
+                (case_dir / CASE_ERROR).unlink(missing_ok=True)
+                (case_dir / "error.txt").unlink(missing_ok=True)
+                progress((i + 1) / max(len(by_name), 1), f"{folder.name}: replayed")
+            except CancelledError:
+                raise
+            except Exception as exc:  # recorded, listed and counted in the exit code, as in a full run
+                failure = record_case_failure(case_dir, exc)
+                print(f"case {folder.name} failed ({failure['kind']}), skipped: {failure['error']}")
+    elif not args.merge_only:
+        if not args.cases:
+            raise BadInputError("Give --cases (folders of case folders) or --merge-only.")
+        folders = _shard([f for root in args.cases for f in list_case_folders(root)], args.shard)
+        model = open_model(args.model, configuration=args.configuration, folds=parse_folds(args.folds))
+        from ..data.structures import evaluation_regions, structures_from_dataset_json
+
+        # unknown region names or conventions are refused before any case is analysed
+        evaluation_regions(structures_from_dataset_json(model.dataset_json), region_names(options["regions"]),
+                           args.label_convention)
+        predictor = MemberPredictor(model, device=args.device, members=tuple(args.members.split(",")),
+                                    tta=not args.disable_tta)
+        for i, folder in enumerate(folders):
+            out_case = out / "cases" / folder.name
+            if read_case_result(out_case) is not None:
+                progress((i + 1) / len(folders), f"{folder.name}: done before, reused")
+                continue
+            if (out_case / CASE_RESULT).is_file():
+                print(f"case {folder.name}: its saved result cannot be read back; evaluating it again")
+            try:
+                def case_progress(f, m, i=i, name=folder.name):
+                    progress((i + f) / len(folders), f"{name}: {m}")
+
+                evaluate_folder_case(folder, model, predictor, out_case, options, progress=case_progress)
+                (out_case / CASE_ERROR).unlink(missing_ok=True)
+                (out_case / "error.txt").unlink(missing_ok=True)
+                progress((i + 1) / len(folders), f"{folder.name}: evaluated")
+            except CancelledError:
+                raise
+            except Exception as exc:  # recorded, listed and counted in the exit code; the batch goes on
+                failure = record_case_failure(out_case, exc)
+                print(f"case {folder.name} failed ({failure['kind']}), skipped: {failure['error']}")
+    failures = case_failures(out)  # the report merges everything under out/cases, so it counts all of it
+    if args.shard != "0/1" and not args.merge_only:
+        failures = [f for f in failures if f["case"] in {folder.name for folder in folders}]
+    if args.shard != "0/1" and not args.merge_only:
+        print(json.dumps({"shard": args.shard, "failures": failures}))
+        return failure_exit_code(failures)
+    atomic_write_text(out / "failures.json", json.dumps(failures, indent=1))
+    report = write_report(out, budget=args.budget, target_dice=args.target_dice, failures=failures)
+    print(json.dumps({"report": str(report), "failures": failures}))
+    return failure_exit_code(failures)

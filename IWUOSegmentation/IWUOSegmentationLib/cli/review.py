@@ -1,0 +1,47 @@
+"""`iwuo review`: one case's guided review in the browser (trame-slicer)."""
+
+from __future__ import annotations
+
+from ..errors import BadInputError
+from .progress import CancelFlag, Progress
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("review", help="guided review of one case in the browser (trame-slicer)")
+    p.add_argument("--case", nargs="+", required=True, help="case folder, or one image per model channel")
+    p.add_argument("--model", default=None, help="model folder, Dataset folder or zip (default: bundled demo model)")
+    p.add_argument("--analysis", default=None, help="an existing `iwuo analyze` folder of this case")
+    p.add_argument("--out", default=None, help="where the budget log and corrections go (default iwuo_review/<case>)")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="interface to serve on; 0.0.0.0 serves other machines (no login: prefer an SSH tunnel)")
+    p.add_argument("--budget-slices", type=int, default=20)
+    p.add_argument("--target", default=None,
+                   help="structure to rank slices for: a label or region name of the model's dataset.json, or "
+                        "'all foreground' (default; a BraTS model's whole tumour); a resumed review keeps its own")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--disable-tta", action="store_true", help="no mirror members when analysing (8x faster)")
+    p.add_argument("--read-only", action="store_true",
+                   help="browse a review another session holds open: no edits kept, nothing written")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..review.preparation import check_port_free, prepare_review_case
+
+    check_port_free(args.port, args.host)
+    cancel = CancelFlag()
+    try:
+        case = prepare_review_case(args.case, args.model, args.out, args.analysis, device=args.device,
+                                   tta=not args.disable_tta, progress=Progress(args.progress), cancel=cancel,
+                                   target=args.target, read_only=args.read_only)
+    finally:
+        cancel.restore()
+    try:
+        from ..web.review_app import run_review
+    except ImportError as exc:
+        raise BadInputError(f"The browser front end needs trame-slicer ({exc}); install the project's 'web' extra: "
+                            "pip install -e '.[web]' -c constraints.txt") from exc
+    check_port_free(args.port, args.host)
+    run_review(case, args.port, host=args.host, budget_slices=args.budget_slices)
+    return 0

@@ -1,0 +1,146 @@
+"""A reviewer's correction budget as a report: what was corrected, how long it took, what it bought.
+
+Read from the BudgetLog alone (the source of truth), so the desktop module, the browser app and
+`iwuo review-report` give the same report for the same session: `review_report.md`, the events as
+`review_log.csv`, and `review_curve.png` (Dice gain against slices corrected and against time).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+from typing import Optional
+
+from ..errors import BadInputError, CorruptLogError
+from ..storage.atomic_files import atomic_write_text
+from ..storage.fault_injection import after_write, before_write
+from .budget_log import BudgetLog
+from .corrected_dataset import export_readiness
+from .folder import ReviewFolder
+
+CSV_COLUMNS = ("kind", "rank", "slice", "seconds", "voxels_added", "voxels_removed", "estimated_dice_gain",
+               "measured_dice")
+
+
+def correction_curve(events: list[dict]) -> list[dict]:
+    """One point per newly corrected slice: slices so far, seconds so far, summed estimated gain, measured Dice."""
+    seconds = 0.0
+    gains: dict[int, float] = {}
+    measured: Optional[float] = None
+    points = [{"slices": 0, "seconds": 0.0, "estimated_gain": 0.0, "measured_dice": None}]
+    started = [e for e in events if e["kind"] == "session_started"]
+    if started and started[0].get("initial_dice") is not None:
+        points[0]["measured_dice"] = measured = float(started[0]["initial_dice"])
+    for e in events:
+        if e["kind"] in ("slice_shown", "slice_skipped", "slice_corrected"):
+            seconds += float(e.get("seconds", 0.0))
+        if e["kind"] != "slice_corrected":
+            continue
+        new = int(e["slice"]) not in gains
+        gains[int(e["slice"])] = float(e.get("estimated_dice_gain") or 0.0)
+        if e.get("measured_dice") is not None:
+            measured = float(e["measured_dice"])
+        point = {"slices": len(gains), "seconds": round(seconds, 3), "estimated_gain": sum(gains.values()),
+                 "measured_dice": measured}
+        if new:
+            points.append(point)
+        else:
+            points[-1] = point
+    return points
+
+
+def _csv(events: list[dict]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    for e in events:
+        if e["kind"] == "session_started":
+            continue
+        added = sum(e.get("voxels_added", {}).values())
+        removed = sum(e.get("voxels_removed", {}).values())
+        writer.writerow([e["kind"], e.get("rank", ""), e.get("slice", ""), e.get("seconds", ""),
+                         added if e["kind"] == "slice_corrected" else "",
+                         removed if e["kind"] == "slice_corrected" else "",
+                         e.get("estimated_dice_gain", ""), "" if e.get("measured_dice") is None else e["measured_dice"]])
+    return out.getvalue()
+
+
+def _plot(points: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), constrained_layout=True)
+    measured = [p["measured_dice"] for p in points]
+    for ax, x_key, x_label in ((axes[0], "slices", "slices corrected"), (axes[1], "seconds", "review time (s)")):
+        x = [p[x_key] for p in points]
+        ax.step(x, [p["estimated_gain"] for p in points], where="post", color="tab:orange", label="estimated Dice gain")
+        ax.set_xlabel(x_label)
+        ax.set_ylabel("estimated Dice gain")
+        ax.grid(alpha=0.3)
+        if any(m is not None for m in measured):
+            twin = ax.twinx()
+            twin.plot([xi for xi, m in zip(x, measured) if m is not None], [m for m in measured if m is not None],
+                      "o-", color="tab:blue", label="measured Dice")
+            twin.set_ylabel("measured Dice (vs reference)")
+    axes[0].legend(loc="lower right", fontsize=8)
+    tmp = path.with_name(f".{path.name}.partial.png")
+    before_write("figure.tmp", path)
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    after_write("figure.tmp", tmp)
+    os.replace(tmp, path)
+
+
+def write_review_report(log_path: str | os.PathLike, out_dir: Optional[str | os.PathLike] = None) -> Path:
+    """Write the report files next to the log (or into `out_dir`); return the report's path."""
+    log = BudgetLog(log_path)
+    if not log.path.is_file():
+        raise BadInputError(f"No budget log at {log.path}: nothing has been reviewed there yet.")
+    events = log.read()
+    if not events and log.warnings:
+        raise CorruptLogError(f"{log.path} is corrupt: none of its lines is a readable event ({log.warnings[0]})")
+    if not any(e["kind"] == "session_started" for e in events):
+        raise BadInputError(f"{log.path} has no session_started event: it is not an IWUO review log.")
+    summary = log.summary()
+    out = Path(out_dir) if out_dir else log.path.parent
+    out.mkdir(parents=True, exist_ok=True)
+    points = correction_curve(events)
+    _plot(points, out / "review_curve.png")
+    atomic_write_text(out / "review_log.csv", _csv(events))
+    minutes, seconds = divmod(int(summary.seconds_used), 60)
+    budget = f" of {summary.budget_slices}" if summary.budget_slices else ""
+    lines = [
+        f"# Review report: {log.path.parent.name}", "",
+        f"Budget log: `{log.path}` ({len(events)} events).", "",
+        "| measure | value |", "|---|---|",
+        f"| slices corrected | {summary.slices_corrected}{budget} |",
+        f"| slices looked at | {summary.slices_shown} |",
+        f"| review time | {minutes:02d}:{seconds:02d} ({summary.seconds_used:.1f} s) |",
+        f"| voxels changed | {summary.voxels_changed} |",
+        f"| estimated Dice gain (sum of the corrected slices' impact) | {summary.estimated_dice_gain:+.4f} |",
+    ]
+    if summary.measured_dice is not None:
+        lines.append(f"| measured Dice (last, against the reference) | {summary.measured_dice:.4f} |")
+    targets = [e["target"] for e in events if e["kind"] in ("session_started", "target_changed") and e.get("target")]
+    if targets:  # the structures the slices were ranked for, in order
+        lines.append(f"| review target | {' → '.join(dict.fromkeys(targets))} |")
+    lines += ["", "![Dice gain against slices corrected and time](review_curve.png)", "",
+              "## Corrected slices", "", "| rank | slice | seconds | voxels added | voxels removed | estimated gain |",
+              "|---|---|---|---|---|---|"]
+    for e in events:
+        if e["kind"] == "slice_corrected":
+            lines.append(f"| {e.get('rank') or '-'} | {e['slice']} | {float(e.get('seconds', 0.0)):.1f} | "
+                         f"{sum(e.get('voxels_added', {}).values())} | {sum(e.get('voxels_removed', {}).values())} | "
+                         f"{float(e.get('estimated_dice_gain') or 0.0):+.4f} |")
+    if log.warnings:
+        lines += ["", "## Log warnings", "", *[f"- {w}" for w in log.warnings]]
+    if ReviewFolder(log.path.parent).has_analysis():
+        lines += ["", "## Training data", "", export_readiness(ReviewFolder(log.path.parent))]
+    lines += ["", "All events: [review_log.csv](review_log.csv)."]
+    report = out / "review_report.md"
+    atomic_write_text(report, "\n".join(lines) + "\n")
+    return report

@@ -1,0 +1,174 @@
+"""One evaluation case on disk: analyse (or reuse), replay every strategy with the simulated experts, and
+keep the result or the failure beside it, so that `iwuo evaluate` (cli/evaluate.py) can resume a batch.
+
+Each case's results are saved as soon as it finishes (cases/<name>/evaluation.json), so a
+re-run resumes (a result file that cannot be read back is redone). A failing case does not stop
+the batch, but it is never silent: it is listed in report.md, in failures.json and in the printed
+JSON, as bad input (the case's files: fix them) or as an internal error (a bug: the traceback is
+in cases/<name>/error.txt), and the command exits non-zero (1 if any internal error, else the bad
+case's code, 2). `--shard i/n` takes every n-th case starting at i (a cluster job array), and
+`--merge-only` builds the tables, statistics, plots and report from whatever per-case results exist.
+`--replay-only` re-runs the (cheap) replay of every case from its saved analysis
+(cases/<name>/analysis) without the model: new strategies, experts or budgets without analysing again.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BadInputError, BadModelError, IWUOError, OutOfMemoryError
+from ..storage.atomic_files import atomic_write_text
+
+#: Names accepted by --strategies (kept here so the parser needs no numerical imports).
+STRATEGY_NAMES = ("iwuo", "uncertainty", "impact", "random", "fixed_interval", "largest_area", "gain_per_second",
+                  "greedy_gain", "greedy_gain_per_second", "iwuo_disagreement", "disagreement", "oracle",
+                  "oracle_time")
+
+
+def region_names(regions) -> list[str] | None:
+    """None (auto) or the region names asked for."""
+    if regions is None or list(regions) in (["auto"], ["AUTO"]) or regions == "auto":
+        return None
+    return [r for r in regions if r]
+
+
+def evaluate_folder_case(folder: Path, model, predictor, out_case: Path, options: dict, progress=None) -> dict:
+    """Analyse (or reuse the analysis of) one case folder and replay all strategies on it.
+
+    `model` and `predictor` may be None when the analysis is already saved (replay only)."""
+    import SimpleITK as sitk
+
+    from ..data.analysis_files import read_analysis, write_analysis
+    from ..data.case_folders import find_case_files
+    from ..data.structures import (
+        describe_labels,
+        detect_convention,
+        evaluation_regions,
+        reference_label_check,
+        reference_values_allowed,
+        resolve_convention,
+        structures_from_dataset_json,
+        structures_from_summary,
+    )
+    from ..nnunet.inference import CaseImages, same_geometry
+    from ..ranking.slice_scores import ScoreOptions, slice_axis
+    from .evaluation import evaluate_case
+
+    channel_names = model.channel_names if model is not None else None
+    files = find_case_files(folder, channel_names) if channel_names is not None else _files_for_replay(folder, out_case)
+    if files.reference is None:
+        raise BadInputError(f"Case {folder.name} has no reference label file (label*, seg*, OTMultiClass*).")
+    analysis_dir = out_case / "analysis"
+    if not (analysis_dir / "summary.json").is_file():
+        if predictor is None:
+            raise BadInputError(f"Case {folder.name} has no saved analysis in {analysis_dir}; run without --replay-only.")
+        case = CaseImages.from_files([str(p) for p in files.images])
+        result = predictor.analyze(case, progress=progress)
+        write_analysis(result, case, analysis_dir, model.describe())
+    analysis = read_analysis(analysis_dir)
+    try:
+        ref_image = sitk.ReadImage(str(files.reference))
+    except RuntimeError as exc:
+        raise BadInputError(f"Case {folder.name}: cannot read the reference {files.reference.name}: "
+                            f"{str(exc).strip().splitlines()[-1]}") from exc
+    if not same_geometry(ref_image, analysis.reference):
+        raise BadInputError(f"Case {folder.name}: the reference label's grid ({ref_image.GetSize()}, spacing "
+                            f"{ref_image.GetSpacing()}) differs from the images' grid ({analysis.reference.GetSize()}, "
+                            f"{analysis.reference.GetSpacing()}); resample it onto the images first.")
+    reference = sitk.GetArrayFromImage(ref_image).astype(np.int64)
+    structures = (structures_from_dataset_json(model.dataset_json) if model is not None
+                  else structures_from_summary(analysis.summary))
+    convention = options.get("label_convention")
+    regions = evaluation_regions(structures, region_names(options.get("regions")), convention)
+    reference_label_check(set(np.unique(reference).tolist()), reference_values_allowed(structures, convention),
+                          folder.name, describe_labels(structures, convention))
+    axis = slice_axis(analysis.reference.GetSpacing())
+    evaluation = evaluate_case(
+        folder.name, analysis.label_map, analysis.probabilities, analysis.summary["outputs"],
+        analysis.summary["region_based"], analysis.uncertainty[options["uncertainty_map"]], reference, axis,
+        regions=regions, strategies=options["strategies"], experts=options["experts"],
+        random_seeds=options["random_seeds"], structures=structures,
+        options=ScoreOptions(uncertainty_map=options["uncertainty_map"]), spacing_xyz=analysis.reference.GetSpacing(),
+        seconds_budget=options.get("seconds_budget", 600.0), member_variance=analysis.member_variance,
+        per_region_rankings=options.get("per_region_rankings", False))
+    record = {"case": folder.name, "axis": axis, "n_slices": evaluation.n_slices, "rows": evaluation.rows,
+              "metrics_before_correction": evaluation.metrics,
+              "curves": {"|".join(k): [round(float(x), 6) for x in v] for k, v in evaluation.curves.items()},
+              "analysis_seconds": analysis.summary.get("seconds"),
+              "regions": {n: {"structure": r.structure.name, "reference_values": list(r.reference_values)}
+                          for n, r in regions.items()},
+              "label_convention": resolve_convention(convention) if convention else detect_convention(structures),
+              "time_grid": evaluation.time_grid, "seconds_budget": options.get("seconds_budget", 600.0),
+              "time_curves": {"|".join(k): [round(float(x), 6) for x in v] for k, v in evaluation.time_curves.items()},
+              "failure_detection": evaluation.failure_detection, "quality": evaluation.quality,
+              "expert_agreement": evaluation.expert_agreement, "members": analysis.summary.get("members")}
+    atomic_write_text(out_case / "evaluation.json", json.dumps(record))
+    return record
+
+
+CASE_RESULT, CASE_ERROR = "evaluation.json", "error.json"
+#: What a failed case is listed as; anything else that escapes a case is an internal error (a bug).
+FAILURE_KINDS = ((BadInputError, "bad input"), (BadModelError, "bad model"), (OutOfMemoryError, "out of memory"),
+                 (IWUOError, "error"))
+
+
+def read_case_result(out_case: Path) -> dict | None:
+    """The saved result of one case, or None when there is none or it cannot be read back (then it is redone)."""
+    path = out_case / CASE_RESULT
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return record if isinstance(record, dict) and "curves" in record else None
+
+
+def record_case_failure(out_case: Path, exc: BaseException) -> dict:
+    """Write why a case failed (error.json, error.txt with the traceback); bad input vs an internal error."""
+    bad_input = isinstance(exc, IWUOError)
+    kind = next((k for cls, k in FAILURE_KINDS if isinstance(exc, cls)), "internal error")
+    failure = {"case": out_case.name, "kind": kind,
+               "exit_code": exc.exit_code if bad_input else 1,
+               "error": str(exc) if bad_input else f"{type(exc).__name__}: {exc}"}
+    out_case.mkdir(parents=True, exist_ok=True)
+    (out_case / CASE_RESULT).unlink(missing_ok=True)
+    atomic_write_text(out_case / CASE_ERROR, json.dumps(failure))
+    atomic_write_text(out_case / "error.txt", f"{failure['kind']}: {failure['error']}\n\n{traceback.format_exc()}")
+    return failure
+
+
+def case_failures(out: Path) -> list[dict]:
+    """Every case under out/cases without a readable result: its recorded failure, or an unreadable result."""
+    failures = []
+    for out_case in sorted(p for p in (out / "cases").glob("*") if p.is_dir()):
+        if read_case_result(out_case) is not None:
+            continue
+        try:
+            failures.append(json.loads((out_case / CASE_ERROR).read_text()))
+        except (OSError, json.JSONDecodeError):
+            if (out_case / CASE_RESULT).is_file():
+                failures.append({"case": out_case.name, "kind": "unreadable result", "exit_code": 1,
+                                 "error": f"{out_case / CASE_RESULT} cannot be read back; re-run without "
+                                          "--merge-only to redo the case"})
+    return failures
+
+
+def failure_exit_code(failures: list[dict]) -> int:
+    """0 without failures; 1 if any is an internal error (a bug); else the bad input's code."""
+    if not failures:
+        return 0
+    codes = [int(f.get("exit_code", 1)) for f in failures]
+    return 1 if 1 in codes else max(codes)
+
+
+def _files_for_replay(folder: Path, out_case: Path):
+    """The case's reference file when the model is not opened (replay only): images are not needed."""
+    from ..data.case_folders import REFERENCE_PATTERNS, CaseFiles, _images_in, _key
+
+    refs = [f for f in _images_in(folder) if any(p in _key(f.name.split(".")[0]) for p in REFERENCE_PATTERNS)]
+    return CaseFiles(name=folder.name, images=[], reference=refs[0] if len(refs) == 1 else None)
