@@ -90,7 +90,8 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = IWUOSegmentationLogic()
-        self.controller = ReviewController(slicer.mrmlScene, on_dirty=lambda: qt.QTimer.singleShot(0, self.onEdit))
+        self.controller = ReviewController(slicer.mrmlScene, on_dirty=lambda: qt.QTimer.singleShot(0, self.onEdit),
+                                           on_logged=lambda _event: self.updateReview())
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndImportEvent, self.onSceneEndClose)
@@ -259,7 +260,7 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.updateReview()
 
     def updateReview(self):
-        """Status line and budget from the controller, after each action or edit (never from the timer)."""
+        """Status line and budget from the controller's memory, on each logged event (on_logged), action or edit."""
         corrected, budget, self._budgetText = self.controller.budget()
         self.ui.budgetProgressBar.maximum, self.ui.budgetProgressBar.value = budget, corrected
         self.ui.statusLabel.text = self.controller.status_text()

@@ -120,11 +120,15 @@ def review_folder_of(chosen: str | os.PathLike, volume_name: str) -> tuple[str, 
 
 
 class ReviewController:
-    """The review of one case in `scene`; `on_dirty` is the front end's "flush after this event" scheduler."""
+    """The review of one case in `scene`; `on_dirty` is the front end's "flush after this event" scheduler,
+    `on_logged` its budget display, called with each event the session logs (so it never reads the log file)."""
 
-    def __init__(self, scene, on_dirty: Optional[Callable[[], None]] = None, front_end: str = "Slicer"):
+    def __init__(self, scene, on_dirty: Optional[Callable[[], None]] = None, front_end: str = "Slicer",
+                 on_logged: Optional[Callable[[dict], None]] = None):
         self.scene = scene
         self.on_dirty = on_dirty
+        #: Callbacks for each logged event, shared with every session this controller takes (resume, target).
+        self.on_logged: list[Callable[[dict], None]] = [on_logged] if on_logged is not None else []
         self.front_end = front_end  # named to a second opener of the review folder (review_lock)
         self._drop()
 
@@ -205,6 +209,7 @@ class ReviewController:
     def _take(self, session: ReviewSession) -> ReviewSession:
         self.session, self.volume = session, session.volume
         session.on_dirty = self.on_dirty
+        session.on_logged = self.on_logged
         for kind, node in self.overlays.items():
             session.table.SetNodeReferenceID(REF_OVERLAY + kind, node.GetID())
         return session

@@ -3,11 +3,14 @@
 The BudgetLog file is the source of truth: the table nodes mirror it, and a session reopened
 from a saved scene (or after a crash) is rebuilt from the ranking stored on the table node and
 the log on disk. Slice indices are along `axis` of the (k, j, i) array of the reference volume.
+The log file is read once, when the session starts: each event after that extends the BudgetLog's
+events in memory, and the front ends refresh on `on_logged` instead of reading the file.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -15,6 +18,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..review.budget_log import BudgetLog
+from ..review.correction_curve import correction_curve
 from ..storage.folder_lock import FolderLock, claim_lock, lock_folder
 
 RANKING_TABLE = "IWUO ranking"
@@ -90,6 +94,9 @@ class ReviewSession:
             held = lock is not None and lock.held and lock.folder.resolve() == folder.resolve()
             self.lock = lock if held else (claimed or lock_folder(folder, front_end))
         self._observer = None
+        #: Called with each event once its line is in the log (the front ends' budget text); a list the
+        #: ReviewController shares with each session it takes.
+        self.on_logged: list[Callable[[dict], None]] = []
         try:
             self._start(scene, volume, segmentation, log_path, ranking, axis, label_values, budget_slices, reference,
                         target)
@@ -247,10 +254,16 @@ class ReviewSession:
             slicer.vtkSegmentation.SourceRepresentationModified, self._on_modified)
 
     def _append(self, kind: str, **data) -> dict:
-        """A budget-log line; a read-only session writes none."""
+        """A budget-log line, then `on_logged`; a read-only session writes none."""
         if self.read_only:
             return {"kind": kind, **data}
-        return self.log.append(kind, **data)
+        event = self.log.append(kind, **data)
+        for callback in list(self.on_logged):
+            try:
+                callback(event)
+            except Exception:  # a display that failed to refresh must not break the accounting
+                logging.getLogger(__name__).exception("An on_logged callback failed")
+        return event
 
     def close(self) -> None:
         """Flush pending edits, stop observing, and give the review folder's lock back."""
@@ -410,23 +423,14 @@ class ReviewSession:
         self._update_chart(events)
 
     def _update_chart(self, events: list[dict]) -> None:
-        """Plot chart: measured Dice (or the estimated Dice gain so far) against slices corrected."""
+        """Plot chart: measured Dice (or the estimated Dice gain so far) against slices corrected, one point
+        per corrected slice (review/correction_curve.py, the curve of the review report too)."""
         import vtk
 
-        corrected: list[int] = []
-        gains: dict[int, float] = {}
-        last = self._initial_dice
-        x, estimated, measured = [0.0], [0.0], [last]
-        for e in events:
-            if e["kind"] != "slice_corrected":
-                continue
-            if int(e["slice"]) not in corrected:
-                corrected.append(int(e["slice"]))
-            gains[int(e["slice"])] = float(e.get("estimated_dice_gain") or 0.0)
-            last = e["measured_dice"] if e.get("measured_dice") is not None else last
-            x.append(float(len(corrected)))
-            estimated.append(sum(gains.values()))
-            measured.append(last)
+        points = correction_curve(events)
+        x = [float(p["slices"]) for p in points]
+        estimated = [p["estimated_gain"] for p in points]
+        measured = [p["measured_dice"] for p in points]
         table = self._get_or_add("vtkMRMLTableNode", CURVE_TABLE)
         table.RemoveAllColumns()
         columns = {"slices_corrected": x, "estimated_dice_gain": estimated}

@@ -42,12 +42,51 @@ class BudgetSummary:
         return None if self.budget_seconds is None else max(self.budget_seconds - self.seconds_used, 0.0)
 
 
+class _Tally:
+    """The summary's running totals, extended one event at a time (BudgetLog.summary reads no file)."""
+
+    def __init__(self):
+        self.budget_slices: Optional[int] = None
+        self.budget_seconds: Optional[float] = None
+        self.started = False
+        self.corrected: dict[int, float] = {}
+        self.shown: set = set()
+        self.seconds = 0.0
+        self.voxels = 0
+        self.measured: Optional[float] = None
+
+    def add(self, e: dict) -> None:
+        kind = e["kind"]
+        if kind == "session_started":
+            self.started = True
+            self.budget_slices, self.budget_seconds = e.get("budget_slices"), e.get("budget_seconds")
+        elif kind == "slice_corrected":
+            self.corrected[int(e["slice"])] = float(e.get("estimated_dice_gain", 0.0))
+            self.voxels += sum(e.get("voxels_added", {}).values()) + sum(e.get("voxels_removed", {}).values())
+        elif kind == "slice_shown":
+            self.shown.add(e["slice"])
+        if kind in ("slice_corrected", "slice_skipped", "slice_shown"):
+            self.seconds += e.get("seconds", 0.0)
+        if e.get("measured_dice") is not None:
+            self.measured = e["measured_dice"]
+
+
 class BudgetLog:
-    """Append-only JSON Lines log at `path`."""
+    """Append-only JSON Lines log at `path`.
+
+    The file is read once, on the first `read` or `summary` (a session's start or resume); from then on
+    the events are kept in memory and each append extends them, and the summary, only after its line is
+    on disk. A failed write forgets the memory, so the next read takes the file as it is.
+    """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.warnings: list[str] = []
+        self._events: Optional[list[dict]] = None  # None: not read yet (or a write failed)
+        self._tally = _Tally()
+        self._n_lines = 0  # lines in the file, as str.splitlines counts them
+        self._bad: list[tuple[int, str]] = []  # (line number, its start) of each unreadable line
+        self._ends_with_line_break = True
 
     def append(self, kind: str, **data) -> dict:
         if kind not in EVENT_KINDS:
@@ -55,13 +94,25 @@ class BudgetLog:
         event = {"kind": kind, "time": time.time(), **data}
         line = json.dumps(event, separators=(",", ":"), sort_keys=True) + "\n"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        needs_newline = self.path.exists() and self.path.stat().st_size > 0 and not self._ends_with_newline()
-        before_write("log.line", self.path)
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(("\n" if needs_newline else "") + line)
-            handle.flush()
-            os.fsync(handle.fileno())
+        if self._events is not None:
+            needs_newline = not self._ends_with_line_break
+        else:
+            needs_newline = self.path.exists() and self.path.stat().st_size > 0 and not self._ends_with_newline()
+        try:
+            before_write("log.line", self.path)
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(("\n" if needs_newline else "") + line)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except BaseException:
+            self._events = None  # what reached the file is unknown: the next read takes it from disk
+            raise
         after_write("log.line", self.path, cut_bytes=len(line) // 2)
+        if self._events is not None:  # on disk: now in memory too
+            self._events.append(json.loads(line))
+            self._tally.add(self._events[-1])
+            self._n_lines += 1
+            self._ends_with_line_break = True
         return event
 
     def _ends_with_newline(self) -> bool:
@@ -69,16 +120,20 @@ class BudgetLog:
             handle.seek(-1, os.SEEK_END)
             return handle.read(1) == b"\n"
 
-    def read(self) -> list[dict]:
-        """All readable events; unreadable lines are skipped and described in `self.warnings`."""
-        self.warnings = []
+    def _load(self) -> None:
+        """Read the file into memory: the one place the log is read."""
+        self._events, self._tally, self._n_lines, self._bad = [], _Tally(), 0, []
+        self._ends_with_line_break = True
         if not self.path.exists():
-            return []
+            return
         try:
-            lines = self.path.read_text(encoding="utf-8", errors="replace").splitlines()
+            raw = self.path.read_bytes()
         except OSError as exc:
+            self._events = None
             raise CorruptLogError(f"Cannot read the budget log {self.path}: {exc}") from exc
-        events = []
+        self._ends_with_line_break = not raw or raw.endswith(b"\n")
+        lines = raw.decode("utf-8", errors="replace").splitlines()
+        self._n_lines = len(lines)
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
@@ -87,31 +142,30 @@ class BudgetLog:
                 if not isinstance(event, dict) or "kind" not in event:
                     raise ValueError("not an event object")
             except ValueError:
-                where = "last line" if number == len(lines) else f"line {number}"
-                self.warnings.append(f"{self.path.name}: {where} is incomplete or corrupt and was skipped "
-                                     f"({line[:60]!r}); all other events were kept.")
+                self._bad.append((number, line[:60]))
                 continue
-            events.append(event)
-        return events
+            self._events.append(event)
+            self._tally.add(event)
+
+    def read(self) -> list[dict]:
+        """All readable events; unreadable lines are skipped and described in `self.warnings`."""
+        if self._events is None:
+            self._load()
+        self.warnings = [f"{self.path.name}: {'last line' if number == self._n_lines else f'line {number}'} is "
+                         f"incomplete or corrupt and was skipped ({start!r}); all other events were kept."
+                         for number, start in self._bad]
+        return list(self._events)
 
     def summary(self, budget_slices: Optional[int] = None, budget_seconds: Optional[float] = None) -> BudgetSummary:
         """Budget used so far; a slice corrected several times counts once."""
-        events = self.read()
-        started = [e for e in events if e["kind"] == "session_started"]
-        if started:
-            budget_slices = budget_slices if budget_slices is not None else started[-1].get("budget_slices")
-            budget_seconds = budget_seconds if budget_seconds is not None else started[-1].get("budget_seconds")
-        corrected: dict[int, float] = {}
-        voxels = 0
-        for e in events:
-            if e["kind"] == "slice_corrected":
-                corrected[int(e["slice"])] = float(e.get("estimated_dice_gain", 0.0))
-                voxels += sum(e.get("voxels_added", {}).values()) + sum(e.get("voxels_removed", {}).values())
-        measured = [e["measured_dice"] for e in events if e.get("measured_dice") is not None]
+        if self._events is None:
+            self.read()
+        tally = self._tally
+        if tally.started:
+            budget_slices = budget_slices if budget_slices is not None else tally.budget_slices
+            budget_seconds = budget_seconds if budget_seconds is not None else tally.budget_seconds
         return BudgetSummary(
-            slices_corrected=len(corrected), slices_shown=len({e["slice"] for e in events if e["kind"] == "slice_shown"}),
-            seconds_used=float(sum(e.get("seconds", 0.0) for e in events if e["kind"] in ("slice_corrected", "slice_skipped",
-                                                                                          "slice_shown"))),
-            voxels_changed=int(voxels), estimated_dice_gain=float(sum(corrected.values())),
-            measured_dice=float(measured[-1]) if measured else None, budget_slices=budget_slices,
-            budget_seconds=budget_seconds, corrected_slices=sorted(corrected))
+            slices_corrected=len(tally.corrected), slices_shown=len(tally.shown), seconds_used=float(tally.seconds),
+            voxels_changed=int(tally.voxels), estimated_dice_gain=float(sum(tally.corrected.values())),
+            measured_dice=float(tally.measured) if tally.measured is not None else None, budget_slices=budget_slices,
+            budget_seconds=budget_seconds, corrected_slices=sorted(tally.corrected))

@@ -18,37 +18,11 @@ from ..storage.atomic_files import atomic_write_text
 from ..storage.fault_injection import after_write, before_write
 from .budget_log import BudgetLog
 from .corrected_dataset import export_readiness
+from .correction_curve import correction_curve
 from .folder import ReviewFolder
 
 CSV_COLUMNS = ("kind", "rank", "slice", "seconds", "voxels_added", "voxels_removed", "estimated_dice_gain",
                "measured_dice")
-
-
-def correction_curve(events: list[dict]) -> list[dict]:
-    """One point per newly corrected slice: slices so far, seconds so far, summed estimated gain, measured Dice."""
-    seconds = 0.0
-    gains: dict[int, float] = {}
-    measured: Optional[float] = None
-    points = [{"slices": 0, "seconds": 0.0, "estimated_gain": 0.0, "measured_dice": None}]
-    started = [e for e in events if e["kind"] == "session_started"]
-    if started and started[0].get("initial_dice") is not None:
-        points[0]["measured_dice"] = measured = float(started[0]["initial_dice"])
-    for e in events:
-        if e["kind"] in ("slice_shown", "slice_skipped", "slice_corrected"):
-            seconds += float(e.get("seconds", 0.0))
-        if e["kind"] != "slice_corrected":
-            continue
-        new = int(e["slice"]) not in gains
-        gains[int(e["slice"])] = float(e.get("estimated_dice_gain") or 0.0)
-        if e.get("measured_dice") is not None:
-            measured = float(e["measured_dice"])
-        point = {"slices": len(gains), "seconds": round(seconds, 3), "estimated_gain": sum(gains.values()),
-                 "measured_dice": measured}
-        if new:
-            points.append(point)
-        else:
-            points[-1] = point
-    return points
 
 
 def _csv(events: list[dict]) -> str:

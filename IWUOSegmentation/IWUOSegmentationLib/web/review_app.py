@@ -79,7 +79,7 @@ class ReviewApp:
         # views reset first: the session then centres them on the slice where the log says the reviewer stopped
         self.slicer_app.display_manager.show_volume(volume, do_reset_views=True)
         self.controller = ReviewController(self.slicer_app.scene, on_dirty=self._schedule_flush,
-                                           front_end=BROWSER_FRONT_END)
+                                           front_end=BROWSER_FRONT_END, on_logged=self._publish_budget)
         self.session = self.controller.open_case(case.folder.root, volume, case.written_labels, case.identity,
                                                  analysis_dir=case.analysis_dir, budget_slices=budget_slices,
                                                  target=case.target, read_only=case.read_only, lock=case.lock)
@@ -118,14 +118,21 @@ class ReviewApp:
         iwuo = table.GetColumnByName("iwuo")
         rows = [{"rank": r + 1, "slice": s, "score": f"{iwuo.GetValue(r):.4f}", "status": status.GetValue(r)}
                 for r, s in enumerate(session.ranking)]
-        summary = session.log.summary()
         red = self._red("vtkMRMLSliceNode")
         with self.state:
             self.state.iwuo_rows = rows
             self.state.iwuo_current_rank = session.current_rank + 1
             self.state.iwuo_view_slice = slice_index_of_view(red, self.volume, session.axis) if red else -1
             self.state.iwuo_foreground = self._foreground_description()
-            self.state.iwuo_slices_used = summary.slices_corrected
+        self._publish_budget()
+
+    def _publish_budget(self, _event: Optional[dict] = None) -> None:
+        """The budget bar and text, from the log's events in memory: after each logged event (on_logged)."""
+        session = self.controller.session
+        if session is None:
+            return
+        with self.state:
+            self.state.iwuo_slices_used = session.log.summary().slices_corrected
             self.state.iwuo_budget = budget_of(session)
             self.state.iwuo_budget_text = budget_text(session)
 
