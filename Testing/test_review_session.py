@@ -104,8 +104,8 @@ def test_brush_like_edit_is_logged_against_its_slice(mrml_scene, tmp_path):
     assert session.log_table.GetNumberOfRows() == len(session.log.read())
     assert corrected[0]["estimated_dice_gain"] == pytest.approx(0.1)
     curve = mrml_scene.GetFirstNodeByName("IWUO Dice curve").GetTable()
-    assert curve.GetNumberOfRows() == 3  # before, and after each of the two edits
-    assert curve.GetColumnByName("slices_corrected").GetValue(2) == 1.0  # same slice counts once
+    assert curve.GetNumberOfRows() == 2  # before, and the one slice corrected (twice: one point)
+    assert curve.GetColumnByName("slices_corrected").GetValue(1) == 1.0  # same slice counts once
     chart = mrml_scene.GetFirstNodeByName("IWUO Dice vs slices corrected")
     assert chart.GetNumberOfPlotSeriesNodes() == 1
     session.close()
@@ -144,3 +144,33 @@ def test_reopened_scene_without_its_log_is_a_clear_error(mrml_scene, tmp_path):
     (tmp_path / "review.budget.jsonl").unlink()
     with pytest.raises(FileNotFoundError, match="budget log of this session .* is missing"):
         ReviewSession.restore(mrml_scene)
+
+
+def test_a_slice_corrected_again_moves_its_point_of_the_one_curve(mrml_scene, tmp_path):
+    """The MRML chart's table is the review report's curve (review/correction_curve.py): one row per corrected
+    slice, a slice corrected again updates the last point instead of adding one."""
+    import slicer.util
+
+    from IWUOSegmentationLib.review.report import correction_curve
+
+    _slice_views(mrml_scene)
+    reference = np.zeros(SHAPE, np.uint8)
+    reference[3:9, 5:15, 6:22] = 2
+    session, volume, seg, _ = _session(mrml_scene, tmp_path, reference=reference)
+    edema = slicer.util.arrayFromSegmentBinaryLabelmap(seg, "edema", volume) > 0
+    for slice_index, columns in ((6, slice(20, 22)), (2, slice(6, 10)), (6, slice(6, 8))):
+        session.go_to(session.ranking.index(slice_index))
+        edema[slice_index, 5:15, columns] = ~edema[slice_index, 5:15, columns]
+        slicer.util.updateSegmentBinaryLabelmapFromArray(edema.astype(np.uint8), seg, "edema", volume)
+        assert session.flush_edits() == 1
+    events = session.log.read()
+    assert [e["slice"] for e in events if e["kind"] == "slice_corrected"] == [6, 2, 6]
+    table = mrml_scene.GetFirstNodeByName("IWUO Dice curve").GetTable()
+    chart = {name: [table.GetColumnByName(name).GetValue(r) for r in range(table.GetNumberOfRows())]
+             for name in ("slices_corrected", "estimated_dice_gain", "measured_dice")}
+    points = correction_curve(events)
+    assert chart["slices_corrected"] == [p["slices"] for p in points] == [0, 1, 2], "one row per corrected slice"
+    assert chart["estimated_dice_gain"] == pytest.approx([p["estimated_gain"] for p in points])
+    assert chart["measured_dice"] == pytest.approx([p["measured_dice"] for p in points])
+    assert chart["measured_dice"][-1] == pytest.approx(session.measured_dice()), "the re-correction moved the point"
+    session.close()
