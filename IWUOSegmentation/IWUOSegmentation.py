@@ -172,6 +172,7 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.onCancel()
         self.shortcuts = remove_shortcuts(self.shortcuts)
         self.elapsedTimer.stop()
+        self.controller.on_logged.clear()  # the widgets are going: the last edits are logged, not shown
         self.controller.close()
 
     def onModelChanged(self, path):
