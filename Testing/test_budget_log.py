@@ -55,3 +55,25 @@ def test_unknown_event_kind_is_refused(tmp_path):
 def test_missing_log_is_an_empty_session(tmp_path):
     s = BudgetLog(tmp_path / "none.jsonl").summary(budget_slices=10)
     assert s.slices_corrected == 0 and s.slices_remaining == 10 and s.measured_dice is None
+
+
+def test_events_in_memory_follow_the_file_and_a_failed_write_leaves_them_behind_it(tmp_path, monkeypatch):
+    """Read once, then each append extends the memory only once its line is on disk: a disk-full append adds
+    nothing to read() or summary(), and the retry adds the event once, as a fresh read of the file shows."""
+    from IWUOSegmentationLib.storage.fault_injection import ENV, reset_counts
+
+    path = tmp_path / "log.jsonl"
+    BudgetLog(path).append("session_started", budget_slices=4)
+    log = BudgetLog(path)
+    assert [e["kind"] for e in log.read()] == ["session_started"]
+    log.append("slice_corrected", slice=2, seconds=1.0, estimated_dice_gain=0.5)
+    monkeypatch.setenv(ENV, "log.line:1:enospc")
+    reset_counts()
+    with pytest.raises(OSError, match="No space left"):
+        log.append("slice_corrected", slice=7, seconds=1.0, estimated_dice_gain=0.25)
+    assert log.summary().corrected_slices == [2] and len(log.read()) == 2
+    monkeypatch.delenv(ENV)
+    log.append("slice_corrected", slice=7, seconds=1.0, estimated_dice_gain=0.25)
+    fresh = BudgetLog(path)
+    assert log.read() == fresh.read() and log.summary() == fresh.summary()
+    assert log.summary().corrected_slices == [2, 7] and log.summary().slices_remaining == 2
