@@ -1,4 +1,4 @@
-"""The analysis child's protocol (analysis_process.py) through a launcher that forwards no signal.
+"""The analysis child's protocol (cli/analysis_process.py) through a launcher that forwards no signal.
 
 Slicer starts Python through PythonSlicer (CTKAppLauncher): the launcher runs the real Python as
 its own child, hands it its stdin/stderr and returns its exit code, but forwards no signal. The

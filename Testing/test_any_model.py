@@ -305,7 +305,7 @@ def _review_and_evaluate(model_path: Path, cases: Path, target: str, tmp_path: P
     analysis = read_analysis(case.analysis_dir)
     structures = structures_from_dataset_json(json.loads((model_path / "dataset.json").read_text()))
     _, _, rows = iwuo_ranking(analysis.label_map, analysis.probabilities, analysis.summary["outputs"], False,
-                              analysis.uncertainty["entropy"], analysis.reference.GetSpacing(),
+                              analysis.uncertainty["entropy"], analysis.geometry.GetSpacing(),
                               region=structures.get(target))
     assert session.ranking == [r["slice"] for r in rows]
     assert [e for e in BudgetLog(case.folder.log).read() if e["kind"] == "session_started"][0]["target"] == target

@@ -178,3 +178,27 @@ def test_reference_with_unknown_labels_is_reported(tmp_path, phantom_cases):
     assert _evaluate(cases, tmp_path / "out", "--strategies", "iwuo") == 2  # no case left to report on
     error = (tmp_path / "out" / "cases" / "odd" / "error.txt").read_text()
     assert "label values [9]" in error
+
+
+def test_a_changed_image_is_evaluated_again_not_reused(tmp_path, phantom_cases, capsys):
+    """The saved analysis and result of a case are reused only for the same images and model."""
+    cases = tmp_path / "cases"
+    shutil.copytree(phantom_cases / "phantom_0011", cases / "phantom_0011")
+    out = tmp_path / "out"
+    quick = ("--strategies", "iwuo,random", "--expert", "perfect")
+    result = out / "cases" / "phantom_0011" / "evaluation.json"
+    summary = out / "cases" / "phantom_0011" / "analysis" / "summary.json"
+    assert _evaluate(cases, out, *quick) == 0
+    first_identity = json.loads(summary.read_text())["identity"]["inputs"][0]["voxels_sha256"]
+    kept = result.stat().st_mtime_ns
+    assert _evaluate(cases, out, *quick) == 0  # unchanged: reused
+    assert result.stat().st_mtime_ns == kept
+
+    flair = sitk.ReadImage(str(cases / "phantom_0011" / "FLAIR.nii.gz"))
+    sitk.WriteImage(sitk.Cast(flair, sitk.sitkFloat32) * 1.05, str(cases / "phantom_0011" / "FLAIR.nii.gz"))
+    capsys.readouterr()
+    assert _evaluate(cases, out, *quick) == 0
+    assert "was made from other images or another model" in capsys.readouterr().out
+    assert result.stat().st_mtime_ns != kept
+    identity = json.loads(summary.read_text())["identity"]["inputs"][0]["voxels_sha256"]
+    assert identity != first_identity  # the analysis was redone from the new image

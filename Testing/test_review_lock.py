@@ -1,4 +1,4 @@
-"""One writer per review folder (review_lock): a second opener is refused with the holder's name, or
+"""One writer per review folder (storage/folder_lock.py): a second opener is refused with the holder's name, or
 browses read-only and writes nothing; a crashed holder leaves no stale lock.
 
 The other holder is a real second process wherever the claim is about two programs (`iwuo review`,

@@ -85,7 +85,7 @@ def expected_ranking(analysis_dir: Path) -> list[int]:
 
     a = read_analysis(analysis_dir)
     _, _, rows = rank_case(a.label_map, a.probabilities, a.summary["outputs"], a.summary["region_based"],
-                           a.uncertainty["entropy"], a.reference.GetSpacing(), member_variance=a.member_variance)
+                           a.uncertainty["entropy"], a.geometry.GetSpacing(), member_variance=a.member_variance)
     return [row["slice"] for row in rows]
 
 

@@ -24,7 +24,7 @@ from typing import Optional
 
 from ..review.folder import ReviewFolder
 
-#: cli.py's exit codes that are not failures of the analysis itself.
+#: cli/main.py's exit codes that are not failures of the analysis itself.
 EXIT_OK, EXIT_CANCELLED = 0, 4
 
 

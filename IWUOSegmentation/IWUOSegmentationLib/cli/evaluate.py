@@ -17,6 +17,7 @@ from ..simulation.evaluate_folders import (
     read_case_result,
     record_case_failure,
     region_names,
+    saved_result,
 )
 from ..storage.atomic_files import atomic_write_text
 from .arguments import parse_folds
@@ -136,10 +137,13 @@ def run(args) -> int:
                                     tta=not args.disable_tta)
         for i, folder in enumerate(folders):
             out_case = out / "cases" / folder.name
-            if read_case_result(out_case) is not None:
+            if saved_result(folder, out_case, model) is not None:
                 progress((i + 1) / len(folders), f"{folder.name}: done before, reused")
                 continue
-            if (out_case / CASE_RESULT).is_file():
+            if read_case_result(out_case) is not None:
+                print(f"case {folder.name}: its saved result was made from other images or another model than "
+                      "these; evaluating it again")
+            elif (out_case / CASE_RESULT).is_file():
                 print(f"case {folder.name}: its saved result cannot be read back; evaluating it again")
             try:
                 def case_progress(f, m, i=i, name=folder.name):

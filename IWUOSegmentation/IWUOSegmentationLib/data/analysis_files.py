@@ -83,14 +83,14 @@ def write_analysis(result: AnalysisResult, case: CaseImages, out_dir: str | os.P
 
 @dataclass
 class LoadedAnalysis:
-    """An analysis folder read back: arrays in (z, y, x), with the geometry image for reference."""
+    """An analysis folder read back: arrays in (z, y, x), and `geometry`, the image whose grid they are on."""
 
     label_map: np.ndarray
     probabilities: np.ndarray
     uncertainty: dict[str, np.ndarray]
     member_variance: np.ndarray
     summary: dict
-    reference: sitk.Image
+    geometry: sitk.Image
 
 
 def read_analysis(folder: str | os.PathLike, summary: Optional[dict] = None) -> LoadedAnalysis:
@@ -104,14 +104,14 @@ def read_analysis(folder: str | os.PathLike, summary: Optional[dict] = None) -> 
             check_complete(folder / f"{name}{ext}")
             return sitk.ReadImage(str(folder / f"{name}{ext}"))
 
-        reference = read_whole("segmentation")
+        geometry = read_whole("segmentation")
         read = lambda name: sitk.GetArrayFromImage(read_whole(name))  # noqa: E731
         return LoadedAnalysis(
-            label_map=sitk.GetArrayFromImage(reference),
+            label_map=sitk.GetArrayFromImage(geometry),
             probabilities=np.stack([read(f"probability_{n}") for n in summary["outputs"]]),
             uncertainty={n: read(f"uncertainty_{n}") for n in UNCERTAINTY_MAPS},
             member_variance=np.stack([read(f"member_variance_{n}") for n in summary["outputs"]]),
-            summary=summary, reference=reference)
+            summary=summary, geometry=geometry)
     except (ValueError, KeyError, TypeError, AttributeError, RuntimeError, OSError) as exc:
         # garbled summary.json, a missing or truncated map: refused, never half-read
         detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__

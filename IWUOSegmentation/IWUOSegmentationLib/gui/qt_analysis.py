@@ -1,4 +1,4 @@
-"""The Qt half of analysis_process.py's protocol: a QProcess around one AnalysisRun (GUI layer).
+"""The Qt half of cli/analysis_process.py's protocol: a QProcess around one AnalysisRun (GUI layer).
 
 PythonQt details (checked in Slicer's and PythonQt's sources): stderr arrives as a QByteArray,
 read with `.data()` (the wrapper has no buffer protocol, `bytes()` fails); a process that fails

@@ -50,14 +50,14 @@ def copy_geometry(source_volume, target_volume) -> None:
     target_volume.SetIJKToRASMatrix(matrix)
 
 
-def add_heatmap_volume(scene, array_kji: np.ndarray, reference_volume, name: str, kind: str = "uncertainty",
+def add_heatmap_volume(scene, array_kji: np.ndarray, input_volume, name: str, kind: str = "uncertainty",
                        transparent_below: float | None = None):
     """Float volume with a heatmap colour table, window fitted to its range, near-zero voxels transparent."""
     import slicer.util
 
     array = np.ascontiguousarray(array_kji, dtype=np.float32)
     node = slicer.util.addVolumeFromArray(array, name=name, nodeClassName="vtkMRMLScalarVolumeNode")
-    copy_geometry(reference_volume, node)
+    copy_geometry(input_volume, node)
     node.CreateDefaultDisplayNodes()
     display = node.GetDisplayNode()
     display.SetAndObserveColorNodeID(heatmap_color_node(scene, HEATMAP_COLORMAPS.get(kind, "inferno")).GetID())
@@ -74,13 +74,13 @@ def add_heatmap_volume(scene, array_kji: np.ndarray, reference_volume, name: str
     return node
 
 
-def add_segmentation(scene, label_map_kji: np.ndarray, reference_volume, labels: dict[str, int], name: str):
+def add_segmentation(scene, label_map_kji: np.ndarray, input_volume, labels: dict[str, int], name: str):
     """Segmentation node with one segment per non-background label (names from dataset.json)."""
     import slicer.util
 
     node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
     node.CreateDefaultDisplayNodes()
-    node.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume)
+    node.SetReferenceImageGeometryParameterFromVolumeNode(input_volume)
     segmentation = node.GetSegmentation()
     for i, (label_name, value) in enumerate(sorted(labels.items(), key=lambda kv: kv[1])):
         if value == 0:
@@ -88,22 +88,22 @@ def add_segmentation(scene, label_map_kji: np.ndarray, reference_volume, labels:
         color = SEGMENT_COLORS.get(label_name, PALETTE[i % len(PALETTE)])
         segment_id = segmentation.AddEmptySegment(label_name, label_name, list(color))
         slicer.util.updateSegmentBinaryLabelmapFromArray(
-            (label_map_kji == value).astype(np.uint8), node, segment_id, reference_volume)
+            (label_map_kji == value).astype(np.uint8), node, segment_id, input_volume)
     node.SetAttribute("IWUO.role", "prediction")
     return node
 
 
-def place_in_study(scene, node, reference_volume) -> None:
-    """Put `node` under the reference volume's parent (its study) in subject hierarchy."""
+def place_in_study(scene, node, input_volume) -> None:
+    """Put `node` under the input volume's parent (its study) in subject hierarchy."""
     import slicer
 
     shn = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
     if shn is None:
         return
-    reference_item = shn.GetItemByDataNode(reference_volume)
-    if not reference_item:
+    input_item = shn.GetItemByDataNode(input_volume)
+    if not input_item:
         return
-    parent = shn.GetItemParent(reference_item)
+    parent = shn.GetItemParent(input_item)
     item = shn.GetItemByDataNode(node)
     if item and parent:
         shn.SetItemParent(item, parent)

@@ -3,7 +3,7 @@
 The desktop module (IWUOSegmentation.py) and the browser app (web/review_app.py) call these
 functions, so a session started in one can be finished in the other: same nodes, same IWUO
 ranking, same BudgetLog file and the same saved label map of the corrected segmentation, laid
-out as `review_folder.ReviewFolder` says.
+out as `review/folder.py` (ReviewFolder) says.
 
 An analysis is put into a scene only for the images and the model it was made from
 (analysis_identity.py): callers pass the identity of what they have, from the channel volumes in
@@ -170,7 +170,7 @@ def open_review(scene, analysis: LoadedAnalysis, volume, segmentation, labels: d
         ranked = {structure.name: structure}
     axis, _, rows = rank_case(analysis.label_map, analysis.probabilities, analysis.summary["outputs"],
                               analysis.summary["region_based"], analysis.uncertainty["entropy"],
-                              analysis.reference.GetSpacing(), structures=ranked,
+                              analysis.geometry.GetSpacing(), structures=ranked,
                               member_variance=analysis.member_variance)
     for table in ("IWUO ranking", "IWUO budget log"):
         node = scene.GetFirstNodeByName(table)
@@ -181,7 +181,7 @@ def open_review(scene, analysis: LoadedAnalysis, volume, segmentation, labels: d
                             front_end=front_end, read_only=read_only, lock=lock)
     if not read_only:
         session.log_unlogged_corrections(masks_from_label_map(analysis.label_map, labels))
-        save_corrections_before_logging(session, analysis.reference)
+        save_corrections_before_logging(session, analysis.geometry)
     return session
 
 
@@ -230,7 +230,7 @@ def resume_review_from_scene(scene, front_end: str = "Slicer",
         session.adopt_saved_corrections(masks_from_label_map(corrected, labels))
     if not read_only:
         session.log_unlogged_corrections(masks_from_label_map(analysis.label_map, labels))
-        save_corrections_before_logging(session, analysis.reference)
+        save_corrections_before_logging(session, analysis.geometry)
     return session, analysis
 
 
@@ -258,13 +258,13 @@ def segmentation_label_map(segmentation, volume, labels: dict[str, int]) -> np.n
     return label_map_from_masks(masks, labels, slicer.util.arrayFromVolume(volume).shape)
 
 
-def save_corrected_segmentation(label_map: np.ndarray, reference_image, path: str | os.PathLike) -> Path:
+def save_corrected_segmentation(label_map: np.ndarray, geometry, path: str | os.PathLike) -> Path:
     """Write the corrected label map atomically (temp file + rename) with the input image's geometry."""
     import SimpleITK as sitk
 
     path = Path(path)
     image = sitk.GetImageFromArray(label_map)
-    image.CopyInformation(reference_image)
+    image.CopyInformation(geometry)
     tmp = path.with_name(f".{path.name}.partial.nii.gz")
     try:
         before_write("corrected.tmp", path)
@@ -281,20 +281,20 @@ def save_corrected_segmentation(label_map: np.ndarray, reference_image, path: st
     return path
 
 
-def save_session_corrections(session: ReviewSession, reference_image, masks: dict[str, np.ndarray]) -> Path:
+def save_session_corrections(session: ReviewSession, geometry, masks: dict[str, np.ndarray]) -> Path:
     """Segment masks of the session (as its flush has just accounted for them; no second extraction), written
     as the corrected label map of the review folder the log is in."""
     import slicer.util
 
     label_map = label_map_from_masks(masks, session.label_values, slicer.util.arrayFromVolume(session.volume).shape)
-    return save_corrected_segmentation(label_map, reference_image, ReviewFolder(session.log.path.parent).corrected)
+    return save_corrected_segmentation(label_map, geometry, ReviewFolder(session.log.path.parent).corrected)
 
 
-def save_corrections_before_logging(session: ReviewSession, reference_image) -> None:
+def save_corrections_before_logging(session: ReviewSession, geometry) -> None:
     """Make every flush of the session write the corrected label map before its log lines, so whatever path
     flushes (a stroke, Next, closing) a correction the log counts is saved; a crash in between leaves a saved
     but unlogged correction, which `open_review` logs on resume."""
-    session.on_accounted = lambda masks: save_session_corrections(session, reference_image, masks)
+    session.on_accounted = lambda masks: save_session_corrections(session, geometry, masks)
 
 
 def read_corrected_segmentation(path: str | os.PathLike, shape: tuple[int, ...]) -> Optional[np.ndarray]:

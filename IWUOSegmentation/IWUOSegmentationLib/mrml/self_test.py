@@ -132,7 +132,7 @@ def _scores_for_random(analysis):
 
     _, scores, _ = iwuo_ranking(analysis.label_map, analysis.probabilities, analysis.summary["outputs"],
                                 analysis.summary["region_based"], analysis.uncertainty["entropy"],
-                                analysis.reference.GetSpacing())
+                                analysis.geometry.GetSpacing())
     return scores
 
 

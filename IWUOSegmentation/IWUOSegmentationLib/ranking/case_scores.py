@@ -3,7 +3,7 @@
 A clinician on a slice fixes every label there, so one ranking serves all regions: the
 combined scores add the regions' expected Dice gains (impact) and IWUO products. Beside them:
 the expected correction time of each slice (look time + cost of the expected added path length,
-the time model of experts.py applied to the expected error area) and the members' pairwise
+the time model of correction_time.py applied to the expected error area) and the members' pairwise
 disagreement (Zenk et al. 2025).
 """
 

@@ -63,10 +63,13 @@ def evaluate_folder_case(folder: Path, model, predictor, out_case: Path, options
     if files.reference is None:
         raise BadInputError(f"Case {folder.name} has no reference label file (label*, seg*, OTMultiClass*).")
     analysis_dir = out_case / "analysis"
-    if not (analysis_dir / "summary.json").is_file():
+    case = CaseImages.from_files([str(p) for p in files.images]) if model is not None else None
+    stale = _stale_analysis(analysis_dir, case, model)
+    if stale:
         if predictor is None:
-            raise BadInputError(f"Case {folder.name} has no saved analysis in {analysis_dir}; run without --replay-only.")
-        case = CaseImages.from_files([str(p) for p in files.images])
+            raise BadInputError(f"Case {folder.name}: {stale}; run without --replay-only.")
+        if (analysis_dir / "summary.json").is_file() and progress is not None:
+            progress(0.0, f"the saved analysis is not reused ({stale})")
         result = predictor.analyze(case, progress=progress)
         write_analysis(result, case, analysis_dir, model.describe())
     analysis = read_analysis(analysis_dir)
@@ -75,10 +78,10 @@ def evaluate_folder_case(folder: Path, model, predictor, out_case: Path, options
     except RuntimeError as exc:
         raise BadInputError(f"Case {folder.name}: cannot read the reference {files.reference.name}: "
                             f"{str(exc).strip().splitlines()[-1]}") from exc
-    if not same_geometry(ref_image, analysis.reference):
+    if not same_geometry(ref_image, analysis.geometry):
         raise BadInputError(f"Case {folder.name}: the reference label's grid ({ref_image.GetSize()}, spacing "
-                            f"{ref_image.GetSpacing()}) differs from the images' grid ({analysis.reference.GetSize()}, "
-                            f"{analysis.reference.GetSpacing()}); resample it onto the images first.")
+                            f"{ref_image.GetSpacing()}) differs from the images' grid ({analysis.geometry.GetSize()}, "
+                            f"{analysis.geometry.GetSpacing()}); resample it onto the images first.")
     reference = sitk.GetArrayFromImage(ref_image).astype(np.int64)
     structures = (structures_from_dataset_json(model.dataset_json) if model is not None
                   else structures_from_summary(analysis.summary))
@@ -86,13 +89,13 @@ def evaluate_folder_case(folder: Path, model, predictor, out_case: Path, options
     regions = evaluation_regions(structures, region_names(options.get("regions")), convention)
     reference_label_check(set(np.unique(reference).tolist()), reference_values_allowed(structures, convention),
                           folder.name, describe_labels(structures, convention))
-    axis = slice_axis(analysis.reference.GetSpacing())
+    axis = slice_axis(analysis.geometry.GetSpacing())
     evaluation = evaluate_case(
         folder.name, analysis.label_map, analysis.probabilities, analysis.summary["outputs"],
         analysis.summary["region_based"], analysis.uncertainty[options["uncertainty_map"]], reference, axis,
         regions=regions, strategies=options["strategies"], experts=options["experts"],
         random_seeds=options["random_seeds"], structures=structures,
-        options=ScoreOptions(uncertainty_map=options["uncertainty_map"]), spacing_xyz=analysis.reference.GetSpacing(),
+        options=ScoreOptions(uncertainty_map=options["uncertainty_map"]), spacing_xyz=analysis.geometry.GetSpacing(),
         seconds_budget=options.get("seconds_budget", 600.0), member_variance=analysis.member_variance,
         per_region_rankings=options.get("per_region_rankings", False))
     record = {"case": folder.name, "axis": axis, "n_slices": evaluation.n_slices, "rows": evaluation.rows,
@@ -114,6 +117,38 @@ CASE_RESULT, CASE_ERROR = "evaluation.json", "error.json"
 #: What a failed case is listed as; anything else that escapes a case is an internal error (a bug).
 FAILURE_KINDS = ((BadInputError, "bad input"), (BadModelError, "bad model"), (OutOfMemoryError, "out of memory"),
                  (IWUOError, "error"))
+
+
+def _stale_analysis(analysis_dir: Path, case, model) -> str | None:
+    """Why the saved analysis cannot be used (None: it can): missing, damaged, or made from other images or
+    another model than this case and `model` (with no model, replay only, nothing is compared)."""
+    from ..data.analysis_identity import case_identity, check_analysis_folder, model_identity
+
+    if not (analysis_dir / "summary.json").is_file():
+        return f"no saved analysis in {analysis_dir}"
+    if model is None:
+        return None
+    try:
+        check_analysis_folder(analysis_dir, case_identity(case, model.channel_names), model_identity(model))
+    except BadInputError as exc:
+        return str(exc)
+    return None
+
+
+def saved_result(folder: Path, out_case: Path, model) -> dict | None:
+    """The case's saved result when it can be reused: readable, and its analysis made from this case's images
+    with this model (a changed image or model is evaluated again, never silently reused)."""
+    from ..data.case_folders import find_case_files
+    from ..data.case_images import CaseImages
+
+    record = read_case_result(out_case)
+    if record is None or model is None:
+        return record
+    try:
+        case = CaseImages.from_files([str(p) for p in find_case_files(folder, model.channel_names).images])
+    except BadInputError:
+        return None  # evaluated again, and the failure is recorded then
+    return record if _stale_analysis(out_case / "analysis", case, model) is None else None
 
 
 def read_case_result(out_case: Path) -> dict | None:

@@ -79,7 +79,7 @@ def evaluate_case(name: str, label_map: np.ndarray, probabilities: np.ndarray, o
 
     `regions`: None (WT/TC/ET of a BraTS model, else each of the model's structures), names of the model's
     structures (WT/TC/ET on BraTS models), a mapping name -> label values, or name -> EvaluationRegion (reference
-    values in the reference's convention); see structures.py."""
+    values in the reference's convention); see data/structures.py."""
     if reference.shape != label_map.shape:
         raise BadInputError(f"Reference {reference.shape} and prediction {label_map.shape} have different grids.")
     unknown = [s for s in strategies if s not in STRATEGIES]

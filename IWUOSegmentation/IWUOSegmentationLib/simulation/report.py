@@ -15,7 +15,8 @@ from .budget_curves import aubc, normalised_aubc
 from .failure_detection import quality_estimate_errors
 from .statistics import bootstrap_ci, bootstrap_curve_band, holm, paired_wilcoxon
 
-REFERENCE_STRATEGY = "iwuo"
+#: The strategy the paired tests compare every other one with ("reference" is the reference segmentation).
+COMPARED_STRATEGY = "iwuo"
 ORACLE_NAMES = ("oracle", "oracle_time")
 #: One fixed look per strategy, so every plot reads the same way.
 STRATEGY_STYLES = {
@@ -110,7 +111,7 @@ def summarise(records: list[dict], budget: int | None, target_dice: float) -> tu
                 seconds_aubc.setdefault((row["region"], row["expert"], row["strategy"]), []).append(
                     float(row["aubc_seconds"]))
     for region, expert in sorted(groups):
-        tests += paired_tests(per_case, seconds_aubc, groups[(region, expert)], region, expert, REFERENCE_STRATEGY)
+        tests += paired_tests(per_case, seconds_aubc, groups[(region, expert)], region, expert, COMPARED_STRATEGY)
     return summary, tests, curves_by_group
 
 
@@ -119,14 +120,14 @@ def _nan_stat(fn, values, digits: int):
     return round(float(fn(arr)), digits) if np.any(~np.isnan(arr)) else "nan"
 
 
-def paired_tests(per_case: dict, seconds_aubc: dict, strategies, region: str, expert: str, reference: str) -> list[dict]:
-    """`reference` vs every other strategy: paired Wilcoxon on AUBC (slices) and on AUBC over the time
+def paired_tests(per_case: dict, seconds_aubc: dict, strategies, region: str, expert: str, compared: str) -> list[dict]:
+    """`compared` vs every other strategy: paired Wilcoxon on AUBC (slices) and on AUBC over the time
     budget (seconds), Holm-corrected within each axis."""
-    ref = per_case.get((region, expert, reference))
+    ref = per_case.get((region, expert, compared))
     if ref is None:
         return []
-    others = [s for s in sorted(strategies) if s != reference and (region, expert, s) in per_case]
-    ref_t = np.array(seconds_aubc.get((region, expert, reference), []))
+    others = [s for s in sorted(strategies) if s != compared and (region, expert, s) in per_case]
+    ref_t = np.array(seconds_aubc.get((region, expert, compared), []))
     p_raw = [paired_wilcoxon(np.array(ref["aubc"]), np.array(per_case[(region, expert, s)]["aubc"])) for s in others]
     pt_raw = [paired_wilcoxon(ref_t, np.array(seconds_aubc.get((region, expert, s), [])))
               if len(ref_t) and len(seconds_aubc.get((region, expert, s), [])) == len(ref_t) else float("nan")
@@ -136,7 +137,7 @@ def paired_tests(per_case: dict, seconds_aubc: dict, strategies, region: str, ex
         diff = np.array(ref["aubc"]) - np.array(per_case[(region, expert, s)]["aubc"])
         other_t = np.array(seconds_aubc.get((region, expert, s), []))
         diff_t = ref_t - other_t if len(other_t) == len(ref_t) else np.array([np.nan])
-        rows.append({"region": region, "expert": expert, "comparison": f"{reference} vs {s}",
+        rows.append({"region": region, "expert": expert, "comparison": f"{compared} vs {s}",
                      "mean_aubc_difference": round(float(diff.mean()), 5),
                      "better_cases": int((diff > 0).sum()), "cases": len(diff),
                      "p_wilcoxon": p if np.isnan(p) else round(p, 5),
@@ -259,7 +260,7 @@ def plot_curves(curves_by_group: dict, path: Path, expert: str = "perfect", x: n
             xs = np.arange(arr.shape[1]) if x is None else x[:arr.shape[1]]
             style = STRATEGY_STYLES.get(strategy, dict(lw=1.2))
             ax.plot(xs, mean, label=strategy, **style)
-            if arr.shape[0] > 1 and strategy in ("random", "oracle", "oracle_time", REFERENCE_STRATEGY):
+            if arr.shape[0] > 1 and strategy in ("random", "oracle", "oracle_time", COMPARED_STRATEGY):
                 lo, hi = bootstrap_curve_band(arr)
                 ax.fill_between(xs, lo, hi, alpha=0.10, color=ax.lines[-1].get_color())
         title = "mean over regions" if region == "mean" else region
@@ -302,9 +303,9 @@ def write_report(out: Path, budget: int | None = None, target_dice: float = 0.9,
 
     best_tests = []
     per_case, seconds_aubc, groups = _per_case_aubcs(records, budget)
-    for reference in dict.fromkeys(r for r in (DEFAULT_RANKING, best) if r and r != REFERENCE_STRATEGY):
+    for compared in dict.fromkeys(r for r in (DEFAULT_RANKING, best) if r and r != COMPARED_STRATEGY):
         for region, expert in sorted(groups):
-            best_tests += paired_tests(per_case, seconds_aubc, groups[(region, expert)], region, expert, reference)
+            best_tests += paired_tests(per_case, seconds_aubc, groups[(region, expert)], region, expert, compared)
     atomic_write_text(out / "statistics_best.csv", _csv(best_tests))
     failed = {f["case"]: f for f in failures or []}
     for p in (out / "cases").glob("*/error.txt"):
