@@ -144,14 +144,14 @@ def test_cancel_writes_nothing(tmp_path, demo_model, small_case, monkeypatch):
     assert calls["n"] == 2
 
     # Through `iwuo analyze`: cancelled after the first window (as SIGTERM would), exit 4 and no file at all.
-    import IWUOSegmentationLib.cli as cli
+    import IWUOSegmentationLib.cli.analyze as analyze_command
 
-    class CancelAfterFirstWindow(cli.CancelFlag):
+    class CancelAfterFirstWindow(analyze_command.CancelFlag):
         def __call__(self) -> bool:
             return cancel_after_first_window()
 
     calls["n"] = 0
-    monkeypatch.setattr(cli, "CancelFlag", CancelAfterFirstWindow)
+    monkeypatch.setattr(analyze_command, "CancelFlag", CancelAfterFirstWindow)
     out = tmp_path / "cancelled"
     code = main(["--progress", "none", "analyze", "--input", str(small_case / "FLAIR.nii.gz"),
                  str(small_case / "T1c.nii.gz"), "--output", str(out), "--device", "cpu", "--members", "folds",
