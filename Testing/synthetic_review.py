@@ -89,6 +89,24 @@ def open_case(scene, case_dir: Path, folder: Path, **kwargs):
     return volume, loaded, session
 
 
+def reopen_saved_review(scene, session, scene_file: Path):
+    """Save the scene of a running review to `scene_file`, close the review and clear the scene, then load
+    the file into a fresh scene and resume there, as the desktop does after a restart.
+
+    Returns (resumed session, the fresh scene, the saved scene file)."""
+    from IWUOSegmentationLib.mrml.headless_scene import create_headless_scene
+    from IWUOSegmentationLib.mrml.review_workflow import resume_review_from_scene
+    from IWUOSegmentationLib.mrml.scene_io import load_scene, save_scene
+
+    saved = save_scene(scene, str(scene_file))
+    session.close()
+    scene.Clear(1)
+    reopened = create_headless_scene()
+    load_scene(reopened, str(saved))
+    resumed, _ = resume_review_from_scene(reopened)
+    return resumed, reopened, saved
+
+
 def correct_slice(session, slice_index: int) -> int:
     """The scripted reviewer's stroke: the box on `slice_index` into the first segment; returns voxels added."""
     import slicer.util

@@ -97,6 +97,8 @@ def test_mrml_layer_refuses_another_patient_on_the_same_grid(mrml_scene, demo_mo
 
 def test_resume_refuses_an_analysis_replaced_by_another_patients(demo_model, tmp_path):
     """A saved scene of phantom 7; its review folder's analysis is then replaced by another case's: resume refuses."""
+    from synthetic_review import reopen_saved_review
+
     from IWUOSegmentationLib.data.analysis_identity import AnalysisMismatchError
     from IWUOSegmentationLib.data.self_test_case import analysis_folder, channel_paths
     from IWUOSegmentationLib.mrml.headless_scene import create_headless_scene
@@ -107,7 +109,7 @@ def test_resume_refuses_an_analysis_replaced_by_another_patients(demo_model, tmp
         open_review,
         resume_review_from_scene,
     )
-    from IWUOSegmentationLib.mrml.scene_io import load_scene, save_scene
+    from IWUOSegmentationLib.mrml.scene_io import load_scene
     from IWUOSegmentationLib.review.folder import ReviewFolder
 
     folder = ReviewFolder(tmp_path / "review")
@@ -118,14 +120,8 @@ def test_resume_refuses_an_analysis_replaced_by_another_patients(demo_model, tmp
                                       expected_identity=identity_of_volumes(volumes, demo_model))
     session = open_review(scene, loaded.analysis, volumes[0], loaded.segmentation, loaded.labels, folder.log)
     session.next()
-    scene_file = save_scene(scene, str(tmp_path / "scene" / "review.mrml"))
-    session.close()
-    scene.Clear(1)
-
-    reopened = create_headless_scene()
-    load_scene(reopened, str(scene_file))
-    resumed, _ = resume_review_from_scene(reopened)  # its own analysis: accepted
-    resumed.close()
+    resumed, reopened, scene_file = reopen_saved_review(scene, session, tmp_path / "scene" / "review.mrml")
+    resumed.close()  # its own analysis: accepted
     reopened.Clear(1)
     summary = json.loads((folder.analysis / "summary.json").read_text())
     summary["identity"]["inputs"][0]["voxels_sha256"] = "f" * 64  # as another patient's analysis would record

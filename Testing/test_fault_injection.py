@@ -27,6 +27,7 @@ import subprocess
 import sys
 import traceback
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +95,22 @@ def killed(status: int) -> bool:
     return os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
 
 
+def killed_at_each_hit(point: str, prepare, child) -> Iterator[tuple[int, Path]]:
+    """Kill the child `child(target)` at the n-th hit of `point`, n = 1, 2, ..., each on a fresh
+    `target = prepare(n)`, until a run finishes (the point has fewer than n hits: every one was tried);
+    yields (n, target) after each kill for the caller's checks, and fails if the point was never reached."""
+    kills = 0
+    for n in range(1, 40):
+        target = prepare(n)
+        status = run_child(child(target), f"{point}:{n}")
+        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+            break
+        assert killed(status), f"{point}:{n}: the child failed instead of being killed ({status})"
+        kills += 1
+        yield n, target
+    assert kills >= 1, f"{point} was never reached"
+
+
 @pytest.fixture(scope="module")
 def case_dir(phantom_cases):
     return sorted(p for p in phantom_cases.iterdir() if p.is_dir())[0]
@@ -157,14 +174,8 @@ def _review_child(case_dir: Path, folder: Path):
 def test_review_survives_a_kill_at_every_hit_of_a_write_point(point, case_dir, clean_run, tmp_path):
     from IWUOSegmentationLib.mrml.headless_scene import create_headless_scene
 
-    kills = 0
-    for n in range(1, 40):
-        folder = _fresh_review_folder(clean_run, tmp_path, f"{point}_{n}")
-        status = run_child(_review_child(case_dir, folder), f"{point}:{n}")
-        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
-            break  # the point has fewer than n hits: every one was tried
-        assert killed(status), f"{point}:{n}: the child failed instead of being killed ({status})"
-        kills += 1
+    for n, folder in killed_at_each_hit(point, lambda n: _fresh_review_folder(clean_run, tmp_path, f"{point}_{n}"),
+                                        lambda folder: _review_child(case_dir, folder)):
         missing, uncounted = check_restart(case_dir, folder, clean_run["prediction"])
         assert not missing, f"{point}:{n}: counted corrections on slices {missing} are not in the saved segmentation"
         assert not uncounted, f"{point}:{n}: saved corrections on slices {uncounted} are not counted after restart"
@@ -179,7 +190,6 @@ def test_review_survives_a_kill_at_every_hit_of_a_write_point(point, case_dir, c
         _count("process killed during a review", survived=lost == 0, lost=lost, point=point)
         assert np.array_equal(saved, clean_run["saved"]), f"{point}:{n}: the finished review differs from a clean run"
         assert corrected == clean_run["corrected"], f"{point}:{n}: counted {corrected}, not {clean_run['corrected']}"
-    assert kills >= 1, f"{point} was never reached"
 
 
 def _analysis_child(case_dir: Path, out: Path):
@@ -195,18 +205,15 @@ def test_analysis_folder_is_old_or_new_never_partial_after_a_kill(point, case_di
     from IWUOSegmentationLib.data.analysis_files import read_analysis
     from IWUOSegmentationLib.errors import BadInputError
 
-    kills = 0
-    for n in range(1, 40):
+    def older_analysis(n: int) -> Path:
         out = tmp_path / f"{n}" / "analysis"
         shutil.copytree(clean_run["folder"] / "analysis", out)
         summary = json.loads((out / "summary.json").read_text())
         summary["old"] = True  # marks the older analysis
         (out / "summary.json").write_text(json.dumps(summary))
-        status = run_child(_analysis_child(case_dir, out), f"{point}:{n}")
-        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
-            break
-        assert killed(status), status
-        kills += 1
+        return out
+
+    for _, out in killed_at_each_hit(point, older_analysis, lambda out: _analysis_child(case_dir, out)):
         if (out / "summary.json").exists():
             analysis = read_analysis(out)  # whole: every map reads back
             assert analysis.summary.get("old") in (True, None)  # the old one or the new one, whole
@@ -219,7 +226,6 @@ def test_analysis_folder_is_old_or_new_never_partial_after_a_kill(point, case_di
         assert "old" not in read_analysis(out).summary
         assert not list(out.parent.glob(".analysis.*")), "the next run left the crashed run's leftovers"
         _count("process killed while writing an analysis", survived=True, point=point)
-    assert kills >= 1, f"{point} was never reached"
 
 
 @pytest.mark.parametrize("point", ["log.line", "corrected.tmp", "corrected.saved"])

@@ -71,12 +71,13 @@ def test_prepared_case_matches_channels_and_analyses(prepared_case):
 
 
 def test_overlays_include_impact_with_its_colour_table(mrml_scene, prepared_case):
+    from IWUOSegmentationLib.mrml.analysis_nodes import ATTR_KIND
     from IWUOSegmentationLib.mrml.review_workflow import OVERLAY_KINDS
 
     _, loaded, session = _open(mrml_scene, prepared_case, corrected=False)
     assert set(loaded.overlays) == set(OVERLAY_KINDS)
     impact = loaded.overlays["impact"]
-    assert impact.GetAttribute("IWUO.kind") == "impact"
+    assert impact.GetAttribute(ATTR_KIND) == "impact"
     assert "magma" in impact.GetDisplayNode().GetColorNode().GetName()
     import slicer.util
 

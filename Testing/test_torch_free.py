@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 #: (the web extra) installs slicer/slicer_layer_dm.py into this venv's `slicer` package, whose __init__ imports
 #: every module there: it comes with `import slicer` here (compiled MRML classes, no Python dependencies).
 ALLOWED = {"numpy", "scipy", "SimpleITK", "slicer", "slicer_core", "slicer_layer_dm", "vtk", "vtkmodules",
-           "IWUOSegmentationLib"}
+           "IWUOSegmentationLib", "synthetic_review"}  # the last: these tests' helper, which needs nothing more
 #: Named in the failure message when one of them is reached.
 HEAVY = ("torch", "nnunetv2", "matplotlib", "nilearn", "trame", "trame_slicer", "nibabel", "medpy")
 
@@ -68,9 +68,9 @@ from IWUOSegmentationLib.data.self_test_case import CASE_FOLDER, analysis_folder
 case = prepare_review_case([str(CASE_FOLDER)], None, str(work / "review"), str(analysis_folder()))
 
 # the desktop's resume of a saved scene (enter() -> Logic.resumeReview -> resume_review_from_scene)
-from IWUOSegmentationLib.mrml.review_workflow import (
-    add_volume_from_image, load_analysis_into_scene, open_review, resume_review_from_scene)
-from IWUOSegmentationLib.mrml.scene_io import load_scene, save_scene
+from IWUOSegmentationLib.mrml.review_workflow import add_volume_from_image, load_analysis_into_scene, open_review
+sys.path.insert(0, "Testing")  # the working folder is the repository
+from synthetic_review import reopen_saved_review
 
 shutil.copytree(analysis_folder(), case.folder.analysis)
 scene = create_headless_scene()
@@ -80,12 +80,7 @@ loaded = load_analysis_into_scene(scene, case.folder.analysis, volume, case.writ
 session = open_review(scene, loaded.analysis, volume, loaded.segmentation, loaded.labels, case.folder.log)
 first = session.next()
 session.mark_corrected()
-scene_file = save_scene(scene, str(work / "scene" / "review.mrml"))
-session.close()
-scene.Clear(1)
-reopened = create_headless_scene()
-load_scene(reopened, str(scene_file))
-resumed, _ = resume_review_from_scene(reopened)
+resumed, reopened, _ = reopen_saved_review(scene, session, work / "scene" / "review.mrml")
 assert resumed.ranking[resumed.current_rank] == first, (resumed.current_rank, first)
 resumed.close()
 

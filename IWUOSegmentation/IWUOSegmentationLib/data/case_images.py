@@ -83,9 +83,14 @@ class CaseImages:
         return image_from_array(array, self.spacing, self.origin, self.direction)
 
 
-def image_from_array(array: np.ndarray, spacing, origin, direction) -> sitk.Image:
-    """A (z, y, x) array as a SimpleITK image on the given grid (x, y, z order): the one place arrays get geometry."""
+def image_from_array(array: np.ndarray, spacing=None, origin=None, direction=None, *,
+                     like: sitk.Image | None = None) -> sitk.Image:
+    """A (z, y, x) array as a SimpleITK image on the given grid (x, y, z order), or on the grid of the image
+    `like` (which must have the array's size): the one place arrays get geometry."""
     image = sitk.GetImageFromArray(array)
+    if like is not None:
+        image.CopyInformation(like)  # refuses an image of another size
+        return image
     image.SetSpacing(tuple(spacing))
     image.SetOrigin(tuple(origin))
     image.SetDirection(tuple(direction))

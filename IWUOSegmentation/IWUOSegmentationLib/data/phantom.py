@@ -237,14 +237,8 @@ def make_phantom(seed: int, spacing: tuple[float, float, float] = (2.0, 2.0, 2.0
 
 
 def _resample_array(array: np.ndarray, src: dict, dst: dict, src_spacing, dst_spacing) -> np.ndarray:
-    image = sitk.GetImageFromArray(array.astype(np.float32))
-    image.SetSpacing(src_spacing)
-    image.SetOrigin(src["origin"])
-    image.SetDirection(src["direction"])
-    ref = sitk.GetImageFromArray(np.zeros(dst["mask"].shape, np.float32))
-    ref.SetSpacing(dst_spacing)
-    ref.SetOrigin(dst["origin"])
-    ref.SetDirection(dst["direction"])
+    image = image_from_array(array.astype(np.float32), src_spacing, src["origin"], src["direction"])
+    ref = image_from_array(np.zeros(dst["mask"].shape, np.float32), dst_spacing, dst["origin"], dst["direction"])
     return sitk.GetArrayFromImage(sitk.Resample(image, ref, sitk.Transform(), sitk.sitkLinear, 0.0))
 
 

@@ -11,6 +11,11 @@ import numpy as np
 from .colormaps import COLORMAPS, PALETTE
 
 HEATMAP_COLORMAPS = {"uncertainty": "inferno", "impact": "magma"}
+#: Node attributes: a heatmap's kind (an uncertainty map or "impact"), the segmentation's role, and the
+#: segmentation's written label values (JSON, name -> value) that a resumed review needs.
+ATTR_KIND = "IWUO.kind"
+ATTR_ROLE = "IWUO.role"
+ATTR_LABELS = "IWUO.labels"
 #: BraTS-like segment colours (RGB 0-1) by label name; other labels get a tab10 palette colour.
 SEGMENT_COLORS = {
     "necrosis": (0.85, 0.25, 0.2), "edema": (0.35, 0.8, 0.35), "non_enhancing": (0.3, 0.45, 0.9),
@@ -70,7 +75,7 @@ def add_heatmap_volume(scene, array_kji: np.ndarray, input_volume, name: str, ki
     display.SetApplyThreshold(1)
     display.SetLowerThreshold(threshold)
     display.SetUpperThreshold(float(array.max()) + 1.0)
-    node.SetAttribute("IWUO.kind", kind)
+    node.SetAttribute(ATTR_KIND, kind)
     return node
 
 
@@ -89,7 +94,7 @@ def add_segmentation(scene, label_map_kji: np.ndarray, input_volume, labels: dic
         segment_id = segmentation.AddEmptySegment(label_name, label_name, list(color))
         slicer.util.updateSegmentBinaryLabelmapFromArray(
             (label_map_kji == value).astype(np.uint8), node, segment_id, input_volume)
-    node.SetAttribute("IWUO.role", "prediction")
+    node.SetAttribute(ATTR_ROLE, "prediction")
     return node
 
 

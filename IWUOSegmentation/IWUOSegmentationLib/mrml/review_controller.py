@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..review.folder import ReviewFolder
-from .review_session import ATTR_LOG, RANKING_TABLE, REF_VOLUME, ReviewSession
+from .analysis_nodes import ATTR_LABELS
+from .review_session import ATTR_LOG, RANKING_TABLE, RED_VIEW, REF_VOLUME, ReviewSession
 
 #: Slices of the correction budget when a front end sets none (`iwuo review --budget-slices` default).
 DEFAULT_BUDGET_SLICES = 20
@@ -58,7 +59,7 @@ def red_node(scene, node_class: str = "vtkMRMLSliceNode"):
     """The Red view's slice (or composite) node, or None; the slice a reviewer sees is read from it."""
     for i in range(scene.GetNumberOfNodesByClass(node_class)):
         node = scene.GetNthNodeByClass(i, node_class)
-        if node.GetLayoutName() == "Red":
+        if node.GetLayoutName() == RED_VIEW:
             return node
     return None
 
@@ -336,4 +337,4 @@ class ReviewController:
         return f"{len(result.cases)} corrected case(s) written to {result.dataset}"
 
     def labels(self) -> dict[str, int]:
-        return json.loads(self.session.segmentation.GetAttribute("IWUO.labels") or "{}") if self.session else {}
+        return json.loads(self.session.segmentation.GetAttribute(ATTR_LABELS) or "{}") if self.session else {}

@@ -32,6 +32,8 @@ ATTR_AXIS = "IWUO.sliceAxis"
 REF_VOLUME = "iwuoVolume"
 REF_SEGMENTATION = "iwuoSegmentation"
 ATTR_TARGET = "IWUO.target"
+ATTR_SUMMARY = "IWUO.summary"  # JSON: the log table's budget summary, the segmentation's ensemble members
+RED_VIEW = "Red"  # the layout name of the view the reviewer corrects in (Slicer's)
 
 
 def logged_target(events: list[dict]) -> Optional[str]:
@@ -198,7 +200,7 @@ class ReviewSession:
         r, a, s = slice_centre_ras(self.volume, self.axis, index)
         for i in range(self.scene.GetNumberOfNodesByClass("vtkMRMLSliceNode")):
             node = self.scene.GetNthNodeByClass(i, "vtkMRMLSliceNode")
-            if node.GetName() == "Red" or node.GetLayoutName() == "Red":
+            if node.GetName() == RED_VIEW or node.GetLayoutName() == RED_VIEW:
                 node.RotateToVolumePlane(self.volume)
             node.JumpSliceByCentering(r, a, s)
         self._shown_at = time.time()
@@ -419,7 +421,7 @@ class ReviewSession:
                 arrays[n].InsertNextValue("" if v is None else str(v))
         for a in arrays.values():
             self.log_table.AddColumn(a)
-        self.log_table.SetAttribute("IWUO.summary", json.dumps(self.log.summary().__dict__))
+        self.log_table.SetAttribute(ATTR_SUMMARY, json.dumps(self.log.summary().__dict__))
         self._update_chart(events)
 
     def _update_chart(self, events: list[dict]) -> None:

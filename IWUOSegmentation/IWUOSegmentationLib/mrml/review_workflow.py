@@ -27,8 +27,8 @@ from ..review.folder import ReviewFolder
 from ..storage.atomic_files import check_complete
 from ..storage.fault_injection import after_write, before_write
 from ..storage.folder_lock import FolderLock
-from .analysis_nodes import add_heatmap_volume, add_segmentation, place_in_study
-from .review_session import ReviewSession
+from .analysis_nodes import ATTR_LABELS, add_heatmap_volume, add_segmentation, place_in_study
+from .review_session import ATTR_SUMMARY, LOG_TABLE, RANKING_TABLE, ReviewSession
 
 #: Heatmaps offered as overlays, the default first: the uncertainty maps and the per-voxel impact proxy.
 OVERLAY_KINDS = ("entropy", *(m for m in UNCERTAINTY_MAPS if m != "entropy"), "impact")
@@ -132,8 +132,8 @@ def load_analysis_into_scene(scene, analysis_folder: str | os.PathLike, volume, 
     label_map = analysis.label_map if corrected_label_map is None else corrected_label_map
     segmentation = add_segmentation(scene, label_map, volume, written_labels, f"{volume.GetName()} IWUO segmentation")
     labels = {k: v for k, v in written_labels.items() if v}
-    segmentation.SetAttribute("IWUO.labels", json.dumps(labels))
-    segmentation.SetAttribute("IWUO.summary", json.dumps(analysis.summary.get("members", {})))
+    segmentation.SetAttribute(ATTR_LABELS, json.dumps(labels))
+    segmentation.SetAttribute(ATTR_SUMMARY, json.dumps(analysis.summary.get("members", {})))
     place_in_study(scene, segmentation, volume)
     overlays = {}
     maps = {**analysis.uncertainty, "impact": impact_map(analysis, target)}
@@ -172,7 +172,7 @@ def open_review(scene, analysis: LoadedAnalysis, volume, segmentation, labels: d
                               analysis.summary["region_based"], analysis.uncertainty["entropy"],
                               analysis.geometry.GetSpacing(), structures=ranked,
                               member_variance=analysis.member_variance)
-    for table in ("IWUO ranking", "IWUO budget log"):
+    for table in (RANKING_TABLE, LOG_TABLE):
         node = scene.GetFirstNodeByName(table)
         if node is not None:
             scene.RemoveNode(node)
@@ -215,7 +215,7 @@ def resume_review_from_scene(scene, front_end: str = "Slicer",
 
     # a clear error without the ranking table or the log, or while another session holds the folder
     session = ReviewSession.restore(scene, front_end=front_end, read_only=read_only)
-    labels = json.loads(session.segmentation.GetAttribute("IWUO.labels") or "{}")
+    labels = json.loads(session.segmentation.GetAttribute(ATTR_LABELS) or "{}")
     session.label_values = labels
     folder = ReviewFolder(session.log.path.parent)
     try:
@@ -262,9 +262,10 @@ def save_corrected_segmentation(label_map: np.ndarray, geometry, path: str | os.
     """Write the corrected label map atomically (temp file + rename) with the input image's geometry."""
     import SimpleITK as sitk
 
+    from ..data.case_images import image_from_array
+
     path = Path(path)
-    image = sitk.GetImageFromArray(label_map)
-    image.CopyInformation(geometry)
+    image = image_from_array(label_map, like=geometry)
     tmp = path.with_name(f".{path.name}.partial.nii.gz")
     try:
         before_write("corrected.tmp", path)

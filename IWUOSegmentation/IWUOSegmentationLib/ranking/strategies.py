@@ -1,8 +1,9 @@
 """Slice-ranking strategies behind one interface: `order(context) -> slice indices, best first`.
 
-Adding a strategy is one small class with a `name` and an `order` method. Strategies read the
-scores of one region (SliceScores) or of all regions at once (CaseScores: one visit corrects
-every label on the slice, so the combined scores add the regions' gains). Only the oracles see
+Adding a strategy is one row of STRATEGIES: its name and the one score it orders by (ScoreOrder), or a
+small class with an `order` method. Strategies read the scores of one region (SliceScores) or of all
+regions at once (CaseScores: one visit corrects every label on the slice, so the combined scores add the
+regions' gains). Only the oracles see
 the ground truth (`counts`, and `seconds`, the expert's true time per slice).
 
 `DEFAULT_RANKING` is the ranking the product (Slicer module, browser review, demo) uses: the
@@ -12,9 +13,10 @@ ground-truth-free ranking that measured best on the time axis with the correctin
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Optional, Union
+from functools import partial
+from typing import Optional, Protocol, Union
 
 import numpy as np
 
@@ -42,6 +44,11 @@ class RankingContext:
         if self.counts is None:
             raise ValueError("The oracle strategies need a reference segmentation.")
         return self.counts if isinstance(self.counts, dict) else {"": self.counts}
+
+
+class Strategy(Protocol):
+    def order(self, ctx: RankingContext) -> np.ndarray:
+        """The slice indices, best first."""
 
 
 def greedy_order(counts: dict[str, SliceCounts], cost: Optional[np.ndarray] = None) -> np.ndarray:
@@ -81,29 +88,19 @@ def _by_score(score: np.ndarray) -> np.ndarray:
     return np.argsort(-np.asarray(score, float), kind="stable")
 
 
-class IWUO:
-    name = "iwuo"
+class ScoreOrder:
+    """Slices by one per-slice score, highest first: `attribute` of the scores, read from the case-wide
+    scores when `case_wide` (the member-disagreement terms exist only there)."""
+
+    def __init__(self, attribute: str, case_wide: bool = False):
+        self.attribute, self.case_wide = attribute, case_wide
 
     def order(self, ctx: RankingContext) -> np.ndarray:
-        return _by_score(ctx.scores.iwuo)
-
-
-class UncertaintyOnly:
-    name = "uncertainty"
-
-    def order(self, ctx: RankingContext) -> np.ndarray:
-        return _by_score(ctx.scores.uncertainty)
-
-
-class ImpactOnly:
-    name = "impact"
-
-    def order(self, ctx: RankingContext) -> np.ndarray:
-        return _by_score(ctx.scores.impact)
+        return _by_score(getattr(ctx.case_scores if self.case_wide else ctx.scores, self.attribute))
 
 
 class RandomOrder:
-    name = "random"
+    """A random permutation of the slices, reproducible by `ctx.seed` (the baseline)."""
 
     def order(self, ctx: RankingContext) -> np.ndarray:
         return np.random.default_rng(ctx.seed).permutation(len(ctx.scores.iwuo))
@@ -111,8 +108,6 @@ class RandomOrder:
 
 class FixedInterval:
     """Every k-th slice through the predicted tumour's extent, then the rest, as annotators often do."""
-
-    name = "fixed_interval"
 
     def __init__(self, interval: int = 4):
         self.interval = interval
@@ -127,17 +122,8 @@ class FixedInterval:
         return np.array(first + rest + outside, dtype=np.int64)
 
 
-class LargestArea:
-    name = "largest_area"
-
-    def order(self, ctx: RankingContext) -> np.ndarray:
-        return _by_score(ctx.scores.predicted_area)
-
-
 class Oracle:
     """True marginal Dice gain (mean over regions), recomputed after each pick (greedy); needs ground truth."""
-
-    name = "oracle"
 
     def order(self, ctx: RankingContext) -> np.ndarray:
         return greedy_order(ctx.counts_by_region)
@@ -145,8 +131,6 @@ class Oracle:
 
 class OracleTime:
     """True marginal Dice gain per true second of the expert (the upper bound on the time axis)."""
-
-    name = "oracle_time"
 
     def order(self, ctx: RankingContext) -> np.ndarray:
         if ctx.seconds is None:
@@ -157,8 +141,6 @@ class OracleTime:
 class GainPerSecond:
     """Expected Dice gain over all regions per expected correction second (Atzeni et al. 2022 style)."""
 
-    name = "gain_per_second"
-
     def order(self, ctx: RankingContext) -> np.ndarray:
         cs = ctx.case_scores
         return _by_score(cs.impact / cs.expected_seconds)
@@ -167,8 +149,6 @@ class GainPerSecond:
 class GreedyGain:
     """Greedy expected marginal gain: the oracle's re-estimation with expected counts instead of true ones."""
 
-    name = "greedy_gain"
-
     def order(self, ctx: RankingContext) -> np.ndarray:
         return greedy_order(ctx.case_scores.expected_counts())
 
@@ -176,34 +156,29 @@ class GreedyGain:
 class GreedyGainPerSecond:
     """Greedy expected marginal gain per expected second."""
 
-    name = "greedy_gain_per_second"
-
     def order(self, ctx: RankingContext) -> np.ndarray:
         cs = ctx.case_scores
         return greedy_order(cs.expected_counts(), cs.expected_seconds)
 
 
-class IWUODisagreement:
-    """IWUO with the uncertainty measured as member disagreement (1 - pairwise Dice, Zenk et al. 2025)."""
-
-    name = "iwuo_disagreement"
-
-    def order(self, ctx: RankingContext) -> np.ndarray:
-        return _by_score(ctx.case_scores.iwuo_disagreement)
-
-
-class DisagreementOnly:
-    """Member disagreement alone (1 - pairwise Dice between members on the slice)."""
-
-    name = "disagreement"
-
-    def order(self, ctx: RankingContext) -> np.ndarray:
-        return _by_score(ctx.case_scores.member_disagreement)
-
-
-STRATEGIES = {cls.name: cls for cls in (IWUO, UncertaintyOnly, ImpactOnly, RandomOrder, FixedInterval, LargestArea,
-                                        GainPerSecond, GreedyGain, GreedyGainPerSecond, IWUODisagreement,
-                                        DisagreementOnly, Oracle, OracleTime)}
+#: Every strategy by name, in the order the reports list them: a class, or the one score it orders by.
+#: "iwuo_disagreement" is IWUO with the uncertainty measured as member disagreement (1 - pairwise Dice,
+#: Zenk et al. 2025); "disagreement" is that disagreement alone.
+STRATEGIES: dict[str, Callable[[], Strategy]] = {
+    "iwuo": partial(ScoreOrder, "iwuo"),
+    "uncertainty": partial(ScoreOrder, "uncertainty"),
+    "impact": partial(ScoreOrder, "impact"),
+    "random": RandomOrder,
+    "fixed_interval": FixedInterval,
+    "largest_area": partial(ScoreOrder, "predicted_area"),
+    "gain_per_second": GainPerSecond,
+    "greedy_gain": GreedyGain,
+    "greedy_gain_per_second": GreedyGainPerSecond,
+    "iwuo_disagreement": partial(ScoreOrder, "iwuo_disagreement", case_wide=True),
+    "disagreement": partial(ScoreOrder, "member_disagreement", case_wide=True),
+    "oracle": Oracle,
+    "oracle_time": OracleTime,
+}
 #: Strategies that look at the ground truth (upper bounds, never offered in the product).
 ORACLES = ("oracle", "oracle_time")
 #: The product's default ranking: the GT-free ranking with the highest nAUBC on the time axis with the
@@ -212,7 +187,7 @@ ORACLES = ("oracle", "oracle_time")
 DEFAULT_RANKING = "iwuo"
 
 
-def make_strategy(name: str):
+def make_strategy(name: str) -> Strategy:
     if name not in STRATEGIES:
         raise ValueError(f"Unknown strategy {name!r}; choose from {', '.join(STRATEGIES)}.")
     return STRATEGIES[name]()

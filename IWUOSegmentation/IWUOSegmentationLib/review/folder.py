@@ -20,6 +20,11 @@ _SINGLE_FILE_FORMATS = (".nii.gz", ".nii", ".nrrd", ".mha")
 _INPUT_RE = re.compile(r"^input_(\d{4})\.")
 
 
+def _in_folder(name: str) -> property:
+    """The path of `name` in the review folder (the layout above), as a read-only attribute."""
+    return property(lambda folder: folder.root / name)
+
+
 @dataclass(frozen=True)
 class ReviewFolder:
     root: Path
@@ -27,21 +32,10 @@ class ReviewFolder:
     def __init__(self, root: str | os.PathLike):
         object.__setattr__(self, "root", Path(root))
 
-    @property
-    def analysis(self) -> Path:
-        return self.root / "analysis"
-
-    @property
-    def log(self) -> Path:
-        return self.root / "review.budget.jsonl"
-
-    @property
-    def corrected(self) -> Path:
-        return self.root / "corrected_segmentation.nii.gz"
-
-    @property
-    def inputs(self) -> Path:
-        return self.root / "inputs"
+    analysis = _in_folder("analysis")
+    log = _in_folder("review.budget.jsonl")
+    corrected = _in_folder("corrected_segmentation.nii.gz")
+    inputs = _in_folder("inputs")
 
     def has_analysis(self) -> bool:
         return (self.analysis / "summary.json").is_file()

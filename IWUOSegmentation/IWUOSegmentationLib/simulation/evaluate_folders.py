@@ -21,12 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BadInputError, BadModelError, IWUOError, OutOfMemoryError
+from ..ranking.strategies import STRATEGIES
 from ..storage.atomic_files import atomic_write_text
 
-#: Names accepted by --strategies (kept here so the parser needs no numerical imports).
-STRATEGY_NAMES = ("iwuo", "uncertainty", "impact", "random", "fixed_interval", "largest_area", "gain_per_second",
-                  "greedy_gain", "greedy_gain_per_second", "iwuo_disagreement", "disagreement", "oracle",
-                  "oracle_time")
+#: Names accepted by --strategies, in the reports' order: those of ranking/strategies.py.
+STRATEGY_NAMES = tuple(STRATEGIES)
 
 
 def region_names(regions) -> list[str] | None:
