@@ -125,7 +125,7 @@ def test_analyse_review_close_other_case_reopen_resume(mrml_scene, analysed_case
     assert all(node.GetName() == f"FLAIR A {kind}" for kind, node in controller.overlays.items())
     controller.show_overlay("impact", 0.4)
     assert _foreground(scene).GetName() == "FLAIR A impact"
-    assert controller.reference_node().GetName() == "Reference A" and resumed.reference is not None
+    assert controller.reference_node().GetName() == "Reference A" and resumed.reference_segmentation is not None
     assert controller.budget()[2].split(" · ")[0] == text.split(" · ")[0] and controller.status_text() == status
     assert resumed.log.summary().slices_corrected == 2 and resumed.flush_edits() == 0
     controller.act("skip")  # right after resume

@@ -57,7 +57,7 @@ def _session(scene, tmp_path, geometry="ras", reference=None):
     seg = add_segmentation(scene, labels, volume, {"background": 0, "edema": 2, "enhancing": 4}, "pred")
     ranking = [{"slice": s, "iwuo": 1.0 / (i + 1), "impact": 0.1, "uncertainty": 0.2} for i, s in enumerate([6, 2, 9, 4])]
     session = ReviewSession(scene, volume, seg, str(tmp_path / "review.budget.jsonl"), ranking=ranking, axis=0,
-                            label_values={"edema": 2, "enhancing": 4}, budget_slices=3, reference=reference)
+                            label_values={"edema": 2, "enhancing": 4}, budget_slices=3, reference_segmentation=reference)
     return session, volume, seg, labels
 
 

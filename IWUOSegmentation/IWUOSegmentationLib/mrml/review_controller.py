@@ -18,15 +18,15 @@ from typing import Callable, Optional
 
 from ..review.folder import ReviewFolder
 from .analysis_nodes import ATTR_LABELS
-from .review_session import ATTR_LOG, RANKING_TABLE, RED_VIEW, REF_VOLUME, ReviewSession
+from .review_session import ATTR_LOG, RANKING_TABLE, RED_VIEW, ROLE_VOLUME, ReviewSession
 
 #: Slices of the correction budget when a front end sets none (`iwuo review --budget-slices` default).
 DEFAULT_BUDGET_SLICES = 20
 #: The segment editor node of the module's own embedded editor; not the Segment Editor module's
 #: ("SegmentEditor"), which would share its active effect and segmentation with it.
 SEGMENT_EDITOR_SINGLETON_TAG = "IWUOSegmentation"
-REF_OVERLAY = "iwuoOverlay_"  # + overlay kind
-REF_REFERENCE = "iwuoReference"
+ROLE_OVERLAY = "iwuoOverlay_"  # + overlay kind
+ROLE_REFERENCE_SEGMENTATION = "iwuoReference"
 
 
 @dataclass(frozen=True)
@@ -196,11 +196,11 @@ class ReviewController:
         self.overlays = {}
         for i in range(table.GetNumberOfNodeReferenceRoles()):
             role = table.GetNthNodeReferenceRole(i)
-            if role.startswith(REF_OVERLAY) and table.GetNodeReference(role) is not None:
-                self.overlays[role[len(REF_OVERLAY):]] = table.GetNodeReference(role)
+            if role.startswith(ROLE_OVERLAY) and table.GetNodeReference(role) is not None:
+                self.overlays[role[len(ROLE_OVERLAY):]] = table.GetNodeReference(role)
         self.folder = ReviewFolder(session.log.path.parent)
         self._take(session)
-        reference = table.GetNodeReference(REF_REFERENCE)
+        reference = table.GetNodeReference(ROLE_REFERENCE_SEGMENTATION)
         if reference is not None:
             self.set_reference(reference)
         if session.current_rank >= 0:
@@ -212,7 +212,7 @@ class ReviewController:
         session.on_dirty = self.on_dirty
         session.on_logged = self.on_logged
         for kind, node in self.overlays.items():
-            session.table.SetNodeReferenceID(REF_OVERLAY + kind, node.GetID())
+            session.table.SetNodeReferenceID(ROLE_OVERLAY + kind, node.GetID())
         return session
 
     # -- review target ----------------------------------------------------------------------------
@@ -230,19 +230,19 @@ class ReviewController:
         session = self.session
         if session is None or not target or target == session.target:
             return
-        reference = session.reference
+        reference = session.reference_segmentation
         session.close()  # accounts pending edits, stops observing
         session = open_review(self.scene, self.analysis, self.volume, session.segmentation, session.label_values,
                               session.log.path, target=target, front_end=self.front_end,
                               read_only=session.read_only)
-        session.reference = reference
+        session.reference_segmentation = reference
         self._take(session)
         if "impact" in self.overlays:
             show_target_impact(self.overlays["impact"], self.analysis, session.target)
 
     def _scene_review_of(self, folder: ReviewFolder, volume) -> bool:
         table = self.scene.GetFirstNodeByName(RANKING_TABLE)
-        referenced = table.GetNodeReference(REF_VOLUME) if table is not None else None
+        referenced = table.GetNodeReference(ROLE_VOLUME) if table is not None else None
         return (referenced is not None and referenced.GetID() == volume.GetID()
                 and Path(table.GetAttribute(ATTR_LOG) or "") == folder.log)
 
@@ -301,19 +301,19 @@ class ReviewController:
         if self.session is None:
             return ""
         if reference_segmentation is None:
-            self.session.reference = None
-            self.session.table.RemoveNodeReferenceIDs(REF_REFERENCE)
+            self.session.reference_segmentation = None
+            self.session.table.RemoveNodeReferenceIDs(ROLE_REFERENCE_SEGMENTATION)
             return ""
         try:
-            self.session.reference = reference_mask_on_volume(reference_segmentation, self.volume)
+            self.session.reference_segmentation = reference_mask_on_volume(reference_segmentation, self.volume)
         except ValueError as exc:
             return str(exc)
-        self.session.table.SetNodeReferenceID(REF_REFERENCE, reference_segmentation.GetID())
+        self.session.table.SetNodeReferenceID(ROLE_REFERENCE_SEGMENTATION, reference_segmentation.GetID())
         return (f"Whole-tumour Dice against the reference: {self.session.measured_dice():.3f} "
                 "(resampled onto the input's grid)")
 
     def reference_node(self):
-        return self.session.table.GetNodeReference(REF_REFERENCE) if self.session is not None else None
+        return self.session.table.GetNodeReference(ROLE_REFERENCE_SEGMENTATION) if self.session is not None else None
 
     def export_report(self) -> Path:
         """review_report.md, review_log.csv and review_curve.png beside the session's budget log."""

@@ -2,7 +2,7 @@
 
 The BudgetLog file is the source of truth: the table nodes mirror it, and a session reopened
 from a saved scene (or after a crash) is rebuilt from the ranking stored on the table node and
-the log on disk. Slice indices are along `axis` of the (k, j, i) array of the reference volume.
+the log on disk. Slice indices are along `axis` of the (k, j, i) array of the input volume.
 The log file is read once, when the session starts: each event after that extends the BudgetLog's
 events in memory, and the front ends refresh on `on_logged` instead of reading the file.
 """
@@ -29,8 +29,8 @@ ATTR_LOG = "IWUO.budgetLogPath"
 ATTR_AXIS = "IWUO.sliceAxis"
 #: Node reference roles on the ranking table: references, unlike attributes holding node IDs, are
 #: remapped when a saved scene is imported into a scene whose IDs are taken.
-REF_VOLUME = "iwuoVolume"
-REF_SEGMENTATION = "iwuoSegmentation"
+ROLE_VOLUME = "iwuoVolume"
+ROLE_SEGMENTATION = "iwuoSegmentation"
 ATTR_TARGET = "IWUO.target"
 ATTR_SUMMARY = "IWUO.summary"  # JSON: the log table's budget summary, the segmentation's ensemble members
 RED_VIEW = "Red"  # the layout name of the view the reviewer corrects in (Slicer's)
@@ -86,7 +86,7 @@ class ReviewSession:
 
     def __init__(self, scene, volume, segmentation, log_path: str, ranking: Optional[list[dict]] = None,
                  axis: int = 0, label_values: Optional[dict[str, int]] = None, budget_slices: Optional[int] = None,
-                 reference=None, target: Optional[str] = None, front_end: str = "Slicer", read_only: bool = False,
+                 reference_segmentation=None, target: Optional[str] = None, front_end: str = "Slicer", read_only: bool = False,
                  lock: Optional[FolderLock] = None):
         self.read_only = read_only
         self.lock: Optional[FolderLock] = None
@@ -100,7 +100,7 @@ class ReviewSession:
         #: ReviewController shares with each session it takes.
         self.on_logged: list[Callable[[dict], None]] = []
         try:
-            self._start(scene, volume, segmentation, log_path, ranking, axis, label_values, budget_slices, reference,
+            self._start(scene, volume, segmentation, log_path, ranking, axis, label_values, budget_slices, reference_segmentation,
                         target)
         except BaseException:
             if self._observer is not None:
@@ -109,14 +109,14 @@ class ReviewSession:
                 self.lock.release()
             raise
 
-    def _start(self, scene, volume, segmentation, log_path, ranking, axis, label_values, budget_slices, reference,
+    def _start(self, scene, volume, segmentation, log_path, ranking, axis, label_values, budget_slices, reference_segmentation,
                target):
         self.scene, self.volume, self.segmentation = scene, volume, segmentation
         self.axis = axis
         self.target = target  # the structure the ranking is for (recorded in the log)
         self.log = BudgetLog(log_path)
         self.label_values = label_values or {}
-        self.reference = reference
+        self.reference_segmentation = reference_segmentation
         self.table = self._ranking_table(ranking)
         self.ranking = self._read_ranking()
         self.log_table = self._get_or_add("vtkMRMLTableNode", LOG_TABLE)
@@ -170,8 +170,8 @@ class ReviewSession:
                 table.AddColumn(array)
         table.SetAttribute(ATTR_LOG, str(self.log.path))
         table.SetAttribute(ATTR_AXIS, str(self.axis))
-        table.SetNodeReferenceID(REF_VOLUME, self.volume.GetID())
-        table.SetNodeReferenceID(REF_SEGMENTATION, self.segmentation.GetID())
+        table.SetNodeReferenceID(ROLE_VOLUME, self.volume.GetID())
+        table.SetNodeReferenceID(ROLE_SEGMENTATION, self.segmentation.GetID())
         if self.target is not None:
             table.SetAttribute(ATTR_TARGET, self.target)
         return table
@@ -394,12 +394,12 @@ class ReviewSession:
 
     def measured_dice(self) -> Optional[float]:
         """Whole-tumour Dice against the reference label map (k, j, i), when one is set."""
-        if self.reference is None:
+        if self.reference_segmentation is None:
             return None
-        pred = np.zeros(self.reference.shape, bool)
+        pred = np.zeros(self.reference_segmentation.shape, bool)
         for mask in self._snapshot.values():
             pred |= mask
-        truth = self.reference > 0
+        truth = self.reference_segmentation > 0
         denom = pred.sum() + truth.sum()
         return float(2 * (pred & truth).sum() / denom) if denom else 1.0
 
@@ -436,7 +436,7 @@ class ReviewSession:
         table = self._get_or_add("vtkMRMLTableNode", CURVE_TABLE)
         table.RemoveAllColumns()
         columns = {"slices_corrected": x, "estimated_dice_gain": estimated}
-        if self.reference is not None:
+        if self.reference_segmentation is not None:
             columns["measured_dice"] = measured
         for name, values in columns.items():
             array = vtk.vtkDoubleArray()
@@ -480,7 +480,7 @@ class ReviewSession:
         if not path or not Path(path).exists():
             raise FileNotFoundError(f"The budget log of this session ({path}) is missing: the session cannot be "
                                     "resumed from it. Choose the log file, or start a new session.")
-        volume, segmentation = table.GetNodeReference(REF_VOLUME), table.GetNodeReference(REF_SEGMENTATION)
+        volume, segmentation = table.GetNodeReference(ROLE_VOLUME), table.GetNodeReference(ROLE_SEGMENTATION)
         if volume is None or segmentation is None:
             raise ValueError("The scene's IWUO ranking table does not reference its volume and segmentation: the "
                              "session cannot be resumed from this scene; analyse the case again.")

@@ -92,7 +92,7 @@ def run_self_test(scene, work_dir: str, n_review: int = 5) -> dict:
     assert np.array_equal(scene_labels, analysis.label_map), "segmentation in the scene differs from the analysis"
 
     session = open_review(scene, analysis, flair, segmentation, written, work / "perfect.budget.jsonl")
-    session.reference = reference
+    session.reference_segmentation = reference
     axis, ranking = session.axis, session.ranking
     perfect = replay_expert(session, segmentation, flair,
                             np.vectorize(REFERENCE_TO_WRITTEN.get)(reference).astype(np.uint8), written, n_review)
@@ -109,7 +109,7 @@ def run_self_test(scene, work_dir: str, n_review: int = 5) -> dict:
     noisy_truth = NoisyExpert().correct(reference > 0, axis, seed=7)
     noisy_written = np.where(noisy_truth, np.where(reference_written > 0, reference_written, 2), 0).astype(np.uint8)
     noisy_session = open_review(scene, analysis, flair, noisy_seg, written, work / "noisy" / "review.budget.jsonl")
-    noisy_session.reference = reference
+    noisy_session.reference_segmentation = reference
     noisy = replay_expert(noisy_session, noisy_seg, flair, noisy_written, written, n_review)
     noisy_session.close()
 
