@@ -3,8 +3,8 @@
 Adding a strategy is one row of STRATEGIES: its name and the one score it orders by (ScoreOrder), or a
 small class with an `order` method. Strategies read the scores of one region (SliceScores) or of all
 regions at once (CaseScores: one visit corrects every label on the slice, so the combined scores add the
-regions' gains). Only the oracles see
-the ground truth (`counts`, and `seconds`, the expert's true time per slice).
+regions' gains). Only the oracles see the ground truth (`counts`, and `seconds`, the expert's true time
+per slice).
 
 `DEFAULT_RANKING` is the ranking the product (Slicer module, browser review, demo) uses: the
 ground-truth-free ranking that measured best on the time axis with the correcting expert
