@@ -62,8 +62,10 @@ def evaluate_folder_case(folder: Path, model, predictor, out_case: Path, options
     if files.reference is None:
         raise BadInputError(f"Case {folder.name} has no reference label file (label*, seg*, OTMultiClass*).")
     analysis_dir = out_case / "analysis"
-    case = CaseImages.from_files([str(p) for p in files.images]) if model is not None else None
-    stale = _stale_analysis(analysis_dir, case, model)
+    # with a predictor, an analysis of other images or another model is redone; without one (replay only) the
+    # saved analysis is what there is
+    case = CaseImages.from_files([str(p) for p in files.images]) if predictor is not None else None
+    stale = _stale_analysis(analysis_dir, case, model if predictor is not None else None)
     if stale:
         if predictor is None:
             raise BadInputError(f"Case {folder.name}: {stale}; run without --replay-only.")
