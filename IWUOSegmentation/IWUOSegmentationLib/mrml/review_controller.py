@@ -130,7 +130,7 @@ class ReviewController:
         self.on_dirty = on_dirty
         #: Callbacks for each logged event, shared with every session this controller takes (resume, target).
         self.on_logged: list[Callable[[dict], None]] = [on_logged] if on_logged is not None else []
-        self.front_end = front_end  # named to a second opener of the review folder (review_lock)
+        self.front_end = front_end  # named to a second opener of the review folder (storage/folder_lock.py)
         self._drop()
 
     def _drop(self) -> None:

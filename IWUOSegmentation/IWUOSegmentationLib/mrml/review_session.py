@@ -79,7 +79,7 @@ def _merge_changes(into: dict[int, dict], changed: dict[int, dict]) -> None:
 class ReviewSession:
     """One reviewer's pass over the ranked slices of a segmentation.
 
-    The session holds the review folder's lock (review_lock) from its start to `close`: one writer per
+    The session holds the review folder's lock (storage/folder_lock.py) from its start to `close`: one writer per
     folder. A second session on the folder is refused with the holder's name, or, with `read_only`,
     browses it: the log is read, nothing is written, and edits are undone as they are made.
     """
