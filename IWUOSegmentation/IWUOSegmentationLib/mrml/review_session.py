@@ -34,6 +34,9 @@ ROLE_SEGMENTATION = "iwuoSegmentation"
 ATTR_TARGET = "IWUO.target"
 ATTR_SUMMARY = "IWUO.summary"  # JSON: the log table's budget summary, the segmentation's ensemble members
 RED_VIEW = "Red"  # the layout name of the view the reviewer corrects in (Slicer's)
+#: Columns of the ranking table (the front ends read them too).
+COLUMN_RANK, COLUMN_SLICE, COLUMN_STATUS = "rank", "slice", "status"
+SCORE_COLUMNS = ("iwuo", "impact", "uncertainty")  # the ranking rows' scores, under their own names
 
 
 def logged_target(events: list[dict]) -> Optional[str]:
@@ -154,18 +157,17 @@ class ReviewSession:
 
             table.RemoveAllColumns()
             columns = {}
-            for name, cls in (("rank", vtk.vtkIntArray), ("slice", vtk.vtkIntArray), ("iwuo", vtk.vtkDoubleArray),
-                              ("impact", vtk.vtkDoubleArray), ("uncertainty", vtk.vtkDoubleArray),
-                              ("status", vtk.vtkStringArray)):
+            for name, cls in ((COLUMN_RANK, vtk.vtkIntArray), (COLUMN_SLICE, vtk.vtkIntArray),
+                              *((score, vtk.vtkDoubleArray) for score in SCORE_COLUMNS), (COLUMN_STATUS, vtk.vtkStringArray)):
                 array = cls()
                 array.SetName(name)
                 columns[name] = array
             for r, row in enumerate(ranking, 1):
-                columns["rank"].InsertNextValue(r)
-                columns["slice"].InsertNextValue(int(row["slice"]))
-                for key in ("iwuo", "impact", "uncertainty"):
+                columns[COLUMN_RANK].InsertNextValue(r)
+                columns[COLUMN_SLICE].InsertNextValue(int(row["slice"]))
+                for key in SCORE_COLUMNS:
                     columns[key].InsertNextValue(float(row.get(key, 0.0)))
-                columns["status"].InsertNextValue("pending")
+                columns[COLUMN_STATUS].InsertNextValue("pending")
             for array in columns.values():
                 table.AddColumn(array)
         table.SetAttribute(ATTR_LOG, str(self.log.path))
@@ -177,7 +179,7 @@ class ReviewSession:
         return table
 
     def _read_ranking(self) -> list[int]:
-        column = self.table.GetTable().GetColumnByName("slice")
+        column = self.table.GetTable().GetColumnByName(COLUMN_SLICE)
         if column is None:
             raise ValueError("The scene has no IWUO ranking table; analyse the case first.")
         return [int(column.GetValue(i)) for i in range(column.GetNumberOfTuples())]
@@ -185,7 +187,7 @@ class ReviewSession:
     def _set_status(self, rank_index: int, status: str) -> None:
         if not 0 <= rank_index < len(self.ranking):  # VTK 9.6 raises, older VTK writes out of bounds
             raise IndexError(f"No slice at rank {rank_index + 1} of the ranking (1-{len(self.ranking)}).")
-        self.table.GetTable().GetColumnByName("status").SetValue(rank_index, status)
+        self.table.GetTable().GetColumnByName(COLUMN_STATUS).SetValue(rank_index, status)
         self.table.GetTable().Modified()
 
     # -- navigation -------------------------------------------------------------------------------
@@ -204,7 +206,7 @@ class ReviewSession:
                 node.RotateToVolumePlane(self.volume)
             node.JumpSliceByCentering(r, a, s)
         self._shown_at = time.time()
-        if self.table.GetTable().GetColumnByName("status").GetValue(rank_index) == "pending":
+        if self.table.GetTable().GetColumnByName(COLUMN_STATUS).GetValue(rank_index) == "pending":
             self._set_status(rank_index, "shown")
         return index
 

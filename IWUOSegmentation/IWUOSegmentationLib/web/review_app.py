@@ -15,7 +15,7 @@ import types
 from typing import Optional
 
 from ..mrml.review_controller import ACTIONS, SHORTCUTS, ReviewController, budget_of, budget_text, red_node
-from ..mrml.review_session import ReviewSession, slice_index_of_view
+from ..mrml.review_session import COLUMN_STATUS, ReviewSession, slice_index_of_view
 from ..mrml.review_workflow import OVERLAY_KINDS, add_volume_from_image
 from ..review.preparation import BROWSER_FRONT_END, ReviewCase
 
@@ -114,8 +114,8 @@ class ReviewApp:
         """Copy the session (table node, log summary, the Red view's actual slice) into the page state."""
         session = self.session
         table = session.table.GetTable()
-        status = table.GetColumnByName("status")
-        iwuo = table.GetColumnByName("iwuo")
+        status = table.GetColumnByName(COLUMN_STATUS)
+        iwuo = table.GetColumnByName("iwuo")  # the score shown: the ranking's own
         rows = [{"rank": r + 1, "slice": s, "score": f"{iwuo.GetValue(r):.4f}", "status": status.GetValue(r)}
                 for r, s in enumerate(session.ranking)]
         red = self._red("vtkMRMLSliceNode")
