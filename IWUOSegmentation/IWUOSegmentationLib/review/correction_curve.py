@@ -1,7 +1,7 @@
 """The Dice-vs-corrections curve of a review, from its budget-log events: the one copy of this rule.
 
-The MRML chart (mrml/review_session.py), the review report (review/report.py) and the browser app
-show this curve. A slice corrected again moves the curve's last point (its gain and measured Dice
+The MRML chart (mrml/review_session.py) and the review report (review/report.py), which the browser
+app writes too, draw this curve. A slice corrected again moves the curve's last point (its gain and measured Dice
 are updated), it adds none: the x axis counts slices, not corrections.
 """
 
