@@ -131,17 +131,14 @@ class ReviewSession:
         self.on_dirty = None  # GUI hook: schedule flush_edits() after the current event
         #: Persists the segmentation as accounted (segment id -> mask); flush_edits calls it before it logs.
         self.on_accounted: Optional[Callable[[dict[str, np.ndarray]], None]] = None
-        self._initial_dice = self.measured_dice()
         self._observe()
         events = self.log.read()
-        started = [e for e in events if e["kind"] == "session_started"]
-        if started:
-            self._initial_dice = started[0].get("initial_dice", self._initial_dice)
+        if any(e["kind"] == "session_started" for e in events):
             if target is not None and ranking is not None and logged_target(events) != target:
                 self._append("target_changed", target=target, n_ranked=len(self.ranking))
         else:
             self._append("session_started", budget_slices=budget_slices, n_ranked=len(self.ranking), axis=axis,
-                         initial_dice=self._initial_dice, target=target)
+                         initial_dice=self.measured_dice(), target=target)
         self._restore_progress(events)
         self._mirror_log()
 
