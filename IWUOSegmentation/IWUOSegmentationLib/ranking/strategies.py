@@ -122,6 +122,35 @@ class FixedInterval:
         return np.array(first + rest + outside, dtype=np.int64)
 
 
+class TumourFirstRandom:
+    """Slices with predicted tumour first, in random order, then the rest in random order (reproducible by
+    `ctx.seed`): the random baseline that does not spend looks on empty slices."""
+
+    def order(self, ctx: RankingContext) -> np.ndarray:
+        rng = np.random.default_rng(ctx.seed)
+        present = ctx.scores.predicted_area > 0
+        return np.concatenate([rng.permutation(np.flatnonzero(present)),
+                               rng.permutation(np.flatnonzero(~present))]).astype(np.int64)
+
+
+class TumourFixedInterval:
+    """Every k-th of the slices with predicted tumour, then the ones between (k-1 more sweeps), then the slices
+    without predicted tumour, nearest to a tumour slice first: a fixed interval over the predicted tumour only."""
+
+    def __init__(self, interval: int = 4):
+        self.interval = interval
+
+    def order(self, ctx: RankingContext) -> np.ndarray:
+        n = len(ctx.scores.predicted_area)
+        present = np.flatnonzero(ctx.scores.predicted_area > 0)
+        sweeps = [present[offset::self.interval] for offset in range(self.interval)]
+        absent = np.setdiff1d(np.arange(n), present)
+        if present.size:
+            distance = np.abs(absent[:, None] - present[None, :]).min(1)
+            absent = absent[np.argsort(distance, kind="stable")]
+        return np.concatenate([*sweeps, absent]).astype(np.int64)
+
+
 class Oracle:
     """True marginal Dice gain (mean over regions), recomputed after each pick (greedy); needs ground truth."""
 
@@ -163,13 +192,21 @@ class GreedyGainPerSecond:
 
 #: Every strategy by name, in the order the reports list them: a class, or the one score it orders by.
 #: "iwuo_disagreement" is IWUO with the uncertainty measured as member disagreement (1 - pairwise Dice,
-#: Zenk et al. 2025); "disagreement" is that disagreement alone.
+#: Zenk et al. 2025); "disagreement" is that disagreement alone. "noticed_gain" is the expected Dice gain from
+#: the errors a correcting clinician would notice (noticed_errors.py), "_per_second" its per-second form, and
+#: "_no_reach" / "_no_size" its ablations (one term off each; both off is "impact").
 STRATEGIES: dict[str, Callable[[], Strategy]] = {
+    "noticed_gain": partial(ScoreOrder, "noticed_gain", case_wide=True),
+    "noticed_gain_per_second": partial(ScoreOrder, "noticed_gain_per_second", case_wide=True),
+    "noticed_gain_no_reach": partial(ScoreOrder, "noticed_gain_no_reach", case_wide=True),
+    "noticed_gain_no_size": partial(ScoreOrder, "noticed_gain_no_size", case_wide=True),
     "iwuo": partial(ScoreOrder, "iwuo"),
     "uncertainty": partial(ScoreOrder, "uncertainty"),
     "impact": partial(ScoreOrder, "impact"),
     "random": RandomOrder,
+    "tumour_first_random": TumourFirstRandom,
     "fixed_interval": FixedInterval,
+    "tumour_fixed_interval": TumourFixedInterval,
     "largest_area": partial(ScoreOrder, "predicted_area"),
     "gain_per_second": GainPerSecond,
     "greedy_gain": GreedyGain,
@@ -181,6 +218,10 @@ STRATEGIES: dict[str, Callable[[], Strategy]] = {
 }
 #: Strategies that look at the ground truth (upper bounds, never offered in the product).
 ORACLES = ("oracle", "oracle_time")
+#: Strategies whose order depends on `ctx.seed` (replayed over many seeds and averaged).
+RANDOMISED = ("random", "tumour_first_random")
+#: The ground-truth-free strategies (the family of the paired tests and of the pick of the default).
+GT_FREE = tuple(s for s in STRATEGIES if s not in ORACLES)
 #: The product's default ranking: the GT-free ranking with the highest nAUBC on the time axis with the
 #: correcting expert, averaged over the 20 evaluation phantoms and the 4 real BraTS cases (0.425 vs 0.352 for
 #: the next; README "Evaluation results").
