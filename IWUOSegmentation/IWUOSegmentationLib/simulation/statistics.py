@@ -112,7 +112,7 @@ def top_group(pooled: dict[str, float], per_case: dict[str, np.ndarray], family:
     """The best of `family` by pooled value, and the top group: it and every member not significantly worse
     (Holm-adjusted paired Wilcoxon p >= ALPHA over the family, or not worse on the mean)."""
     candidates = [s for s in family if s in pooled and pooled[s] == pooled[s]]
-    best = max(candidates, key=lambda s: pooled[s])
+    best = max(candidates, key=lambda s: round(pooled[s], 4))  # ties at 4 decimals: the first listed (protocol.md)
     group = [best] + [row["other"] for row in compare_with(best, per_case, candidates)
                       if row["mean_difference"] <= 0 or not row["p_holm"] < ALPHA]
     return best, sorted(group, key=lambda s: -pooled[s])
