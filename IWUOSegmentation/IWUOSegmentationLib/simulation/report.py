@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import BadInputError
 from ..storage.atomic_files import atomic_write_text
+from .evaluation_config import EvaluationConfig
 from .failure_detection import quality_estimate_errors
 from .sensitivity import plot_sensitivity, sensitivity_rows
 from .statistics import ALPHA, MIN_BOOTSTRAP_CASES, bootstrap_curve_band, smallest_wilcoxon_p
@@ -275,6 +276,9 @@ def write_report(out: Path, budget: int | None = None, failures: list[dict] | No
             "`oracle_time`), the mean by the oracle of the mean. Dice gained after 2, 5 and 10 minutes: mean over "
             "cases; minutes to reach 80 % of the oracle's Dice gain: median over the cases that reach it. An empty "
             "reference region with an empty prediction scores Dice 1 (BraTS convention).\n"]
+    if draws and min(draws) < EvaluationConfig().expert_draws:
+        text.append(f"\nFewer correcting-expert draws per case ({min(draws)}) than the protocol's "
+                    f"{EvaluationConfig().expert_draws}, to keep this run short: each case's numbers are noisier.\n")
     if failed:
         text.append(f"\n**Failed cases (skipped):** {', '.join(sorted(failed))} — see cases/<name>/error.txt.\n\n")
         text += [f"- `{case}` ({f['kind']}){': ' + f['error'].splitlines()[0] if f['error'] else ''}\n"
