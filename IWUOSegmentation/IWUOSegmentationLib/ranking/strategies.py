@@ -6,9 +6,9 @@ regions at once (CaseScores: one visit corrects every label on the slice, so the
 regions' gains). Only the oracles see the ground truth (`counts`, and `seconds`, the expert's true time
 per slice).
 
-`DEFAULT_RANKING` is the ranking the product (Slicer module, browser review, demo) uses: the
-ground-truth-free ranking that measured best on the time axis with the correcting expert
-(README, "Evaluation results").
+`DEFAULT_RANKING` is the ranking the product (Slicer module, browser review, demo) uses, picked on
+development data by the rule of the frozen protocol (docs/evaluation/protocol.md; README, "Evaluation
+results").
 """
 
 from __future__ import annotations
@@ -222,10 +222,10 @@ ORACLES = ("oracle", "oracle_time")
 RANDOMISED = ("random", "tumour_first_random")
 #: The ground-truth-free strategies (the family of the paired tests and of the pick of the default).
 GT_FREE = tuple(s for s in STRATEGIES if s not in ORACLES)
-#: The product's default ranking: the GT-free ranking with the highest nAUBC on the time axis with the
-#: correcting expert, averaged over the 20 evaluation phantoms and the 4 real BraTS cases (0.425 vs 0.352 for
-#: the next; README "Evaluation results").
-DEFAULT_RANKING = "iwuo"
+#: The product's default ranking, picked by the frozen protocol's rule (docs/evaluation/protocol.md): the GT-free
+#: ranking with the highest pooled nAUBC on the time axis (correcting expert, mean over regions, 600 s) on the 20
+#: development phantoms (docs/evaluation/development/phantoms/report.md; README "Evaluation results").
+DEFAULT_RANKING = "noticed_gain"
 
 
 def make_strategy(name: str) -> Strategy:

@@ -172,6 +172,7 @@ def replay_draw(replay: Replay, outcome: ExpertOutcome, config: EvaluationConfig
 
 
 def _mean_reached(values: np.ndarray) -> float:
+    """The mean of the values that are numbers (NaN when none is: never reached, or undefined)."""
     return float(np.nanmean(values)) if np.any(~np.isnan(values)) else float("nan")
 
 
@@ -259,8 +260,9 @@ def evaluate_case(case: AnalysedCase, reference: np.ndarray, config: EvaluationC
                 grids.append(grid_draw(replay, expert, expert_case, draw, config))
         result.draws[expert_name] = n_draws
         _add_rows(result, draws, expert_name, names, strategies, {r: not expert_case.truth[r].any() for r in names})
-        result.failure_detection += [{"expert": expert_name, "score": s, **{k: float(np.nanmean([d[s][k] for d in detections]))
-                                                                           for k in detections[0][s]}}
+        result.failure_detection += [{"expert": expert_name, "score": s,
+                                      **{k: _mean_reached(np.array([d[s][k] for d in detections], float))
+                                         for k in detections[0][s]}}
                                      for s in (detections[0] if detections else {})]
         if expert.random and not result.expert_agreement:
             result.expert_agreement = {r: round(float(np.median(v)), 4) if v else float("nan") for r, v in agreement.items()}
