@@ -275,7 +275,14 @@ class RedrawingExpert(CorrectingExpert):
     def corrected_slices(self, case: ExpertCase, draw: ExpertDraw, tolerance: ExpertTolerance | None = None) -> dict:
         return {s: dict(p.belief) for s, p in draw.slices.items()}
 
+    def correct(self, truth: np.ndarray, axis: int, seed=0, spacing_xyz=(1.0, 1.0, 1.0)) -> np.ndarray:
+        """One region's mask redrawn as the rater believes it, every slice (for a single mask, e.g. the self-test)."""
+        case = ExpertCase({"region": truth}, truth.astype(np.int64), {"region": (1,)}, axis, spacing_xyz)
+        return corrected_regions(self, case, seed)["region"]
 
+
+#: The earlier name of the redrawing expert (the module's self-test replays it through the Segment Editor).
+NoisyExpert = RedrawingExpert
 EXPERTS = {"perfect": PerfectExpert, "noisy": CorrectingExpert, "correcting": CorrectingExpert,
            "redrawing": RedrawingExpert}
 
