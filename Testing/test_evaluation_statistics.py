@@ -146,3 +146,28 @@ def test_the_reports_time_axis_p_values_are_holm_adjusted_over_the_ground_truth_
     report = (tmp_path / "report.md").read_text()
     assert f"With 9 case(s) the smallest two-sided Wilcoxon p possible is {smallest_wilcoxon_p(9):.3g}" in report
     assert "4 cases: smallest p = 0.125" not in report
+
+
+def test_the_headline_names_the_default_and_the_best_and_says_why_they_differ(tmp_path):
+    """The demo's first screen: 3 cases where another ranking is ahead of the default; then 3 where the default leads."""
+    from IWUOSegmentationLib.ranking.strategies import DEFAULT_RANKING
+    from IWUOSegmentationLib.simulation.report import write_report
+
+    for out, best in ((tmp_path / "differ", "impact"), (tmp_path / "same", DEFAULT_RANKING)):
+        for i in range(3):
+            values = {"random": 0.80, "oracle": 0.90, "oracle_time": 0.90, "impact": 0.84, DEFAULT_RANKING: 0.84}
+            values[best] = 0.86 + 0.001 * i
+            case_dir = out / "cases" / f"c{i}"
+            case_dir.mkdir(parents=True)
+            (case_dir / "evaluation.json").write_text(json.dumps(_record(f"c{i}", values)))
+        text = write_report(out).read_text()
+        headline = text.split("\n\n")[2]
+        assert f"Default ranking (the product's" in headline and f"`{DEFAULT_RANKING}` (pooled nAUBC" in headline
+        assert f"Best ground-truth-free ranking on these 3 case(s): `{best}`" in headline
+        if best != DEFAULT_RANKING:
+            why = text.split("\n\n")[3]
+            assert why.startswith("They differ.") and "not re-chosen on these cases" in why
+            assert f"smallest two-sided Wilcoxon p possible is {smallest_wilcoxon_p(3):.3g}" in why
+            assert "A few cases are not evidence" in why
+        else:
+            assert "They differ." not in text
