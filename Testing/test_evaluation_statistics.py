@@ -162,7 +162,7 @@ def test_the_headline_names_the_default_and_the_best_and_says_why_they_differ(tm
             (case_dir / "evaluation.json").write_text(json.dumps(_record(f"c{i}", values)))
         text = write_report(out).read_text()
         headline = text.split("\n\n")[2]
-        assert f"Default ranking (the product's" in headline and f"`{DEFAULT_RANKING}` (pooled nAUBC" in headline
+        assert "Default ranking (the product's" in headline and f"`{DEFAULT_RANKING}` (pooled nAUBC" in headline
         assert f"Best ground-truth-free ranking on these 3 case(s): `{best}`" in headline
         if best != DEFAULT_RANKING:
             why = text.split("\n\n")[3]
