@@ -202,6 +202,23 @@ def test_the_held_out_choice_calibrates_and_records_every_candidate():
     assert np.abs(calibrated - 1 / (1 + np.exp(-grid / 2.5))).max() < 0.03
 
 
+def test_the_held_out_split_keeps_each_case_or_slab_whole():
+    """Cases (or, with one case, slabs of consecutive reviewed slices) are held out whole, never voxel by voxel."""
+    from IWUOSegmentationLib.review.calibration_fit import held_out_folds
+    from IWUOSegmentationLib.review.site_calibration import slab_groups
+
+    slices = np.repeat([3, 4, 5, 9, 10, 11, 12, 20, 21, 30], 7)
+    slabs = slab_groups(slices)
+    assert len(np.unique(slabs)) == 5 and np.all(np.diff(slabs) >= 0)  # consecutive slices share a slab
+    groups = np.random.default_rng(0).integers(0, 7, 500)
+    folds = held_out_folds(groups)
+    assert len(folds) == 5
+    for fit, held_out in folds:
+        assert not set(groups[fit]) & set(groups[held_out])
+    with pytest.raises(BadCalibrationError, match="at least two reviewed slices"):
+        held_out_folds(np.zeros(50, int))
+
+
 def _calibration_data(transform, outputs=("tumour",), region_based=True, written=None, identity=None):
     identity = identity or {"configuration": "3d", "folds": ["0"], "checkpoint": "c.pth", "files": {"plans.json": "x"}}
     return {"format": "iwuo-calibration", "version": 1, "model_identity": identity, "model_key": model_key(identity),
@@ -291,6 +308,30 @@ def test_a_calibration_of_another_model_is_refused(tmp_path):
     with pytest.raises(BadCalibrationError, match="fitted for another model"):
         load_calibration(path, other)
     assert load_calibration(path, data["model_identity"]).model_key == model_key(data["model_identity"])
+
+
+def test_an_entry_point_finds_the_calibration_saved_for_its_model_and_knows_when_an_analysis_matches(tmp_path,
+                                                                                                       monkeypatch):
+    """What phase 2's entry points call: no option -> the file saved for the model (or none), "none" -> none, a
+    path -> that file for this model only; and whether a saved analysis was calibrated with the file wanted."""
+    from IWUOSegmentationLib.data.calibration import calibration_differs, default_calibration_path, resolve_calibration
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    data = _calibration_data({"channels": [{"method": "temperature", "temperature": 2.0}]})
+    identity = data["model_identity"]
+    assert resolve_calibration(None, identity) is None
+    saved = default_calibration_path(identity)
+    saved.parent.mkdir(parents=True)
+    saved.write_text(calibration_text(data))
+    found = resolve_calibration(None, identity)
+    assert found.path == str(saved) and resolve_calibration("none", identity) is None
+    with pytest.raises(BadCalibrationError, match="fitted for another model"):
+        resolve_calibration(saved, {**identity, "folds": ["1"]})
+    record = {"calibration": {"file": str(saved), "sha256": found.sha256}}
+    assert calibration_differs(record, found) is None and calibration_differs({}, None) is None
+    assert "not calibrated" in calibration_differs({}, found)
+    assert "an uncalibrated one is wanted" in calibration_differs(record, None)
+    assert "another file" in calibration_differs({"calibration": {"sha256": "0"}}, found)
 
 
 # -- the time model -----------------------------------------------------------------------------------

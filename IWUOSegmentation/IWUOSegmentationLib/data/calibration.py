@@ -275,6 +275,28 @@ def load_calibration(path: str | os.PathLike, identity: Optional[dict] = None) -
     return calibration
 
 
+def resolve_calibration(option: Optional[str | os.PathLike], identity: dict) -> Optional[Calibration]:
+    """The calibration an entry point uses for the model with `identity`: `option` None -> the file saved for
+    that model if there is one; "none" -> no calibration; a path -> that file, refused unless it is this model's."""
+    if option is not None and str(option).lower() == "none":
+        return None
+    path = find_calibration(identity) if option is None else Path(option)
+    return None if path is None else load_calibration(path, identity)
+
+
+def calibration_differs(summary: dict, calibration: Optional[Calibration]) -> Optional[str]:
+    """Why a saved analysis (its summary.json) is not calibrated with `calibration` (None: uncalibrated is
+    wanted), or None when it is: what decides whether an analysis can be reused."""
+    recorded = summary.get("calibration") or None
+    if calibration is None:
+        return None if recorded is None else f"it is calibrated (with {recorded.get('file')}), an uncalibrated one is wanted"
+    if recorded is None:
+        return f"it is not calibrated, {calibration.where} is wanted"
+    if recorded.get("sha256") != calibration.sha256:
+        return f"it is calibrated with another file ({recorded.get('file')}), {calibration.where} is wanted"
+    return None
+
+
 def calibration_record(calibration: Calibration, relabel: bool = False) -> dict:
     """What summary.json records of the calibration applied to an analysis."""
     return {"file": calibration.path, "sha256": calibration.sha256, "model_key": calibration.model_key,
