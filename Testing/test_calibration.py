@@ -202,6 +202,30 @@ def test_the_held_out_choice_calibrates_and_records_every_candidate():
     assert np.abs(calibrated - 1 / (1 + np.exp(-grid / 2.5))).max() < 0.03
 
 
+def test_a_label_model_is_calibrated_as_one_softmax_and_its_union_follows():
+    """Label (softmax) models: the classes are fitted together; 'all foreground' is derived from them; a class the
+    reviewed voxels hardly hold leaves only the shared temperature to try, and says so."""
+    from IWUOSegmentationLib.review.calibration_fit import structure_report
+
+    rng = np.random.default_rng(8)
+    logits = rng.normal(0.0, 3.0, (3, 20_000))
+    true = np.exp(logits / 2.0) / np.exp(logits / 2.0).sum(0)
+    y = np.minimum((rng.random(true.shape[1])[None] > np.cumsum(true, 0)).sum(0), 2)
+    model = (np.exp(logits) / np.exp(logits).sum(0)).astype(np.float32)
+    structures = structures_from_labels({"background": 0, "a": 1, "b": 2})
+    samples = VoxelSamples(model, y, np.ones(len(y)), rng.integers(0, 3, len(y)))
+    transform, held_out, skipped = fit_transform(samples, structures, 3)
+    assert transform["method"] in ("temperature", "class_temperatures") and not skipped
+    report = structure_report(samples, held_out, structures, transform, skipped)
+    assert report["all foreground"]["method"] == "derived from a, b"
+    for row in report.values():
+        assert row["held_out"]["log_loss_after"] < row["held_out"]["log_loss_before"]
+    rare = VoxelSamples(model, np.where(y == 2, 0, y), np.ones(len(y)), samples.groups)
+    rare.truth[:10] = 2
+    transform, _, skipped = fit_transform(rare, structures, 3)
+    assert set(transform["held_out_log_loss"]) == {"none", "temperature"} and "b below 50" in skipped["per-class candidates"]
+
+
 def test_the_held_out_split_keeps_each_case_or_slab_whole():
     """Cases (or, with one case, slabs of consecutive reviewed slices) are held out whole, never voxel by voxel."""
     from IWUOSegmentationLib.review.calibration_fit import held_out_folds
@@ -404,7 +428,7 @@ def test_iwuo_calibrate_fits_from_reviews_read_only_even_while_one_is_open(revie
     finally:
         lock.release()
     summary = json.loads(run.stdout)
-    assert summary["reviews"] == 3 and summary["cases_with_reviewed_slices"] == 3
+    assert summary["reviews"] == 3 and summary["cases_with_reviewed_slices"] == 3 and summary["notes"] == {}
     assert summary["reviewed_slices"] == 54 and summary["held_out_split"].startswith("by case")
     assert set(summary["structures"]) == {"whole_tumor", "tumor_core", "enhancing_tumor"}
     for name, row in summary["structures"].items():

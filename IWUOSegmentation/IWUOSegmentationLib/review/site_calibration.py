@@ -199,7 +199,7 @@ def calibrate_reviews(reviews: list[str | os.PathLike], model, out: Optional[str
             "voxels": int(samples.n), "voxels_represented": int(round(float(samples.weights.sum()))),
             "sampling": {"seed": SEED, "per_case": SAMPLE_SIZES, "boundary_band_pixels": BAND_PX,
                          "weights": "stratum size / voxels drawn"},
-            "held_out_split": split, "time_model": None}
+            "held_out_split": split, "notes": notes, "time_model": None}
     try:
         fit = fit_time_model([t for p in parts for t in p.timings], sum(p.recovered for p in parts))
         data["time_model"] = fit.to_json()
@@ -220,7 +220,7 @@ def _summary(out: Path, data: dict, skipped: list[dict], sha256: str) -> dict:
             "cases_with_reviewed_slices": sum(1 for f in data["fitted_on"] if f["voxels_sampled"]),
             "reviewed_slices": sum(len(f["reviewed_slices"]) for f in data["fitted_on"]),
             "voxels_sampled": data["voxels"], "voxels_represented": data["voxels_represented"],
-            "held_out_split": data["held_out_split"],
+            "held_out_split": data["held_out_split"], "notes": data["notes"],
             "structures": {name: {"method": r["method"], **r["held_out"]} for name, r in data["structures"].items()},
             "time_model": time_model if time_model else {"refused": data["time_model_refused"]}}
 
