@@ -15,6 +15,10 @@ class BadInputError(IWUOError):
     exit_code = 2
 
 
+class BadCalibrationError(BadInputError):
+    """A calibration file that is damaged, fitted for another model, or fitted on no data."""
+
+
 class BadModelError(IWUOError):
     """The model folder or zip is incomplete, inconsistent or untrusted."""
 

@@ -78,9 +78,25 @@ def find_review_folders(paths: list[str | os.PathLike]) -> list[ReviewFolder]:
     return found
 
 
-def inspect_review(folder: ReviewFolder, channel_names: Optional[list[str]] = None,
-                   labels: Optional[dict] = None) -> ReviewedCase:
-    """Check one review for export; raise BadInputError saying what is wrong and what to do."""
+@dataclass
+class ReviewState:
+    """What a review folder holds, read and checked for consistency: its analysis' summary, its log, the
+    prediction and the corrected label map (the prediction where no correction was saved)."""
+
+    name: str
+    summary: dict
+    events: list[dict]
+    axis: int
+    prediction_image: sitk.Image
+    prediction: np.ndarray
+    corrected_image: Optional[sitk.Image]
+    corrected: np.ndarray
+    logged_slices: set[int]  # slices with a logged correction (an edit, or marked done)
+
+
+def read_review_state(folder: ReviewFolder, channel_names: Optional[list[str]] = None,
+                      labels: Optional[dict] = None) -> ReviewState:
+    """Read a review (read-only); raise BadInputError saying what is wrong and what to do."""
     name = folder.root.name
     if not folder.has_analysis():
         raise BadInputError(f"Review '{name}' ({folder.root}) has no analysis (analysis/summary.json).")
@@ -91,13 +107,10 @@ def inspect_review(folder: ReviewFolder, channel_names: Optional[list[str]] = No
                             f"{model_info.get('channels')}, not {channel_names}.")
     if labels is not None and model_info.get("labels") not in (None, labels):
         raise BadInputError(f"Review '{name}' was analysed with a model with other labels ({model_info.get('labels')}).")
-    channel_names = channel_names or list(model_info.get("channels", []))
-    labels = labels if labels is not None else model_info.get("labels", {})
     events = BudgetLog(folder.log).read()
     started = [e for e in events if e["kind"] == "session_started"]
     if not started:
         raise BadInputError(f"Review '{name}' has no budget log ({folder.log.name}): it was analysed but never reviewed.")
-    axis = int(started[0].get("axis", 0))
     prediction_image = sitk.ReadImage(str(folder.analysis / f"segmentation{summary.get('extension', '.nii.gz')}"))
     prediction = sitk.GetArrayFromImage(prediction_image)
     corrected_image = sitk.ReadImage(str(folder.corrected)) if folder.corrected.is_file() else None
@@ -107,26 +120,44 @@ def inspect_review(folder: ReviewFolder, channel_names: Optional[list[str]] = No
     if corrected_image is None:
         if logged_edits:
             raise BadInputError(f"Review '{name}': the budget log counts {len(logged_edits)} corrected slice(s) but "
-                                f"{folder.corrected.name} is missing, so the corrections cannot be exported.")
-        corrected, changed = prediction, np.zeros(prediction.shape, bool)
+                                f"{folder.corrected.name} is missing, so the corrections cannot be read.")
+        corrected = prediction
     else:
         corrected = sitk.GetArrayFromImage(corrected_image)
         if corrected.shape != prediction.shape:
             raise BadInputError(f"Review '{name}': {folder.corrected.name} has grid {corrected.shape[::-1]}, the analysis "
                                 f"{prediction.shape[::-1]}: they are not of the same case.")
-        changed = corrected != prediction
-    other = tuple(a for a in range(changed.ndim) if a != axis)
+    return ReviewState(name=name, summary=summary, events=events, axis=int(started[0].get("axis", 0)),
+                       prediction_image=prediction_image, prediction=prediction, corrected_image=corrected_image,
+                       corrected=corrected, logged_slices=logged)
+
+
+def check_label_values(state: ReviewState, labels: dict) -> None:
+    """Refuse a corrected segmentation with label values the model does not write."""
+    unknown = set(np.unique(state.corrected).tolist()) - _label_values(labels) - {0}
+    if unknown:
+        raise BadInputError(f"Review '{state.name}': the corrected segmentation has label values {sorted(unknown)} that "
+                            f"the model does not write ({sorted(_label_values(labels))}).")
+
+
+def inspect_review(folder: ReviewFolder, channel_names: Optional[list[str]] = None,
+                   labels: Optional[dict] = None) -> ReviewedCase:
+    """Check one review for export; raise BadInputError saying what is wrong and what to do."""
+    state = read_review_state(folder, channel_names, labels)
+    name, summary = state.name, state.summary
+    model_info = summary.get("model", {})
+    channel_names = channel_names or list(model_info.get("channels", []))
+    labels = labels if labels is not None else model_info.get("labels", {})
+    changed = state.corrected != state.prediction
+    other = tuple(a for a in range(changed.ndim) if a != state.axis)
     corrected_slices = [int(s) for s in np.flatnonzero(changed.any(axis=other))]
-    unlogged = sorted(set(corrected_slices) - logged)
+    unlogged = sorted(set(corrected_slices) - state.logged_slices)
     if unlogged:
         shown = ", ".join(map(str, unlogged[:8])) + (" ..." if len(unlogged) > 8 else "")
         raise BadInputError(f"Review '{name}': slice(s) {shown} differ from the prediction but the budget log has no "
                             "correction there; open the review again (Slicer module or `iwuo review`), which logs "
                             "them, then export.")
-    unknown = set(np.unique(corrected).tolist()) - _label_values(labels) - {0}
-    if unknown:
-        raise BadInputError(f"Review '{name}': the corrected segmentation has label values {sorted(unknown)} that the "
-                            f"model does not write ({sorted(_label_values(labels))}).")
+    check_label_values(state, labels)
     images = folder.input_images()
     if not images:
         recorded = [Path(p) for p in summary.get("inputs", [])]
@@ -138,9 +169,9 @@ def inspect_review(folder: ReviewFolder, channel_names: Optional[list[str]] = No
     if channel_names and len(images) != len(channel_names):
         raise BadInputError(f"Review '{name}' has {len(images)} input image(s); the model takes {len(channel_names)} "
                             f"({', '.join(channel_names)}).")
-    label = corrected_image if corrected_image is not None else prediction_image
+    label = state.corrected_image if state.corrected_image is not None else state.prediction_image
     label = sitk.Cast(label, sitk.sitkUInt8)
-    label.CopyInformation(prediction_image)
+    label.CopyInformation(state.prediction_image)
     return ReviewedCase(folder=folder, images=images, label=label, corrected_slices=corrected_slices,
                         voxels_changed=int(changed.sum()), model_path=str(model_info.get("path", "")))
 
