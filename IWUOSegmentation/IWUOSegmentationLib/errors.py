@@ -15,6 +15,10 @@ class BadInputError(IWUOError):
     exit_code = 2
 
 
+class MissingInputError(BadInputError):
+    """A file or folder the user named (an image, a case or model folder, a log) does not exist."""
+
+
 class BadModelError(IWUOError):
     """The model folder or zip is incomplete, inconsistent or untrusted."""
 

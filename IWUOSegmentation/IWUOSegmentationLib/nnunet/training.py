@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import BadInputError, IWUOError
-from ..storage.atomic_files import atomic_write_text
+from ..errors import BadInputError, IWUOError, MissingInputError
+from ..storage.atomic_files import atomic_write_file, atomic_write_text
 
 
 @dataclass
@@ -81,7 +81,7 @@ def resolve_pretrained(path: str | os.PathLike) -> Pretrained:
 
     path = Path(path).resolve()
     if not path.exists():
-        raise BadInputError(f"Pretrained weights not found: {path} does not exist.")
+        raise MissingInputError(f"Pretrained weights not found: {path} does not exist.")
     if path.is_dir():
         folds = [path] if path.name.startswith("fold_") else sorted(
             path.glob("fold_*"), key=lambda p: (p.name != "fold_all", p.name))
@@ -133,6 +133,8 @@ def check_raw_dataset(folder: str | os.PathLike, model_dataset_json: dict | None
     label values ones its outputs know.
     """
     folder = Path(folder)
+    if not folder.is_dir():
+        raise MissingInputError(f"Dataset folder {folder} does not exist.")
     dataset_id_from_folder(folder)
     ds_file = folder / "dataset.json"
     if not ds_file.is_file():
@@ -409,9 +411,7 @@ def slim_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     checkpoint = torch.load(src, map_location="cpu", weights_only=False)
     checkpoint["optimizer_state"] = None
     checkpoint["grad_scaler_state"] = None
-    tmp = Path(str(dst) + ".tmp")
-    torch.save(checkpoint, tmp)
-    os.replace(tmp, dst)
+    atomic_write_file(dst, lambda tmp: torch.save(checkpoint, tmp))
 
 
 def export_model(model_folder: str | os.PathLike, dest: str | os.PathLike, folds: list[int]) -> Path:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -22,7 +21,8 @@ from typing import Callable, Optional
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import BadInputError
+from ..errors import BadInputError, MissingInputError
+from ..storage.atomic_files import folder_swapped_in
 from .budget_log import BudgetLog
 from .folder import ReviewFolder
 
@@ -66,7 +66,7 @@ def find_review_folders(paths: list[str | os.PathLike]) -> list[ReviewFolder]:
     for path in paths:
         folder = ReviewFolder(path)
         if not folder.root.is_dir():
-            raise BadInputError(f"Review folder {folder.root} does not exist.")
+            raise MissingInputError(f"Review folder {folder.root} does not exist.")
         if folder.has_analysis() or folder.log.is_file():
             found.append(folder)
             continue
@@ -200,18 +200,10 @@ def export_reviews(reviews: list[str | os.PathLike], out: str | os.PathLike, mod
                     "description": f"Expert-corrected cases exported by iwuo export-dataset from {len(chosen)} review(s) "
                                    f"analysed with {model.path}"}
     dataset_json.pop("file_ending", None)
-    staging = out.parent / f".{out.name}.partial"
-    if staging.exists():
-        shutil.rmtree(staging)
-    try:
-        if progress:
-            progress(0.85, f"writing {len(chosen)} case(s)")
-        export_corrected_dataset(chosen, staging / out.name, {**dataset_json, "file_ending": ".nii.gz"})
-        if out.exists():
-            out.rmdir()
-        os.replace(staging / out.name, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    if progress:
+        progress(0.85, f"writing {len(chosen)} case(s)")
+    with folder_swapped_in(out) as built:  # out is absent or empty (checked above)
+        export_corrected_dataset(chosen, built, {**dataset_json, "file_ending": ".nii.gz"})
     if progress:
         progress(1.0, f"{out} written")
     return result
