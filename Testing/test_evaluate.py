@@ -154,7 +154,7 @@ def test_headless_script_runs_the_same_evaluation(tmp_path, phantom_cases):
     shutil.copytree(phantom_cases / "phantom_0012", one / "phantom_0012")
     installed = shutil.copytree(ROOT / "IWUOSegmentation", tmp_path / "installed" / "IWUOSegmentation",
                                 ignore=shutil.ignore_patterns("__pycache__"))
-    script = installed / "IWUOSegmentationLib" / "gui" / "slicer_headless_evaluate.py"
+    script = installed / "IWUOSegmentationLib" / "cli" / "slicer_headless_evaluate.py"
     proc = subprocess.run([sys.executable, str(script), "--", "--cases",
                            str(one), "--out", str(tmp_path / "out"), *FAST, "--strategies", "iwuo,random,oracle"],
                           capture_output=True, text=True, check=False)
