@@ -34,11 +34,12 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ..data.case_images import CaseImages
-    from ..nnunet.analysis import CaseAnalyzer
     from ..nnunet.model_folder import open_model
 
     model = open_model(args.model, configuration=args.configuration, folds=parse_folds(args.folds))
-    case = CaseImages.from_files(args.input)  # a missing or unreadable image is refused before the networks load
+    case = CaseImages.from_files(args.input)  # a missing or unreadable image is refused before torch loads
+    from ..nnunet.analysis import CaseAnalyzer
+
     cancel = CancelFlag(args.cancel_file, stdin_eof=args.cancel_on_stdin_eof)
     result = CaseAnalyzer(model, analysis_settings(args)).analyze_into(
         case, args.output, progress=Progress(args.progress), cancel=cancel, extension=args.extension)

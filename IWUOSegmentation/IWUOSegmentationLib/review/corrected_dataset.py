@@ -21,6 +21,7 @@ from typing import Callable, Optional
 import numpy as np
 import SimpleITK as sitk
 
+from ..data.analysis_identity import read_summary
 from ..errors import BadInputError, MissingInputError
 from ..storage.atomic_files import folder_swapped_in
 from .budget_log import BudgetLog
@@ -84,7 +85,7 @@ def inspect_review(folder: ReviewFolder, channel_names: Optional[list[str]] = No
     name = folder.root.name
     if not folder.has_analysis():
         raise BadInputError(f"Review '{name}' ({folder.root}) has no analysis (analysis/summary.json).")
-    summary = json.loads((folder.analysis / "summary.json").read_text())
+    summary = read_summary(folder.analysis)  # a damaged summary.json: one line naming the folder
     model_info = summary.get("model", {})
     if channel_names is not None and list(model_info.get("channels", channel_names)) != list(channel_names):
         raise BadInputError(f"Review '{name}' was analysed with a model whose channels are "
@@ -170,7 +171,7 @@ def export_reviews(reviews: list[str | os.PathLike], out: str | os.PathLike, mod
         raise BadInputError(f"{out} already exists and is not empty; choose a new DatasetXXX_Name (or remove it).")
     folders = find_review_folders(reviews)
     if model_path is None:
-        recorded = {json.loads((f.analysis / "summary.json").read_text()).get("model", {}).get("path")
+        recorded = {read_summary(f.analysis).get("model", {}).get("path")
                     for f in folders if f.has_analysis()}
         if len(recorded) != 1 or None in recorded:
             raise BadInputError("The reviews were analysed with different models (or record none): name the model "
