@@ -34,6 +34,7 @@ from IWUOSegmentationLib.mrml.review_controller import (
     segment_editor_node,
 )
 from IWUOSegmentationLib.mrml.review_workflow import identity_of_volumes
+from IWUOSegmentationLib.nnunet.analysis_settings import DEFAULT_MEMBERS_TEXT
 from IWUOSegmentationLib.nnunet.demo_model import demo_model_folder
 from IWUOSegmentationLib.nnunet.model_folder import open_model
 
@@ -49,7 +50,7 @@ class IWUOSegmentationParameterNode:
     modelPath: pathlib.Path
     reviewFolder: pathlib.Path
     device: Annotated[str, Choice(["auto", "cpu", "cuda", "mps"]), Default("auto")]
-    members: Annotated[str, Default("flips,folds")]
+    members: Annotated[str, Default(DEFAULT_MEMBERS_TEXT)]
     overlay: Annotated[str, Choice(OVERLAYS), Default("entropy")]
     opacity: Annotated[float, WithinRange(0.0, 1.0), Default(0.5)]
     reference: vtkMRMLSegmentationNode

@@ -159,9 +159,9 @@ def test_iwuo_review_refuses_another_cases_analysis_with_exit_2(other_case, tmp_
 
 def test_iwuo_review_accepts_the_same_case_again(demo_model, tmp_path):
     from IWUOSegmentationLib.data.self_test_case import CASE_FOLDER, analysis_folder
-    from IWUOSegmentationLib.review.preparation import prepare_review_case
+    from IWUOSegmentationLib.review.preparation import ReviewRequest, prepare_review_case
 
-    case = prepare_review_case([str(CASE_FOLDER)], None, str(tmp_path / "out"), str(analysis_folder()))
+    case = prepare_review_case(ReviewRequest([str(CASE_FOLDER)], None, str(tmp_path / "out"), str(analysis_folder())))
     assert case.analysis_dir == analysis_folder() and case.identity == _identity_of_files(CASE_FOLDER, demo_model)
 
 

@@ -225,14 +225,14 @@ def test_evaluate_refuses_labels_the_model_does_not_have(tmp_path):
 
 def test_review_target_is_checked_against_the_model_before_anything_runs(tmp_path, capsys):
     from IWUOSegmentationLib.cli import main
-    from IWUOSegmentationLib.review.preparation import prepare_review_case
+    from IWUOSegmentationLib.review.preparation import ReviewRequest, prepare_review_case
 
     code = main(["--progress", "none", "review", "--case", str(tmp_path / "nowhere"), "--target", "liver",
                  "--port", "18931", "--out", str(tmp_path / "out")])
     assert code == 2
     assert "no structure 'liver'; choose one of: whole_tumor, tumor_core, enhancing_tumor" in capsys.readouterr().err
     with pytest.raises(BadInputError, match="Case image.s. not found"):  # ET is the demo model's enhancing_tumor
-        prepare_review_case([str(tmp_path / "nowhere")], None, str(tmp_path / "out"), target="ET")
+        prepare_review_case(ReviewRequest([str(tmp_path / "nowhere")], review_folder=str(tmp_path / "out"), target="ET"))
 
 
 def test_phantoms_in_brats2023_labels_and_names_and_tissue_phantoms(tmp_path):
@@ -290,13 +290,14 @@ def _review_and_evaluate(model_path: Path, cases: Path, target: str, tmp_path: P
     from IWUOSegmentationLib.data.analysis_files import read_analysis
     from IWUOSegmentationLib.data.structures import structures_from_dataset_json
     from IWUOSegmentationLib.mrml.review_workflow import add_volume_from_image, load_analysis_into_scene, open_review
+    from IWUOSegmentationLib.nnunet.analysis_settings import AnalysisSettings
     from IWUOSegmentationLib.ranking.slice_scores import iwuo_ranking
     from IWUOSegmentationLib.review.budget_log import BudgetLog
-    from IWUOSegmentationLib.review.preparation import prepare_review_case
+    from IWUOSegmentationLib.review.preparation import ReviewRequest, prepare_review_case
 
     case_dir = sorted(p for p in cases.iterdir() if p.is_dir())[0]
-    case = prepare_review_case([str(case_dir)], str(model_path), str(tmp_path / "review"), device="cpu", tta=False,
-                               target=target)
+    case = prepare_review_case(ReviewRequest([str(case_dir)], str(model_path), str(tmp_path / "review"),
+                                             settings=AnalysisSettings(device="cpu", tta=False), target=target))
     volume = add_volume_from_image(case.images[0], case.channel_names[0])
     loaded = load_analysis_into_scene(scene, case.analysis_dir, volume, case.written_labels, target=case.target,
                                       expected_identity=case.identity)

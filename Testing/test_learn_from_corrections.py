@@ -19,9 +19,10 @@ from IWUOSegmentationLib.errors import BadInputError
 
 
 def _prepare(case_dir, out):
-    from IWUOSegmentationLib.review.preparation import prepare_review_case
+    from IWUOSegmentationLib.nnunet.analysis_settings import AnalysisSettings
+    from IWUOSegmentationLib.review.preparation import ReviewRequest, prepare_review_case
 
-    return prepare_review_case([str(case_dir)], None, str(out), device="cpu", tta=False)
+    return prepare_review_case(ReviewRequest([str(case_dir)], None, str(out), settings=AnalysisSettings(device="cpu", tta=False)))
 
 
 def _review(case, edit_slices=(), rows=slice(10, 14), cols=slice(10, 15)):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from IWUOSegmentationLib.errors import BadInputError, BadModelError, UntrustedModelError
+from IWUOSegmentationLib.errors import BadInputError, BadModelError, MissingInputError, UntrustedModelError
 from IWUOSegmentationLib.nnunet.demo_model import DEMO_MODEL_ROOT, demo_model_folder
 from IWUOSegmentationLib.nnunet.model_folder import check_channels, load_checkpoint, open_model
 
@@ -51,7 +51,7 @@ def test_missing_files_are_named(tmp_path):
     (model / "plans.json").unlink()
     with pytest.raises(BadModelError, match="not an nnU-Net model folder|missing plans.json"):
         open_model(model)
-    with pytest.raises(BadModelError, match="does not exist"):
+    with pytest.raises(MissingInputError, match="does not exist"):  # a path typed wrong: bad input (2), not a bad model
         open_model(tmp_path / "nowhere")
 
 

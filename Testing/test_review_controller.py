@@ -15,11 +15,12 @@ import SimpleITK as sitk
 @pytest.fixture(scope="module")
 def analysed_case(phantom_cases, tmp_path_factory):
     """One phantom analysed once (no mirroring, for speed); its reference label map beside it."""
-    from IWUOSegmentationLib.review.preparation import prepare_review_case
+    from IWUOSegmentationLib.nnunet.analysis_settings import AnalysisSettings
+    from IWUOSegmentationLib.review.preparation import ReviewRequest, prepare_review_case
 
     case_dir = sorted(p for p in phantom_cases.iterdir() if p.is_dir())[2]
-    case = prepare_review_case([str(case_dir)], None, str(tmp_path_factory.mktemp("controller") / "out"),
-                               device="cpu", tta=False)
+    case = prepare_review_case(ReviewRequest([str(case_dir)], review_folder=str(tmp_path_factory.mktemp("controller") / "out"),
+                                             settings=AnalysisSettings(device="cpu", tta=False)))
     return case, sitk.GetArrayFromImage(sitk.ReadImage(str(case_dir / "label.nii.gz")))
 
 

@@ -16,11 +16,12 @@ import SimpleITK as sitk
 @pytest.fixture(scope="module")
 def prepared_case(phantom_cases, tmp_path_factory):
     """`iwuo review`'s preparation: channels matched by name, analysis run once (no mirroring, for speed)."""
-    from IWUOSegmentationLib.review.preparation import prepare_review_case
+    from IWUOSegmentationLib.nnunet.analysis_settings import AnalysisSettings
+    from IWUOSegmentationLib.review.preparation import ReviewRequest, prepare_review_case
 
     case_dir = sorted(p for p in phantom_cases.iterdir() if p.is_dir())[1]
-    return prepare_review_case([str(case_dir)], None, str(tmp_path_factory.mktemp("review") / "out"),
-                               device="cpu", tta=False)
+    return prepare_review_case(ReviewRequest([str(case_dir)], review_folder=str(tmp_path_factory.mktemp("review") / "out"),
+                                             settings=AnalysisSettings(device="cpu", tta=False)))
 
 
 def _open(scene, case, corrected=True, folder=None):
@@ -239,10 +240,10 @@ def test_analysis_of_another_case_and_foreign_corrections_are_refused(mrml_scene
 
 def test_existing_analysis_is_reused_and_a_wrong_one_refused(prepared_case, phantom_cases, tmp_path):
     from IWUOSegmentationLib.errors import BadInputError
-    from IWUOSegmentationLib.review.preparation import prepare_review_case
+    from IWUOSegmentationLib.review.preparation import ReviewRequest, prepare_review_case
 
     case_dir = sorted(p for p in phantom_cases.iterdir() if p.is_dir())[1]
-    reused = prepare_review_case([str(case_dir)], None, str(tmp_path / "out"), str(prepared_case.analysis_dir))
+    reused = prepare_review_case(ReviewRequest([str(case_dir)], None, str(tmp_path / "out"), str(prepared_case.analysis_dir)))
     assert reused.analysis_dir == prepared_case.analysis_dir and not (tmp_path / "out" / "analysis").exists()
     with pytest.raises(BadInputError, match="not an analysis folder"):
-        prepare_review_case([str(case_dir)], None, str(tmp_path / "out2"), str(tmp_path / "nothing"))
+        prepare_review_case(ReviewRequest([str(case_dir)], None, str(tmp_path / "out2"), str(tmp_path / "nothing")))

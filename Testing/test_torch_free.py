@@ -62,10 +62,10 @@ work = Path(tempfile.mkdtemp(prefix="iwuo_torch_free_"))
 result = run_self_test(create_headless_scene(), str(work / "self_test"))
 
 # `iwuo review --case <shipped case> --analysis <shipped analysis>`: checked and prepared without torch
-from IWUOSegmentationLib.review.preparation import prepare_review_case
+from IWUOSegmentationLib.review.preparation import ReviewRequest, prepare_review_case
 from IWUOSegmentationLib.data.self_test_case import CASE_FOLDER, analysis_folder
 
-case = prepare_review_case([str(CASE_FOLDER)], None, str(work / "review"), str(analysis_folder()))
+case = prepare_review_case(ReviewRequest([str(CASE_FOLDER)], None, str(work / "review"), str(analysis_folder())))
 
 # the desktop's resume of a saved scene (enter() -> Logic.resumeReview -> resume_review_from_scene)
 from IWUOSegmentationLib.mrml.review_workflow import add_volume_from_image, load_analysis_into_scene, open_review

@@ -39,12 +39,13 @@ def case_files(case: Path) -> tuple[list[Path], Path]:
 
 
 def analyse(model_path: str, images: list[Path], fold: str):
-    from IWUOSegmentationLib.nnunet.inference import CaseImages, MemberPredictor
-    from IWUOSegmentationLib.nnunet.model_folder import open_model
+    from IWUOSegmentationLib.data.case_images import CaseImages
+    from IWUOSegmentationLib.nnunet.analysis import CaseAnalyzer
+    from IWUOSegmentationLib.nnunet.analysis_settings import AnalysisSettings
 
-    model = open_model(model_path, folds=[fold])
     case = CaseImages.from_files([str(p) for p in images])
-    result = MemberPredictor(model, device="cpu", members=("folds",), tta=False).analyze(case)
+    settings = AnalysisSettings(device="cpu", members=("folds",), tta=False)  # one network, no mirroring
+    result = CaseAnalyzer.open(model_path, settings, folds=[fold]).analyze(case)
     return result, case.spacing
 
 

@@ -19,6 +19,10 @@ class BadCalibrationError(BadInputError):
     """A calibration file that is damaged, fitted for another model, or fitted on no data."""
 
 
+class MissingInputError(BadInputError):
+    """A file or folder the user named (an image, a case or model folder, a log) does not exist."""
+
+
 class BadModelError(IWUOError):
     """The model folder or zip is incomplete, inconsistent or untrusted."""
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from ..nnunet.analysis_settings import DEFAULT_DEVICE, DEFAULT_MEMBERS_TEXT
 from ..review.folder import ReviewFolder
 
 #: cli/main.py's exit codes that are not failures of the analysis itself.
@@ -44,8 +45,8 @@ def cancel_file_for(output: str | os.PathLike) -> Path:
     return output.with_name(f".{output.name}.cancel")
 
 
-def analyze_command(model: str, inputs: list[str], output: str | os.PathLike, device: str = "auto",
-                    members: str = "flips,folds", python: Optional[str] = None) -> list[str]:
+def analyze_command(model: str, inputs: list[str], output: str | os.PathLike, device: str = DEFAULT_DEVICE,
+                    members: str = DEFAULT_MEMBERS_TEXT, python: Optional[str] = None) -> list[str]:
     """argv of the child: this module folder's `iwuo analyze` with JSON progress and both cancel channels."""
     module_dir = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # holds IWUOSegmentationLib
     # os._exit after flushing: nothing is left to clean up (the output appears whole or not at all), and
@@ -81,8 +82,8 @@ class Outcome:
 class AnalysisRun:
     """One analysis child, whatever starts it: QProcess in Slicer, subprocess in tests and scripts."""
 
-    def __init__(self, model: str, inputs: list[str], review_folder: str | os.PathLike, device: str = "auto",
-                 members: str = "flips,folds", python: Optional[str] = None, work_dir: Optional[str] = None):
+    def __init__(self, model: str, inputs: list[str], review_folder: str | os.PathLike, device: str = DEFAULT_DEVICE,
+                 members: str = DEFAULT_MEMBERS_TEXT, python: Optional[str] = None, work_dir: Optional[str] = None):
         self.folder = ReviewFolder(review_folder)
         self.output = self.folder.analysis
         self.cancel_file = cancel_file_for(self.output)

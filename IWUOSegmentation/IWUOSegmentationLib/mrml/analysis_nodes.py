@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import BadInputError
 from .colormaps import COLORMAPS, PALETTE
 
 HEATMAP_COLORMAPS = {"uncertainty": "inferno", "impact": "magma"}
@@ -126,6 +127,10 @@ def show_as_foreground(scene, background_volume, foreground_volume, opacity: flo
     return n
 
 
+class EmptyReferenceError(BadInputError, ValueError):
+    """A reference segmentation without segments (a ValueError too, for callers that catch one)."""
+
+
 def reference_mask_on_volume(reference_segmentation, volume) -> np.ndarray:
     """Union of a reference segmentation's segments on `volume`'s grid (resampled if its grid differs)."""
     import slicer.util
@@ -134,7 +139,7 @@ def reference_mask_on_volume(reference_segmentation, volume) -> np.ndarray:
     mask = np.zeros(shape, bool)
     segmentation = reference_segmentation.GetSegmentation()
     if segmentation.GetNumberOfSegments() == 0:
-        raise ValueError(f"The reference segmentation '{reference_segmentation.GetName()}' has no segments.")
+        raise EmptyReferenceError(f"The reference segmentation '{reference_segmentation.GetName()}' has no segments.")
     for i in range(segmentation.GetNumberOfSegments()):
         segment = slicer.util.arrayFromSegmentBinaryLabelmap(reference_segmentation, segmentation.GetNthSegmentID(i),
                                                              volume)

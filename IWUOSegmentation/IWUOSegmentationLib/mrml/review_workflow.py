@@ -24,8 +24,7 @@ from ..data.analysis_files import UNCERTAINTY_MAPS, LoadedAnalysis, read_analysi
 from ..data.analysis_identity import analysis_identity, check_identity, image_identity, model_identity, read_summary
 from ..errors import BadInputError
 from ..review.folder import ReviewFolder
-from ..storage.atomic_files import check_complete
-from ..storage.fault_injection import after_write, before_write
+from ..storage.atomic_files import atomic_write_image, check_complete
 from ..storage.folder_lock import FolderLock
 from .analysis_nodes import ATTR_LABELS, add_heatmap_volume, add_segmentation, place_in_study
 from .review_session import ATTR_SUMMARY, LOG_TABLE, RANKING_TABLE, ReviewSession
@@ -259,27 +258,11 @@ def segmentation_label_map(segmentation, volume, labels: dict[str, int]) -> np.n
 
 
 def save_corrected_segmentation(label_map: np.ndarray, geometry, path: str | os.PathLike) -> Path:
-    """Write the corrected label map atomically (temp file + rename) with the input image's geometry."""
-    import SimpleITK as sitk
-
+    """Write the corrected label map atomically (temp file, fsync, rename) with the input image's geometry."""
     from ..data.case_images import image_from_array
 
-    path = Path(path)
-    image = image_from_array(label_map, like=geometry)
-    tmp = path.with_name(f".{path.name}.partial.nii.gz")
-    try:
-        before_write("corrected.tmp", path)
-        sitk.WriteImage(image, str(tmp), True)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        after_write("corrected.tmp", tmp)
-        before_write("corrected.saved", path)
-        os.replace(tmp, path)
-    except BaseException:  # a failed write (disk full, read-only folder) leaves the saved file as it was
-        tmp.unlink(missing_ok=True)
-        raise
-    after_write("corrected.saved")
-    return path
+    return atomic_write_image(path, image_from_array(label_map, like=geometry), tmp_point="corrected.tmp",
+                              done_point="corrected.saved")
 
 
 def save_session_corrections(session: ReviewSession, geometry, masks: dict[str, np.ndarray]) -> Path:

@@ -138,17 +138,18 @@ def _scores_for_random(analysis):
 
 def run_inference_check(work_dir: str) -> dict:
     """Analyse the shipped images with the bundled demo model (needs torch and nnU-Net) and compare."""
-    from ..data.analysis_files import read_analysis, write_analysis
+    from ..data.analysis_files import read_analysis
     from ..data.analysis_identity import check_analysis_folder
+    from ..data.case_images import CaseImages
     from ..data.self_test_case import analysis_folder, channel_paths
-    from ..nnunet.inference import CaseImages, MemberPredictor
-    from ..nnunet.model_folder import open_model
+    from ..nnunet.analysis import CaseAnalyzer  # torch and nnU-Net: imported only here
+    from ..nnunet.analysis_settings import AnalysisSettings
     from ..ranking.slice_scores import region_mask
 
-    model = open_model(None)
     case = CaseImages.from_files([str(p) for p in channel_paths()])
-    result = MemberPredictor(model, device="cpu", members=("flips", "folds")).analyze(case)
-    fresh = write_analysis(result, case, Path(work_dir) / "analysis", model.describe())
+    fresh = Path(work_dir) / "analysis"
+    # on the CPU, as the shipped analysis was made (scripts/make_self_test_case.py)
+    result = CaseAnalyzer.open(None, AnalysisSettings(device="cpu")).analyze_into(case, fresh)
     recorded = read_analysis(fresh).summary["identity"]
     check_analysis_folder(analysis_folder(), recorded["inputs"], recorded["model"])  # same inputs, same model
     shipped = read_analysis(analysis_folder())

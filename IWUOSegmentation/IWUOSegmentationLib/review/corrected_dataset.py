@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -22,7 +21,9 @@ from typing import Callable, Optional
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import BadInputError
+from ..data.analysis_identity import read_summary
+from ..errors import BadInputError, MissingInputError
+from ..storage.atomic_files import folder_swapped_in
 from .budget_log import BudgetLog
 from .folder import ReviewFolder
 
@@ -66,7 +67,7 @@ def find_review_folders(paths: list[str | os.PathLike]) -> list[ReviewFolder]:
     for path in paths:
         folder = ReviewFolder(path)
         if not folder.root.is_dir():
-            raise BadInputError(f"Review folder {folder.root} does not exist.")
+            raise MissingInputError(f"Review folder {folder.root} does not exist.")
         if folder.has_analysis() or folder.log.is_file():
             found.append(folder)
             continue
@@ -100,7 +101,7 @@ def read_review_state(folder: ReviewFolder, channel_names: Optional[list[str]] =
     name = folder.root.name
     if not folder.has_analysis():
         raise BadInputError(f"Review '{name}' ({folder.root}) has no analysis (analysis/summary.json).")
-    summary = json.loads((folder.analysis / "summary.json").read_text())
+    summary = read_summary(folder.analysis)  # a damaged summary.json: one line naming the folder
     model_info = summary.get("model", {})
     if channel_names is not None and list(model_info.get("channels", channel_names)) != list(channel_names):
         raise BadInputError(f"Review '{name}' was analysed with a model whose channels are "
@@ -201,7 +202,7 @@ def export_reviews(reviews: list[str | os.PathLike], out: str | os.PathLike, mod
         raise BadInputError(f"{out} already exists and is not empty; choose a new DatasetXXX_Name (or remove it).")
     folders = find_review_folders(reviews)
     if model_path is None:
-        recorded = {json.loads((f.analysis / "summary.json").read_text()).get("model", {}).get("path")
+        recorded = {read_summary(f.analysis).get("model", {}).get("path")
                     for f in folders if f.has_analysis()}
         if len(recorded) != 1 or None in recorded:
             raise BadInputError("The reviews were analysed with different models (or record none): name the model "
@@ -231,18 +232,10 @@ def export_reviews(reviews: list[str | os.PathLike], out: str | os.PathLike, mod
                     "description": f"Expert-corrected cases exported by iwuo export-dataset from {len(chosen)} review(s) "
                                    f"analysed with {model.path}"}
     dataset_json.pop("file_ending", None)
-    staging = out.parent / f".{out.name}.partial"
-    if staging.exists():
-        shutil.rmtree(staging)
-    try:
-        if progress:
-            progress(0.85, f"writing {len(chosen)} case(s)")
-        export_corrected_dataset(chosen, staging / out.name, {**dataset_json, "file_ending": ".nii.gz"})
-        if out.exists():
-            out.rmdir()
-        os.replace(staging / out.name, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    if progress:
+        progress(0.85, f"writing {len(chosen)} case(s)")
+    with folder_swapped_in(out) as built:  # out is absent or empty (checked above)
+        export_corrected_dataset(chosen, built, {**dataset_json, "file_ending": ".nii.gz"})
     if progress:
         progress(1.0, f"{out} written")
     return result

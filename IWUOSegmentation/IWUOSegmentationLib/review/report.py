@@ -13,9 +13,8 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from ..errors import BadInputError, CorruptLogError
-from ..storage.atomic_files import atomic_write_text
-from ..storage.fault_injection import after_write, before_write
+from ..errors import BadInputError, CorruptLogError, MissingInputError
+from ..storage.atomic_files import atomic_write_file, atomic_write_text, make_folder
 from .budget_log import BudgetLog
 from .corrected_dataset import export_readiness
 from .correction_curve import correction_curve
@@ -61,19 +60,17 @@ def _plot(points: list[dict], path: Path) -> None:
                       "o-", color="tab:blue", label="measured Dice")
             twin.set_ylabel("measured Dice (vs reference)")
     axes[0].legend(loc="lower right", fontsize=8)
-    tmp = path.with_name(f".{path.name}.partial.png")
-    before_write("figure.tmp", path)
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    after_write("figure.tmp", tmp)
-    os.replace(tmp, path)
+    try:
+        atomic_write_file(path, lambda tmp: fig.savefig(tmp, dpi=110), tmp_point="figure.tmp")
+    finally:
+        plt.close(fig)
 
 
 def write_review_report(log_path: str | os.PathLike, out_dir: Optional[str | os.PathLike] = None) -> Path:
     """Write the report files next to the log (or into `out_dir`); return the report's path."""
     log = BudgetLog(log_path)
     if not log.path.is_file():
-        raise BadInputError(f"No budget log at {log.path}: nothing has been reviewed there yet.")
+        raise MissingInputError(f"No budget log at {log.path}: nothing has been reviewed there yet.")
     events = log.read()
     if not events and log.warnings:
         raise CorruptLogError(f"{log.path} is corrupt: none of its lines is a readable event ({log.warnings[0]})")
@@ -81,7 +78,7 @@ def write_review_report(log_path: str | os.PathLike, out_dir: Optional[str | os.
         raise BadInputError(f"{log.path} has no session_started event: it is not an IWUO review log.")
     summary = log.summary()
     out = Path(out_dir) if out_dir else log.path.parent
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     points = correction_curve(events)
     _plot(points, out / "review_curve.png")
     atomic_write_text(out / "review_log.csv", _csv(events))
