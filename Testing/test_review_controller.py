@@ -301,11 +301,10 @@ def test_the_review_after_an_analysis_opens_on_the_volumes_it_started_with(mrml_
     with pytest.raises(BadInputError, match="no longer in the scene") as gone:
         controller.open_analysed(folder, **run.review_inputs())
     assert "\n" not in str(gone.value)
-    first_id = volumes[0].GetID()
     controller.scene_about_to_close()
     mrml_scene.Clear(0)
-    other = mrml_scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "another case")
-    assert other.GetID() == first_id, "the test needs an ID reused after the close"
+    others = [mrml_scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", f"another case {i}") for i in range(2)]
+    assert [v.GetID() for v in others] == run.volume_ids, "the test needs every ID reused after the close"
     with pytest.raises(BadInputError, match="no longer in the scene"):
         controller.volumes_by_id(run.volume_ids, run.scene_closes)
 
