@@ -11,12 +11,14 @@ overlays and reference. A scene close drops every node it held (IDs are reused a
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
 from ..review.folder import ReviewFolder
+from ..storage.portable_names import portable_folder_name
 from .analysis_nodes import ATTR_LABELS
 from .review_session import ATTR_LOG, RANKING_TABLE, RED_VIEW, ROLE_VOLUME, ReviewSession
 
@@ -53,6 +55,13 @@ def segment_editor_node(scene):
         node.SetSingletonTag(SEGMENT_EDITOR_SINGLETON_TAG)
         node = scene.AddNode(node)
     return node
+
+
+def deactivate_editor_effect(scene) -> None:
+    """No active effect on the module's segment editor node. A scene saved while Paint was active restores
+    "Paint" on that node when it is loaded or imported, and an embedded editor observing the node would then
+    paint in every view outside the module; the module calls this after a load or import it is not shown for."""
+    segment_editor_node(scene).SetActiveEffectName("")
 
 
 def red_node(scene, node_class: str = "vtkMRMLSliceNode"):
@@ -102,8 +111,9 @@ def match_volume(scene, channel: str):
 
 
 def default_review_folder(volume_name: str) -> Path:
-    """Where a desktop review goes when the user chose no folder."""
-    return Path(os.path.expanduser("~")) / "IWUOSegmentation" / volume_name
+    """Where a desktop review goes when the user chose no folder: one folder named after the volume, valid on
+    every system (DICOM volumes are named "<series>: <description>", which may hold "/")."""
+    return Path(os.path.expanduser("~")) / "IWUOSegmentation" / portable_folder_name(volume_name)
 
 
 def require_volumes(volumes: list) -> None:
@@ -131,6 +141,10 @@ class ReviewController:
         #: Callbacks for each logged event, shared with every session this controller takes (resume, target).
         self.on_logged: list[Callable[[dict], None]] = [on_logged] if on_logged is not None else []
         self.front_end = front_end  # named to a second opener of the review folder (storage/folder_lock.py)
+        #: Scene closes seen (scene_about_to_close): node IDs are reused after a close, so an ID is only
+        #: believed together with this count (volumes_by_id).
+        self.scene_closes = 0
+        self._unresumable = None  # the ranking table whose resume failed: said once, not retried
         self._drop()
 
     def _drop(self) -> None:
@@ -142,8 +156,57 @@ class ReviewController:
 
     # -- open, resume, close ----------------------------------------------------------------------
     def has_saved_review(self) -> bool:
-        """The scene holds a review (a reopened scene) that this controller has not taken up."""
-        return self.session is None and self.scene.GetFirstNodeByName(RANKING_TABLE) is not None
+        """The scene holds a review (a reopened scene) that this controller has not taken up, nor failed to."""
+        table = self.scene.GetFirstNodeByName(RANKING_TABLE)
+        return self.session is None and table is not None and table is not self._unresumable
+
+    def resume_saved_review(self) -> tuple[bool, str]:
+        """Take up the review the scene holds, as the module does at each entry and scene import: (resumed, line).
+        A review that cannot be resumed gives its line once (what is wrong and what to do); later calls return
+        (False, "") and do not try again until another scene is opened. An error that is not the user's to fix
+        (not an IWUOError or OSError) is named with its type and its traceback logged."""
+        from ..errors import IWUOError
+
+        if not self.has_saved_review():
+            return False, ""
+        table = self.scene.GetFirstNodeByName(RANKING_TABLE)
+        try:
+            self.resume()
+        except Exception as exc:
+            self._unresumable = table
+            if not isinstance(exc, (IWUOError, OSError)):
+                logging.exception("Resuming the review saved with the scene failed")
+            why = str(exc) if isinstance(exc, (IWUOError, OSError)) else f"{type(exc).__name__}: {exc} (see the log)."
+            return False, (f"The review saved with this scene cannot be resumed: {why} Fix that and press Analyse "
+                           "with its volumes and review folder, or delete the table 'IWUO ranking' to start again.")
+        return True, ""
+
+    def volumes_by_id(self, volume_ids: list[str], scene_closes: int) -> list:
+        """The volumes an analysis started on (their node IDs and the scene_closes count then), if the scene still
+        holds them; after a scene close (their IDs may name other volumes now) or a deletion, one clear line."""
+        from ..errors import BadInputError
+
+        volumes = [self.scene.GetNodeByID(volume_id) for volume_id in volume_ids]
+        if scene_closes != self.scene_closes or not volumes or any(v is None for v in volumes):
+            raise BadInputError("The analysed volumes are no longer in the scene (it was closed, or they were "
+                                "deleted): load the case and press Analyse; the analysis written is reused.")
+        return volumes
+
+    def analysis_inputs(self, volumes: list, model) -> dict:
+        """What the review opened after an analysis of `volumes` with the opened `model` needs, taken when the
+        analysis starts (the panel and the scene may change while it runs): keyword arguments of open_analysed
+        (and of cli.analysis_process.AnalysisRun, which keeps them). The volumes' identity is hashed here, once."""
+        from .review_workflow import identity_of_volumes
+
+        return {"opened_model": model, "volume_ids": [volume.GetID() for volume in volumes],
+                "scene_closes": self.scene_closes, "identity": identity_of_volumes(volumes, model)}
+
+    def open_analysed(self, review_folder: str | os.PathLike, opened_model, volume_ids: list[str], scene_closes: int,
+                      identity: dict) -> ReviewSession:
+        """open_case on the volumes and model of analysis_inputs, on its first slice; one clear line (BadInputError)
+        when the volumes are no longer in the scene."""
+        volumes = self.volumes_by_id(volume_ids, scene_closes)
+        return self.open_case(review_folder, volumes[0], opened_model.written_labels, identity, show_first=True)
 
     def open_case(self, review_folder: str | os.PathLike, volume, written_labels: dict[str, int],
                   expected_identity: dict, analysis_dir: str | os.PathLike | None = None,
@@ -260,6 +323,8 @@ class ReviewController:
     def scene_about_to_close(self) -> None:
         """File > Close Scene: save what is pending, then forget every node (their IDs come back after Clear())."""
         self.close()
+        self.scene_closes += 1
+        self._unresumable = None
 
     # -- review -----------------------------------------------------------------------------------
     def act(self, action: str) -> None:

@@ -2,7 +2,8 @@
 
 Read from the BudgetLog alone (the source of truth), so the desktop module, the browser app and
 `iwuo review-report` give the same report for the same session: `review_report.md`, the events as
-`review_log.csv`, and `review_curve.png` (Dice gain against slices corrected and against time).
+`review_log.csv`, and `review_curve.svg` (Dice gain against slices corrected and against time, drawn
+without a plotting library: review/curve_figure.py, so stock Slicer exports it too).
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import BadInputError, CorruptLogError, MissingInputError
-from ..storage.atomic_files import atomic_write_file, atomic_write_text, make_folder
+from ..storage.atomic_files import atomic_write_text, make_folder
 from .budget_log import BudgetLog
 from .corrected_dataset import export_readiness
 from .correction_curve import correction_curve
+from .curve_figure import curve_svg
 from .folder import ReviewFolder
 
 CSV_COLUMNS = ("kind", "rank", "slice", "seconds", "voxels_added", "voxels_removed", "estimated_dice_gain",
@@ -40,30 +42,9 @@ def _csv(events: list[dict]) -> str:
     return out.getvalue()
 
 
-def _plot(points: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), constrained_layout=True)
-    measured = [p["measured_dice"] for p in points]
-    for ax, x_key, x_label in ((axes[0], "slices", "slices corrected"), (axes[1], "seconds", "review time (s)")):
-        x = [p[x_key] for p in points]
-        ax.step(x, [p["estimated_gain"] for p in points], where="post", color="tab:orange", label="estimated Dice gain")
-        ax.set_xlabel(x_label)
-        ax.set_ylabel("estimated Dice gain")
-        ax.grid(alpha=0.3)
-        if any(m is not None for m in measured):
-            twin = ax.twinx()
-            twin.plot([xi for xi, m in zip(x, measured) if m is not None], [m for m in measured if m is not None],
-                      "o-", color="tab:blue", label="measured Dice")
-            twin.set_ylabel("measured Dice (vs reference)")
-    axes[0].legend(loc="lower right", fontsize=8)
-    try:
-        atomic_write_file(path, lambda tmp: fig.savefig(tmp, dpi=110), tmp_point="figure.tmp")
-    finally:
-        plt.close(fig)
+def _write_figure(points: list[dict], path: Path) -> None:
+    """The curve's SVG through the atomic writer (the report figure's write point `figure.tmp`)."""
+    atomic_write_text(path, curve_svg(points), tmp_point="figure.tmp", done_point=None)
 
 
 def write_review_report(log_path: str | os.PathLike, out_dir: Optional[str | os.PathLike] = None) -> Path:
@@ -80,7 +61,7 @@ def write_review_report(log_path: str | os.PathLike, out_dir: Optional[str | os.
     out = Path(out_dir) if out_dir else log.path.parent
     make_folder(out)
     points = correction_curve(events)
-    _plot(points, out / "review_curve.png")
+    _write_figure(points, out / "review_curve.svg")
     atomic_write_text(out / "review_log.csv", _csv(events))
     minutes, seconds = divmod(int(summary.seconds_used), 60)
     budget = f" of {summary.budget_slices}" if summary.budget_slices else ""
@@ -99,7 +80,7 @@ def write_review_report(log_path: str | os.PathLike, out_dir: Optional[str | os.
     targets = [e["target"] for e in events if e["kind"] in ("session_started", "target_changed") and e.get("target")]
     if targets:  # the structures the slices were ranked for, in order
         lines.append(f"| review target | {' → '.join(dict.fromkeys(targets))} |")
-    lines += ["", "![Dice gain against slices corrected and time](review_curve.png)", "",
+    lines += ["", "![Dice gain against slices corrected and time](review_curve.svg)", "",
               "## Corrected slices", "", "| rank | slice | seconds | voxels added | voxels removed | estimated gain |",
               "|---|---|---|---|---|---|"]
     for e in events:
