@@ -141,7 +141,7 @@ def run_mutation(scratch: Path, mutation, timeout: float) -> Outcome:
     passed = [t for t in mutation.tests if t not in failed and outcomes[t] & {"PASSED", "XPASS"}]
     summary = next((line.strip("= ") for line in reversed(output.splitlines()) if re.search(r"\d+ (passed|failed|error)",
                                                                                              line)), "")
-    evidence = next((line[2:].strip() for line in output.splitlines() if line.startswith("E ")), "")[:300]
+    evidence = " / ".join(line[2:].strip() for line in output.splitlines() if line.startswith("E ") and line[2:].strip())[:600]
     if code is None:
         outcome = "timeout"
     elif passed:
