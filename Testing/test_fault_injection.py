@@ -388,6 +388,7 @@ def test_hostile_images_get_exit_2_and_one_line(case_dir, tmp_path, capsys):
 
 def test_damaged_analysis_and_budget_log_are_refused_or_skipped_clearly(clean_run, tmp_path, capsys):
     from IWUOSegmentationLib.data.analysis_files import read_analysis
+    from IWUOSegmentationLib.data.analysis_identity import read_summary
     from IWUOSegmentationLib.errors import BadInputError
 
     for damage in ("summary", "map"):
@@ -398,9 +399,13 @@ def test_damaged_analysis_and_budget_log_are_refused_or_skipped_clearly(clean_ru
         else:
             path = out / "uncertainty_entropy.nii.gz"
             path.write_bytes(path.read_bytes()[:1000])
-        with checked("hostile input file"), pytest.raises(BadInputError, match="is damaged") as refused:
-            read_analysis(out)
-        assert refused.value.exit_code == 2 and "\n" not in str(refused.value)
+        with checked("hostile input file"):
+            with pytest.raises(BadInputError, match="is damaged") as refused:
+                read_analysis(out)
+            assert refused.value.exit_code == 2 and "\n" not in str(refused.value)
+            if damage == "summary":  # what a review opens first (the module, `iwuo review --analysis`): the summary
+                with pytest.raises(BadInputError, match="is damaged"):
+                    read_summary(out)
     log = tmp_path / "review.budget.jsonl"
     lines = (clean_run["folder"] / "review.budget.jsonl").read_bytes().splitlines(keepends=True)
     log.write_bytes(b"".join(lines[:2]) + b"\x00\xff garbage \x9c\n" + b"".join(lines[2:]) + lines[-1][:20])
