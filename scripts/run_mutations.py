@@ -3,6 +3,7 @@
     python scripts/run_mutations.py                 # every mutation; writes benchmarks/results/mutations.{json,md}
     python scripts/run_mutations.py --list          # names, files, tests, and whether each snippet is still there
     python scripts/run_mutations.py --only NAME ... # some of them (prints; writes only with --out)
+    python scripts/run_mutations.py --rerun NAME ...# some of them again, replacing their results in the file
 
 The scratch copy holds the checkout's tracked and untracked-but-not-ignored files (what a commit would hold,
 uncommitted edits included), beside the checkout (`<checkout>/../.mutations-<pid>/<name>`) with a `shared` link
@@ -158,29 +159,30 @@ def load_average() -> list[float] | None:
     return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
 
 
-def write_results(out: Path, table, outcomes: list[Outcome], seconds: float, load: dict) -> None:
+def write_results(out: Path, table, results: list[dict], runs: list[dict]) -> None:
+    """mutations.json (every result, with its mutation) and mutations.md (the table the README links to)."""
     by_name = {m.name: m for m in table.MUTATIONS}
-    caught = sum(o.outcome == "caught" for o in outcomes)
-    data = {"mutations": len(outcomes), "caught": caught,
-            "missed": [o.name for o in outcomes if o.outcome != "caught"],
-            "total_seconds": round(seconds, 1), "command": "python scripts/run_mutations.py",
-            "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), **load},
-            "results": [{**o.__dict__, "claim": by_name[o.name].claim, "file": by_name[o.name].file,
-                         "old": by_name[o.name].old, "new": by_name[o.name].new} for o in outcomes]}
+    results = [{**r, "claim": by_name[r["name"]].claim, "file": by_name[r["name"]].file, "old": by_name[r["name"]].old,
+                "new": by_name[r["name"]].new} for r in results]
+    caught = sum(r["outcome"] == "caught" for r in results)
+    data = {"mutations": len(results), "caught": caught,
+            "not_caught": [r["name"] for r in results if r["outcome"] != "caught"],
+            "seconds_of_the_mutations": round(sum(r["seconds"] for r in results), 1),
+            "command": "python scripts/run_mutations.py",
+            "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()}, "runs": runs, "results": results}
     out.mkdir(parents=True, exist_ok=True)
     (out / "mutations.json").write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     lines = ["# Named mutations", "",
-             f"{len(outcomes)} mutations, {caught} caught; {data['total_seconds']} s in all "
-             f"(`python scripts/run_mutations.py`; the table is `Testing/mutation_table.py`; load average "
-             f"{load.get('load_average_before')} before, {load.get('load_average_after')} after, "
-             f"{os.cpu_count()} cores).", "",
-             "| mutation | README claim | file | outcome | seconds | test(s) that failed |", "|---|---|---|---|---|---|"]
-    for o in outcomes:
-        m = by_name[o.name]
-        tests = ", ".join(f"`{t.split('::', 1)[-1]}`" for t in (o.failed or o.tests))
-        claim = m.claim.replace("|", "\\|")
-        lines.append(f"| `{o.name}` | {claim} | `{m.file.split('IWUOSegmentationLib/')[-1]}` | {o.outcome} | "
-                     f"{o.seconds} | {tests} |")
+             f"{len(results)} mutations, {caught} caught; {data['seconds_of_the_mutations']} s for all of them on "
+             f"{os.cpu_count()} cores (`python scripts/run_mutations.py`; the table is `Testing/mutation_table.py`).", ""]
+    lines += [f"* run of {run['date']}: {run['what']}, {run['seconds']} s, load average {run['load_average_before']} before, "
+              f"{run['load_average_after']} after" for run in runs]
+    lines += ["", "| mutation | README claim | file | outcome | seconds | test(s) that failed |", "|---|---|---|---|---|---|"]
+    for r in results:
+        tests = ", ".join(f"`{t.split('::', 1)[-1]}`" for t in (r["failed"] or r["tests"]))
+        claim = r["claim"].replace("|", "\\|")
+        lines.append(f"| `{r['name']}` | {claim} | `{r['file'].split('IWUOSegmentationLib/')[-1]}` | {r['outcome']} | "
+                     f"{r['seconds']} | {tests} |")
     (out / "mutations.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -188,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--list", action="store_true", help="list the mutations and whether each is stale; run none")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these mutations")
+    parser.add_argument("--rerun", nargs="+", metavar="NAME",
+                        help="run these mutations again and replace their results in the results file (the run is "
+                             "listed beside the earlier ones)")
     parser.add_argument("--out", type=Path, default=None,
                         help=f"folder for mutations.json and mutations.md (default {RESULTS} for a full run; "
                              "none with --only)")
@@ -201,13 +206,15 @@ def main(argv: list[str] | None = None) -> int:
             state = {1: "ok"}.get(occurrences(ROOT, m), f"STALE ({occurrences(ROOT, m)} matches)")
             print(f"{m.name:45s} {state:18s} {m.file.split('IWUOSegmentationLib/')[-1]:32s} {', '.join(m.tests)}")
         return 0
-    if args.only:
-        unknown = set(args.only) - {m.name for m in mutations}
+    chosen = args.only or args.rerun
+    if chosen:
+        unknown = set(chosen) - {m.name for m in mutations}
         if unknown:
             parser.error(f"unknown mutation(s): {', '.join(sorted(unknown))}")
-        mutations = [m for m in mutations if m.name in args.only]
+        mutations = [m for m in mutations if m.name in chosen]
     out = args.out if args.out is not None else (None if args.only else RESULTS)
-    load = {"load_average_before": load_average()}
+    run = {"date": time.strftime("%Y-%m-%d %H:%M"), "what": "again: " + ", ".join(chosen) if args.rerun else
+           (", ".join(chosen) if chosen else "every mutation"), "load_average_before": load_average()}
     start = time.time()
     scratch = make_scratch(ROOT)
     outcomes = []
@@ -220,12 +227,17 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep:
             shutil.rmtree(scratch.parent)
-    load["load_average_after"] = load_average()
-    total = time.time() - start
+    run.update(seconds=round(time.time() - start, 1), load_average_after=load_average())
     caught = sum(o.outcome == "caught" for o in outcomes)
-    print(f"{len(outcomes)} mutations, {caught} caught, in {total:.0f} s")
+    print(f"{len(outcomes)} mutations, {caught} caught, in {run['seconds']:.0f} s")
     if out is not None:
-        write_results(out, table, outcomes, total, load)
+        results, runs = [o.__dict__ for o in outcomes], [run]
+        if args.rerun:  # the earlier results of the others stay, with the run that made them
+            earlier = json.loads((out / "mutations.json").read_text(encoding="utf-8"))
+            again = {o.name: o.__dict__ for o in outcomes}
+            kept = {r["name"]: again.get(r["name"], r) for r in earlier["results"]}
+            results, runs = [kept[m.name] for m in table.MUTATIONS if m.name in kept], [*earlier["runs"], run]
+        write_results(out, table, results, runs)
         print(f"wrote {out / 'mutations.json'} and {out / 'mutations.md'}")
     return 0 if caught == len(outcomes) else 1
 
