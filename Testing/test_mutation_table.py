@@ -8,7 +8,6 @@ a stale snippet. The slow test runs scripts/run_mutations.py on a scratch copy: 
 from __future__ import annotations
 
 import ast
-import importlib.util
 import json
 import re
 import subprocess
@@ -16,19 +15,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from script_module import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _runner():
-    spec = importlib.util.spec_from_file_location("run_mutations", ROOT / "scripts" / "run_mutations.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["run_mutations"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-RUNNER = _runner()
+RUNNER = load_script("run_mutations")
 TABLE = RUNNER.load_table()
 
 
