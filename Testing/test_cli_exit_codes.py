@@ -67,11 +67,13 @@ def test_exit_0_ok(tmp_path):
     assert "| slices corrected | 1 of 5 |" in report.read_text()
 
 
-def test_exit_1_internal_error_shows_the_traceback(tmp_path):
-    """A bug, even one that raises FileNotFoundError inside the code, is an internal error (1), not bad input."""
+@pytest.mark.parametrize("error", ["FileNotFoundError('/internal/cache/curve.tmp')", "KeyError('slice')"])
+def test_exit_1_internal_error_shows_the_traceback(tmp_path, error):
+    """A bug is an internal error (1), not bad input: one that raises FileNotFoundError inside the code (an OSError,
+    which the disk-full rule must not take for the user's) and one that raises anything else."""
     log = _review_log(tmp_path / "review.budget.jsonl")
     bug = ("import IWUOSegmentationLib.review.report as r\n"
-           "def broken(events):\n    raise FileNotFoundError('/internal/cache/curve.tmp')\n"
+           f"def broken(events):\n    raise {error}\n"
            "r.correction_curve = broken")
     proc = _iwuo("review-report", "--log", str(log), patch=bug)
     assert proc.returncode == 1, proc.stderr

@@ -89,6 +89,18 @@ def test_model_zip_installs_and_unsafe_zips_are_refused(tmp_path):
         open_model(link, models_dir=tmp_path / "models3")
 
 
+def test_a_zip_bomb_is_refused_before_anything_is_unpacked(tmp_path):
+    """300 MiB of zeros in a zip of under 1 MiB: refused from the sizes in its directory, nothing written."""
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive, archive.open("Dataset900_X/zeros.bin", "w") as f:
+        for _ in range(300):
+            f.write(bytes(2**20))
+    assert bomb.stat().st_size < 2**20
+    with pytest.raises(BadModelError, match="zip bomb"):
+        open_model(bomb, models_dir=tmp_path / "models")
+    assert not (tmp_path / "models").exists()
+
+
 class _Payload:
     """Pickles to a call that creates a marker file: what a malicious checkpoint would do."""
 
