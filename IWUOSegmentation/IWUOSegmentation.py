@@ -33,12 +33,10 @@ from IWUOSegmentationLib.mrml.review_controller import (
     review_folder_of,
     segment_editor_node,
 )
-from IWUOSegmentationLib.mrml.review_workflow import identity_of_volumes
+from IWUOSegmentationLib.mrml.review_workflow import OVERLAY_KINDS, identity_of_volumes
 from IWUOSegmentationLib.nnunet.demo_model import demo_model_folder
 from IWUOSegmentationLib.nnunet.model_folder import open_model
 
-#: The heatmaps offered (IWUOSegmentationLib.mrml.review_workflow.OVERLAY_KINDS; a test keeps them equal).
-OVERLAYS = ["entropy", "variance", "mutual_information", "disagreement", "impact"]
 DOCUMENTATION = "https://github.com/iwuo-segmentation/SlicerIWUOSegmentation#install-in-3d-slicer"
 
 
@@ -50,7 +48,7 @@ class IWUOSegmentationParameterNode:
     reviewFolder: pathlib.Path
     device: Annotated[str, Choice(["auto", "cpu", "cuda", "mps"]), Default("auto")]
     members: Annotated[str, Default("flips,folds")]
-    overlay: Annotated[str, Choice(OVERLAYS), Default("entropy")]
+    overlay: Annotated[str, Choice(list(OVERLAY_KINDS)), Default(OVERLAY_KINDS[0])]
     opacity: Annotated[float, WithinRange(0.0, 1.0), Default(0.5)]
     reference: vtkMRMLSegmentationNode
 
@@ -90,7 +88,7 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = IWUOSegmentationLogic()
-        self.controller = ReviewController(slicer.mrmlScene, on_dirty=lambda: qt.QTimer.singleShot(0, self.onEdit),
+        self.controller = ReviewController(slicer.mrmlScene, schedule=lambda account: qt.QTimer.singleShot(0, account),
                                            on_logged=lambda _event: self.updateReview())
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -154,7 +152,7 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSceneStartClose(self, caller, event):
         """Before the scene goes: save the last edits, forget every node (IDs are reused after Clear())."""
-        self.controller.scene_about_to_close()
+        self.controller.close()
         self.ui.segmentEditorWidget.setSegmentationNode(None)
         self.ui.segmentEditorWidget.removeViewObservations()
         self.elapsedTimer.stop()
@@ -235,14 +233,14 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.showReview()
 
     def showReview(self):
-        session, editor = self.controller.session, self.ui.segmentEditorWidget
-        editor.setSegmentationNode(session.segmentation)
-        editor.setSourceVolumeNode(session.volume)
+        editor = self.ui.segmentEditorWidget
+        editor.setSegmentationNode(self.controller.segmentation)
+        editor.setSourceVolumeNode(self.controller.volume)
         editor.setActiveEffectByName("Paint")
         self.ui.referenceSelector.setCurrentNode(self.controller.reference_node())
         self.ui.targetComboBox.clear()
         self.ui.targetComboBox.addItems(self.controller.targets())
-        self.ui.targetComboBox.setCurrentText(session.target)
+        self.ui.targetComboBox.setCurrentText(self.controller.progress().target)
         self._reviewStart = time.monotonic()
         self.onOverlayChanged()
         self.elapsedTimer.start(1000)
@@ -256,15 +254,11 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.controller.act(name)
         self.updateReview()
 
-    def onEdit(self):
-        self.controller.flush()
-        self.updateReview()
-
     def updateReview(self):
-        """Status line and budget from the controller's memory, on each logged event (on_logged), action or edit."""
-        corrected, budget, self._budgetText = self.controller.budget()
-        self.ui.budgetProgressBar.maximum, self.ui.budgetProgressBar.value = budget, corrected
-        self.ui.statusLabel.text = self.controller.status_text()
+        """Status line and budget from the controller's memory (one look at the log), on each logged event or action."""
+        progress = self.controller.progress()
+        self.ui.budgetProgressBar.maximum, self.ui.budgetProgressBar.value = progress.budget_slices, progress.slices_corrected
+        self._budgetText, self.ui.statusLabel.text = progress.budget_text, progress.status_text
         self.showBudget()
 
     def showBudget(self):

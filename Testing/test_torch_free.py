@@ -77,7 +77,7 @@ scene = create_headless_scene()
 volume = add_volume_from_image(case.images[0], "FLAIR")
 loaded = load_analysis_into_scene(scene, case.folder.analysis, volume, case.written_labels,
                                   expected_identity=case.identity)
-session = open_review(scene, loaded.analysis, volume, loaded.segmentation, loaded.labels, case.folder.log)
+session = open_review(scene, loaded, volume, case.folder.log)
 first = session.next()
 session.mark_corrected()
 resumed, reopened, _ = reopen_saved_review(scene, session, work / "scene" / "review.mrml")

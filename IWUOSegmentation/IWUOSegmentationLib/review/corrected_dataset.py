@@ -23,7 +23,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import BadInputError
-from .budget_log import BudgetLog
+from .budget_log import BudgetLog, corrected_slices
 from .folder import ReviewFolder
 
 
@@ -101,7 +101,7 @@ def inspect_review(folder: ReviewFolder, channel_names: Optional[list[str]] = No
     prediction_image = sitk.ReadImage(str(folder.analysis / f"segmentation{summary.get('extension', '.nii.gz')}"))
     prediction = sitk.GetArrayFromImage(prediction_image)
     corrected_image = sitk.ReadImage(str(folder.corrected)) if folder.corrected.is_file() else None
-    logged = {int(e["slice"]) for e in events if e["kind"] == "slice_corrected"}
+    logged = corrected_slices(events)
     logged_edits = {int(e["slice"]) for e in events if e["kind"] == "slice_corrected"
                     and sum(e.get("voxels_added", {}).values()) + sum(e.get("voxels_removed", {}).values()) > 0}
     if corrected_image is None:
@@ -116,8 +116,8 @@ def inspect_review(folder: ReviewFolder, channel_names: Optional[list[str]] = No
                                 f"{prediction.shape[::-1]}: they are not of the same case.")
         changed = corrected != prediction
     other = tuple(a for a in range(changed.ndim) if a != axis)
-    corrected_slices = [int(s) for s in np.flatnonzero(changed.any(axis=other))]
-    unlogged = sorted(set(corrected_slices) - logged)
+    changed_slices = [int(s) for s in np.flatnonzero(changed.any(axis=other))]
+    unlogged = sorted(set(changed_slices) - logged)
     if unlogged:
         shown = ", ".join(map(str, unlogged[:8])) + (" ..." if len(unlogged) > 8 else "")
         raise BadInputError(f"Review '{name}': slice(s) {shown} differ from the prediction but the budget log has no "
@@ -141,7 +141,7 @@ def inspect_review(folder: ReviewFolder, channel_names: Optional[list[str]] = No
     label = corrected_image if corrected_image is not None else prediction_image
     label = sitk.Cast(label, sitk.sitkUInt8)
     label.CopyInformation(prediction_image)
-    return ReviewedCase(folder=folder, images=images, label=label, corrected_slices=corrected_slices,
+    return ReviewedCase(folder=folder, images=images, label=label, corrected_slices=changed_slices,
                         voxels_changed=int(changed.sum()), model_path=str(model_info.get("path", "")))
 
 
