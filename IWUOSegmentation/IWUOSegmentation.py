@@ -33,17 +33,18 @@ from IWUOSegmentationLib.host.module_reload import reload_package
 from IWUOSegmentationLib.mrml.review_controller import (
     ACTIONS,
     ReviewController,
+    analysis_inputs,
     deactivate_editor_effect,
     model_channels,
+    open_analysed,
     require_volumes,
     review_folder_of,
 )
+from IWUOSegmentationLib.mrml.review_workflow import OVERLAY_KINDS
 from IWUOSegmentationLib.nnunet.analysis_settings import DEFAULT_MEMBERS_TEXT
 from IWUOSegmentationLib.nnunet.demo_model import demo_model_folder
 from IWUOSegmentationLib.nnunet.model_folder import open_model
 
-#: The heatmaps offered (IWUOSegmentationLib.mrml.review_workflow.OVERLAY_KINDS; a test keeps them equal).
-OVERLAYS = ["entropy", "variance", "mutual_information", "disagreement", "impact"]
 DOCUMENTATION = "https://github.com/iwuo-segmentation/SlicerIWUOSegmentation#install-in-3d-slicer"
 
 
@@ -55,7 +56,7 @@ class IWUOSegmentationParameterNode:
     reviewFolder: Annotated[str, Default("")]  # a str: a Path's default shows "." (gui/path_parameter.py)
     device: Annotated[str, Choice(["auto", "cpu", "cuda", "mps"]), Default("auto")]
     members: Annotated[str, Default(DEFAULT_MEMBERS_TEXT)]
-    overlay: Annotated[str, Choice(OVERLAYS), Default("entropy")]
+    overlay: Annotated[str, Choice(list(OVERLAY_KINDS)), Default(OVERLAY_KINDS[0])]
     opacity: Annotated[float, WithinRange(0.0, 1.0), Default(0.5)]
     reference: vtkMRMLSegmentationNode
 
@@ -95,7 +96,7 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = IWUOSegmentationLogic()
-        self.controller = ReviewController(slicer.mrmlScene, on_dirty=lambda: qt.QTimer.singleShot(0, self.onEdit),
+        self.controller = ReviewController(slicer.mrmlScene, schedule=lambda account: qt.QTimer.singleShot(0, account),
                                            on_logged=lambda _event: self.updateReview())
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -200,7 +201,7 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 folder, analysed = review_folder_of(self._parameterNode.reviewFolder, volumes[0].GetName())
                 self._parameterNode.reviewFolder = folder
                 model = open_model(self.ui.modelPathLineEdit.currentPath)  # with the volumes: the review opens from these
-                inputs = self.controller.analysis_inputs(volumes, model)
+                inputs = analysis_inputs(self.controller, volumes, model)
                 if analysed:  # reading an analysis needs no torch: no install asked for
                     self.openReview(folder, inputs)
                     return
@@ -231,18 +232,18 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.statusLabel.text = _("Cancelling...")
 
     def openReview(self, folder, inputs):
-        self.controller.open_analysed(folder, **inputs)  # the volumes gone since the start (scene closed): one line
+        open_analysed(self.controller, folder, **inputs)  # the volumes gone since the start (scene closed): one line
         self.showReview()
 
     def showReview(self):
-        session, editor = self.controller.session, self.ui.segmentEditorWidget
-        editor.setSegmentationNode(session.segmentation)
-        editor.setSourceVolumeNode(session.volume)
+        editor = self.ui.segmentEditorWidget
+        editor.setSegmentationNode(self.controller.segmentation)
+        editor.setSourceVolumeNode(self.controller.volume)
         editor.setActiveEffectByName("Paint")
-        self.ui.referenceSelector.setCurrentNode(self.controller.reference_node())
+        self.ui.referenceSelector.setCurrentNode(self.controller.reference)
         self.ui.targetComboBox.clear()
         self.ui.targetComboBox.addItems(self.controller.targets())
-        self.ui.targetComboBox.setCurrentText(session.target)
+        self.ui.targetComboBox.setCurrentText(self.controller.progress().target)
         self._reviewStart = time.monotonic()
         self.onOverlayChanged()
         self.elapsedTimer.start(1000)
@@ -256,15 +257,11 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.controller.act(name)
         self.updateReview()
 
-    def onEdit(self):
-        self.controller.flush()
-        self.updateReview()
-
     def updateReview(self):
-        """Status line and budget from the controller's memory, on each logged event (on_logged), action or edit."""
-        corrected, budget, self._budgetText = self.controller.budget()
-        self.ui.budgetProgressBar.maximum, self.ui.budgetProgressBar.value = budget, corrected
-        self.ui.statusLabel.text = self.controller.status_text()
+        """Status line and budget from the controller's memory (one look at the log), on each logged event or action."""
+        progress = self.controller.progress()
+        self.ui.budgetProgressBar.maximum, self.ui.budgetProgressBar.value = progress.budget_slices, progress.slices_corrected
+        self._budgetText, self.ui.statusLabel.text = progress.budget_text, progress.status_text
         self.showBudget()
 
     def showBudget(self):

@@ -272,8 +272,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         "export-unlogged-difference-reversed",
         "a slice that differs from the prediction without a logged correction",
         f"{LIB}/review/corrected_dataset.py",
-        "unlogged = sorted(set(corrected_slices) - state.logged_slices)",
-        "unlogged = sorted(state.logged_slices - set(corrected_slices))",
+        "unlogged = sorted(set(changed_slices) - state.logged_slices)",
+        "unlogged = sorted(state.logged_slices - set(changed_slices))",
         (f"{T_LEARN}::test_unlogged_corrections_are_refused",)),
     # -- hostile inputs -------------------------------------------------------------------------------------------------
     Mutation(

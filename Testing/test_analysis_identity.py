@@ -118,7 +118,7 @@ def test_resume_refuses_an_analysis_replaced_by_another_patients(demo_model, tmp
     volumes = [add_volume_from_image(sitk.ReadImage(str(p)), f"v{i}") for i, p in enumerate(channel_paths())]
     loaded = load_analysis_into_scene(scene, folder.analysis, volumes[0], demo_model.written_labels,
                                       expected_identity=identity_of_volumes(volumes, demo_model))
-    session = open_review(scene, loaded.analysis, volumes[0], loaded.segmentation, loaded.labels, folder.log)
+    session = open_review(scene, loaded, volumes[0], folder.log)
     session.next()
     resumed, reopened, scene_file = reopen_saved_review(scene, session, tmp_path / "scene" / "review.mrml")
     resumed.close()  # its own analysis: accepted

@@ -77,6 +77,7 @@ def test_label_model_reviewed_on_a_chosen_structure(mrml_scene, tmp_path):
     """A prostate-like label model (PZ, TZ): ranking, impact overlay and log follow the chosen target."""
     import slicer.util
 
+    from IWUOSegmentationLib.mrml.review_session import SessionOptions
     from IWUOSegmentationLib.mrml.review_workflow import (
         add_volume_from_image,
         load_analysis_into_scene,
@@ -103,20 +104,18 @@ def test_label_model_reviewed_on_a_chosen_structure(mrml_scene, tmp_path):
     impact = slicer.util.arrayFromVolume(loaded.overlays["impact"])
     assert impact[7].max() > 0.4 and impact[2].max() == 0.0, "the impact overlay shows the TZ target only"
 
-    session = open_review(mrml_scene, loaded.analysis, volume, loaded.segmentation, loaded.labels, folder.log,
-                          target="tz")
+    session = open_review(mrml_scene, loaded, volume, folder.log, SessionOptions(target="tz"))
     assert session.target == "TZ" and session.ranking[0] == 7
     started = [e for e in BudgetLog(folder.log).read() if e["kind"] == "session_started"]
     assert started[0]["target"] == "TZ"
     session.close()
 
     # another target re-ranks; the log records the change, and a resumed review keeps it
-    session = open_review(mrml_scene, loaded.analysis, volume, loaded.segmentation, loaded.labels, folder.log,
-                          target="PZ")
+    session = open_review(mrml_scene, loaded, volume, folder.log, SessionOptions(target="PZ"))
     show_target_impact(loaded.overlays["impact"], loaded.analysis, session.target)
     assert session.ranking[0] == 2 and slicer.util.arrayFromVolume(loaded.overlays["impact"])[7].max() == 0.0
     session.close()
-    resumed = open_review(mrml_scene, loaded.analysis, volume, loaded.segmentation, loaded.labels, folder.log)
+    resumed = open_review(mrml_scene, loaded, volume, folder.log)
     assert resumed.target == "PZ" and resumed.ranking[0] == 2
     events = BudgetLog(folder.log).read()
     assert [e["target"] for e in events if e["kind"] == "target_changed"] == ["PZ"]
@@ -125,8 +124,7 @@ def test_label_model_reviewed_on_a_chosen_structure(mrml_scene, tmp_path):
 
     assert "| review target | TZ → PZ |" in write_review_report(folder.log).read_text()
     with pytest.raises(BadInputError, match="no structure 'prostate'.*all foreground, PZ, TZ"):
-        open_review(mrml_scene, loaded.analysis, volume, loaded.segmentation, loaded.labels, folder.log,
-                    target="prostate")
+        open_review(mrml_scene, loaded, volume, folder.log, SessionOptions(target="prostate"))
 
 
 def test_browser_app_offers_and_changes_the_review_target(tmp_path):
@@ -289,6 +287,7 @@ def _review_and_evaluate(model_path: Path, cases: Path, target: str, tmp_path: P
     from IWUOSegmentationLib.cli import main
     from IWUOSegmentationLib.data.analysis_files import read_analysis
     from IWUOSegmentationLib.data.structures import structures_from_dataset_json
+    from IWUOSegmentationLib.mrml.review_session import SessionOptions
     from IWUOSegmentationLib.mrml.review_workflow import add_volume_from_image, load_analysis_into_scene, open_review
     from IWUOSegmentationLib.nnunet.analysis_settings import AnalysisSettings
     from IWUOSegmentationLib.ranking.slice_scores import iwuo_ranking
@@ -301,8 +300,7 @@ def _review_and_evaluate(model_path: Path, cases: Path, target: str, tmp_path: P
     volume = add_volume_from_image(case.images[0], case.channel_names[0])
     loaded = load_analysis_into_scene(scene, case.analysis_dir, volume, case.written_labels, target=case.target,
                                       expected_identity=case.identity)
-    session = open_review(scene, loaded.analysis, volume, loaded.segmentation, loaded.labels, case.folder.log,
-                          target=case.target)
+    session = open_review(scene, loaded, volume, case.folder.log, SessionOptions(target=case.target))
     analysis = read_analysis(case.analysis_dir)
     structures = structures_from_dataset_json(json.loads((model_path / "dataset.json").read_text()))
     _, _, rows = iwuo_ranking(analysis.label_map, analysis.probabilities, analysis.summary["outputs"], False,

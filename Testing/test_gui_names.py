@@ -149,12 +149,14 @@ def test_parameter_node_fields_bind_to_widgets_slicer_can_connect():
 
 
 def test_overlay_choices_are_the_maps_the_mrml_layer_makes():
-    from IWUOSegmentationLib.mrml.review_workflow import OVERLAY_KINDS
-
+    """The parameter node's overlay choices are OVERLAY_KINDS itself, imported from the MRML layer (no copy)."""
     tree = ast.parse((MODULE / "IWUOSegmentation.py").read_text())
-    overlays = next(ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
-                    and getattr(n.targets[0], "id", "") == "OVERLAYS")
-    assert overlays == list(OVERLAY_KINDS)
+    imported = {alias.name for n in tree.body if isinstance(n, ast.ImportFrom)
+                and n.module == "IWUOSegmentationLib.mrml.review_workflow" for alias in n.names}
+    assert "OVERLAY_KINDS" in imported
+    assert _wrapper_fields()["overlay"] == "Annotated[str, Choice(list(OVERLAY_KINDS)), Default(OVERLAY_KINDS[0])]"
+    assert not [n for n in tree.body if isinstance(n, ast.Assign) and isinstance(n.value, (ast.List, ast.Tuple))
+                and {"entropy", "impact"} <= {getattr(e, "value", None) for e in n.value.elts}], "a copied overlay list"
 
 
 def test_module_file_is_thin():

@@ -30,14 +30,14 @@ def _review(case, edit_slices=(), rows=slice(10, 14), cols=slice(10, 15)):
     import slicer.util
 
     from IWUOSegmentationLib.mrml.headless_scene import create_headless_scene
+    from IWUOSegmentationLib.mrml.review_session import SessionOptions
     from IWUOSegmentationLib.mrml.review_workflow import add_volume_from_image, load_analysis_into_scene, open_review
 
     scene = create_headless_scene()
     volume = add_volume_from_image(case.images[0], "FLAIR")
     loaded = load_analysis_into_scene(scene, case.analysis_dir, volume, case.written_labels,
                                       expected_identity=case.identity)
-    session = open_review(scene, loaded.analysis, volume, loaded.segmentation, loaded.labels, case.folder.log,
-                          lock=case.lock)
+    session = open_review(scene, loaded, volume, case.folder.log, SessionOptions(lock=case.lock))
     segment_id = next(iter(loaded.labels))
     for s in edit_slices:
         mask = slicer.util.arrayFromSegmentBinaryLabelmap(loaded.segmentation, segment_id, volume) > 0

@@ -71,7 +71,7 @@ def test_analyse_review_close_other_case_reopen_resume(mrml_scene, analysed_case
     scene = mrml_scene
     _views(scene)
     flushes = []
-    controller = ReviewController(scene, on_dirty=lambda: flushes.append(1))
+    controller = ReviewController(scene, schedule=flushes.append)
 
     # analyse (the analysis exists) -> review
     volume_a = add_volume_from_image(case.images[0], "FLAIR A")
@@ -87,23 +87,26 @@ def test_analyse_review_close_other_case_reopen_resume(mrml_scene, analysed_case
     controller.act("mark_corrected")
     reference_node = add_segmentation(scene, (reference > 0).astype(np.uint8), volume_a, {"tumour": 1},
                                       "Reference A")
-    assert controller.set_reference(reference_node).startswith("Whole-tumour Dice")
+    assert controller.set_reference(reference_node).startswith("All-foreground Dice")
     controller.show_overlay("variance", 0.3)
     assert _foreground(scene).GetName() == "FLAIR A variance"
-    corrected, budget, text = controller.budget()
+    progress = controller.progress()
+    corrected, budget, text = progress.slices_corrected, progress.budget_slices, progress.budget_text
     assert (corrected, budget) == (2, 20) and text.startswith("2 of 20 slices")
-    status = controller.status_text()
+    status = progress.status_text
     scene_file = save_scene(scene, str(tmp_path / "scene" / "A.mrml"))
     saved_volume_id = volume_a.GetID()
 
     # File > Close Scene: nothing stale is kept, the actions do nothing
-    controller.scene_about_to_close()
+    controller.close()
     scene.Clear(0)
     assert controller.session is None and controller.overlays == {} and controller.volume is None
     for action in ("next", "skip", "mark_corrected"):
         controller.act(action)
     controller.show_overlay("entropy", 0.5)
-    assert controller.budget() == (0, 1, "") and not controller.has_saved_review()
+    progress = controller.progress()
+    assert (progress.slices_corrected, progress.budget_slices, progress.budget_text) == (0, 1, "") and \
+        not controller.has_saved_review()
 
     # another case, then closed too
     _views(scene)
@@ -111,7 +114,7 @@ def test_analyse_review_close_other_case_reopen_resume(mrml_scene, analysed_case
     other = controller.open_case(tmp_path / "B", volume_b, case.written_labels, case.identity)
     controller.act("next")
     assert other.log.path.parent == tmp_path / "B" and other.volume.GetName() == "FLAIR B"
-    controller.scene_about_to_close()
+    controller.close()
     scene.Clear(0)
 
     # reopen the first scene into a scene that already holds a volume (its node IDs are taken: remapped)
@@ -126,8 +129,9 @@ def test_analyse_review_close_other_case_reopen_resume(mrml_scene, analysed_case
     assert all(node.GetName() == f"FLAIR A {kind}" for kind, node in controller.overlays.items())
     controller.show_overlay("impact", 0.4)
     assert _foreground(scene).GetName() == "FLAIR A impact"
-    assert controller.reference_node().GetName() == "Reference A" and resumed.reference_segmentation is not None
-    assert controller.budget()[2].split(" · ")[0] == text.split(" · ")[0] and controller.status_text() == status
+    assert controller.reference.GetName() == "Reference A" and resumed.reference_segmentation is not None
+    progress = controller.progress()
+    assert progress.budget_text.split(" · ")[0] == text.split(" · ")[0] and progress.status_text == status
     assert resumed.log.summary().slices_corrected == 2 and resumed.flush_edits() == 0
     controller.act("skip")  # right after resume
     assert "slice_skipped" in [e["kind"] for e in resumed.log.read()[-2:]]
@@ -167,9 +171,9 @@ def test_skip_and_done_right_after_a_resume_with_nothing_visited(mrml_scene, ana
     assert session.current_rank == 0 and len(session.log.read()) == n_events
     status = session.table.GetTable().GetColumnByName("status")
     assert status.GetValue(0) == "shown"
-    assert again.budget()[1] == 7, "the budget is the one the session started with, whoever resumes it"
+    assert again.progress().budget_slices == 7, "the budget is the one the session started with, whoever resumes it"
     with pytest.raises(IndexError):
-        session._set_status(-1, "skipped")
+        session.navigation.set_status(-1, "skipped")
     again.close()
     scene.Clear(1)
 
@@ -284,30 +288,30 @@ def test_the_review_after_an_analysis_opens_on_the_volumes_it_started_with(mrml_
     closed (its IDs are reused), is refused with one line."""
     from IWUOSegmentationLib.cli.analysis_process import AnalysisRun
     from IWUOSegmentationLib.errors import BadInputError
-    from IWUOSegmentationLib.mrml.review_controller import ReviewController
+    from IWUOSegmentationLib.mrml.review_controller import ReviewController, analysis_inputs, open_analysed, volumes_by_id
     from IWUOSegmentationLib.mrml.review_workflow import identity_of_volumes
 
     volumes, folder = shipped_case
     controller = ReviewController(mrml_scene)
-    inputs = controller.analysis_inputs(volumes, demo_model)
+    inputs = analysis_inputs(controller, volumes, demo_model)
     assert inputs["volume_ids"] == [v.GetID() for v in volumes] and inputs["opened_model"] is demo_model
     assert inputs["identity"] == identity_of_volumes(volumes, demo_model) and inputs["scene_closes"] == 0
     run = AnalysisRun(str(demo_model.path), ["input_0000.nrrd", "input_0001.nrrd"], folder, **inputs)
     volumes[0].SetName("renamed while the analysis ran")
-    session = controller.open_analysed(run.folder.root, **run.review_inputs())
+    session = open_analysed(controller, run.folder.root, **run.review_inputs())
     assert session.volume is volumes[0] and session.current_rank == 0
     controller.close()
 
     mrml_scene.RemoveNode(volumes[1])
     with pytest.raises(BadInputError, match="no longer in the scene") as gone:
-        controller.open_analysed(folder, **run.review_inputs())
+        open_analysed(controller, folder, **run.review_inputs())
     assert "\n" not in str(gone.value)
     controller.scene_about_to_close()
     mrml_scene.Clear(0)
     others = [mrml_scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", f"another case {i}") for i in range(2)]
     assert [v.GetID() for v in others] == run.volume_ids, "the test needs every ID reused after the close"
     with pytest.raises(BadInputError, match="no longer in the scene"):
-        controller.volumes_by_id(run.volume_ids, run.scene_closes)
+        volumes_by_id(controller, run.volume_ids, run.scene_closes)
 
 
 def test_paint_restored_by_a_loaded_scene_is_turned_off(mrml_scene, tmp_path):

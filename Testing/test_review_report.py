@@ -34,7 +34,7 @@ def test_report_totals_curve_and_csv_follow_the_log(tmp_path):
     assert "| slices corrected | 2 of 5 |" in text
     assert "| voxels changed | 46 |" in text  # 30 + 5 + 4 + 7
     assert "| review time | 00:42 (42.0 s) |" in text
-    assert "+0.0140" in text and "| measured Dice (last, against the reference) | 0.8500 |" in text
+    assert "+0.0140" in text and "| measured all-foreground Dice (last, against the reference) | 0.8500 |" in text
     curve = correction_curve(log.read())
     assert [p["slices"] for p in curve] == [0, 1, 2]
     assert [p["measured_dice"] for p in curve] == [0.80, 0.83, 0.85]

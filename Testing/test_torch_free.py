@@ -80,7 +80,7 @@ scene = create_headless_scene()
 volume = add_volume_from_image(case.images[0], "FLAIR")
 loaded = load_analysis_into_scene(scene, case.folder.analysis, volume, case.written_labels,
                                   expected_identity=case.identity)
-session = open_review(scene, loaded.analysis, volume, loaded.segmentation, loaded.labels, case.folder.log)
+session = open_review(scene, loaded, volume, case.folder.log)
 first = session.next()
 correct_slice(session, first)  # a stroke, so that the report below has a corrected slice to draw
 session.mark_corrected()

@@ -56,8 +56,7 @@ def in_process_reference(case_dir: Path, out: Path) -> dict:
     volume = add_volume_from_image(case.images[0], "FLAIR")
     loaded = load_analysis_into_scene(scene, case.analysis_dir, volume, case.written_labels,
                                       expected_identity=case.identity)
-    session = open_review(scene, loaded.analysis, volume, loaded.segmentation, loaded.labels,
-                          out / "reference" / "review.budget.jsonl")
+    session = open_review(scene, loaded, volume, out / "reference" / "review.budget.jsonl")
     go_to = []
     for rank in range(10):
         t = time.perf_counter()

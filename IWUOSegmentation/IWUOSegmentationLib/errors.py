@@ -49,3 +49,12 @@ class CorruptLogError(IWUOError):
     """A budget log cannot be read back."""
 
     exit_code = 5
+
+
+class ReviewNotResumableError(BadInputError):
+    """The scene holds no review session that can be taken up as it is (no ranking table, or one whose volume and
+    segmentation are gone)."""
+
+
+class MissingBudgetLogError(ReviewNotResumableError):
+    """The budget log a review session was saved with is not where the scene says."""

@@ -7,6 +7,7 @@ import socket
 
 from ..errors import BadInputError
 from ..nnunet.analysis_settings import DEFAULT_DEVICE
+from ..review.budget_log import DEFAULT_BUDGET_SLICES
 from .arguments import analysis_settings
 from .progress import CancelFlag, Progress
 
@@ -20,7 +21,8 @@ def add_parser(sub) -> None:
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--host", default="127.0.0.1",
                    help="interface to serve on; 0.0.0.0 serves other machines (no login: prefer an SSH tunnel)")
-    p.add_argument("--budget-slices", type=int, default=20)
+    p.add_argument("--budget-slices", type=int, default=DEFAULT_BUDGET_SLICES,
+                   help=f"slices of the correction budget (default {DEFAULT_BUDGET_SLICES})")
     p.add_argument("--target", default=None,
                    help="structure to rank slices for: a label or region name of the model's dataset.json, or "
                         "'all foreground' (default; a BraTS model's whole tumour); a resumed review keeps its own")

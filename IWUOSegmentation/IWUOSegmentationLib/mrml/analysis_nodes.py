@@ -28,6 +28,13 @@ SEGMENT_COLORS = {
 }
 
 
+def named_node(scene, node_class: str, name: str):
+    """The scene's node called `name`, added (of `node_class`) when there is none: the review's tables and chart
+    are found by name, so a reopened scene's nodes are reused instead of doubled."""
+    node = scene.GetFirstNodeByName(name)
+    return node if node is not None else scene.AddNewNodeByClass(node_class, name)
+
+
 def heatmap_color_node(scene, colormap: str = "inferno"):
     """A 256-entry colour table of a perceptually uniform map (colormaps.py; created once per scene)."""
     import slicer

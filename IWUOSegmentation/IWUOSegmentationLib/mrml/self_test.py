@@ -14,6 +14,7 @@ shipped images again with the bundled demo model and compares with the shipped a
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ def replay_expert(session, segmentation, volume, corrected_written: np.ndarray, 
     """Correct the next `n_slices` ranked slices by writing them into the segmentation node."""
     import slicer.util
 
-    dice = [session.measured_dice()]
+    dice = [session.measured_foreground_dice()]
     for _ in range(n_slices):
         k = session.next()
         for segment_id, value in label_values.items():
@@ -38,7 +39,7 @@ def replay_expert(session, segmentation, volume, corrected_written: np.ndarray, 
             mask[k] = target
             slicer.util.updateSegmentBinaryLabelmapFromArray(mask.astype(np.uint8), segmentation, segment_id, volume)
         session.flush_edits()
-        dice.append(session.measured_dice())
+        dice.append(session.measured_foreground_dice())
     return dice
 
 
@@ -91,7 +92,7 @@ def run_self_test(scene, work_dir: str, n_review: int = 5) -> dict:
         scene_labels[slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segment_id, flair) > 0] = value
     assert np.array_equal(scene_labels, analysis.label_map), "segmentation in the scene differs from the analysis"
 
-    session = open_review(scene, analysis, flair, segmentation, written, work / "perfect.budget.jsonl")
+    session = open_review(scene, loaded, flair, work / "perfect.budget.jsonl")
     session.reference_segmentation = reference
     axis, ranking = session.axis, session.ranking
     perfect = replay_expert(session, segmentation, flair,
@@ -108,7 +109,7 @@ def run_self_test(scene, work_dir: str, n_review: int = 5) -> dict:
     reference_written = np.vectorize(REFERENCE_TO_WRITTEN.get)(reference).astype(np.uint8)
     noisy_truth = NoisyExpert().correct(reference > 0, axis, seed=7)
     noisy_written = np.where(noisy_truth, np.where(reference_written > 0, reference_written, 2), 0).astype(np.uint8)
-    noisy_session = open_review(scene, analysis, flair, noisy_seg, written, work / "noisy" / "review.budget.jsonl")
+    noisy_session = open_review(scene, replace(loaded, segmentation=noisy_seg), flair, work / "noisy" / "review.budget.jsonl")
     noisy_session.reference_segmentation = reference
     noisy = replay_expert(noisy_session, noisy_seg, flair, noisy_written, written, n_review)
     noisy_session.close()

@@ -24,7 +24,7 @@ import SimpleITK as sitk
 from ..data.analysis_identity import read_summary
 from ..errors import BadInputError, MissingInputError
 from ..storage.atomic_files import folder_swapped_in
-from .budget_log import BudgetLog
+from .budget_log import BudgetLog, corrected_slices
 from .folder import ReviewFolder
 
 
@@ -115,7 +115,7 @@ def read_review_state(folder: ReviewFolder, channel_names: Optional[list[str]] =
     prediction_image = sitk.ReadImage(str(folder.analysis / f"segmentation{summary.get('extension', '.nii.gz')}"))
     prediction = sitk.GetArrayFromImage(prediction_image)
     corrected_image = sitk.ReadImage(str(folder.corrected)) if folder.corrected.is_file() else None
-    logged = {int(e["slice"]) for e in events if e["kind"] == "slice_corrected"}
+    logged = corrected_slices(events)
     logged_edits = {int(e["slice"]) for e in events if e["kind"] == "slice_corrected"
                     and sum(e.get("voxels_added", {}).values()) + sum(e.get("voxels_removed", {}).values()) > 0}
     if corrected_image is None:
@@ -151,8 +151,8 @@ def inspect_review(folder: ReviewFolder, channel_names: Optional[list[str]] = No
     labels = labels if labels is not None else model_info.get("labels", {})
     changed = state.corrected != state.prediction
     other = tuple(a for a in range(changed.ndim) if a != state.axis)
-    corrected_slices = [int(s) for s in np.flatnonzero(changed.any(axis=other))]
-    unlogged = sorted(set(corrected_slices) - state.logged_slices)
+    changed_slices = [int(s) for s in np.flatnonzero(changed.any(axis=other))]
+    unlogged = sorted(set(changed_slices) - state.logged_slices)
     if unlogged:
         shown = ", ".join(map(str, unlogged[:8])) + (" ..." if len(unlogged) > 8 else "")
         raise BadInputError(f"Review '{name}': slice(s) {shown} differ from the prediction but the budget log has no "
@@ -173,7 +173,7 @@ def inspect_review(folder: ReviewFolder, channel_names: Optional[list[str]] = No
     label = state.corrected_image if state.corrected_image is not None else state.prediction_image
     label = sitk.Cast(label, sitk.sitkUInt8)
     label.CopyInformation(state.prediction_image)
-    return ReviewedCase(folder=folder, images=images, label=label, corrected_slices=corrected_slices,
+    return ReviewedCase(folder=folder, images=images, label=label, corrected_slices=changed_slices,
                         voxels_changed=int(changed.sum()), model_path=str(model_info.get("path", "")))
 
 

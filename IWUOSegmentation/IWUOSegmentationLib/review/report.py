@@ -16,14 +16,14 @@ from typing import Optional
 
 from ..errors import BadInputError, CorruptLogError, MissingInputError
 from ..storage.atomic_files import atomic_write_text, make_folder
-from .budget_log import BudgetLog
+from .budget_log import CORRECTION_KINDS, FOREGROUND_DICE_KEY, BudgetLog, logged_foreground_dice
 from .corrected_dataset import export_readiness
 from .correction_curve import correction_curve
 from .curve_figure import curve_svg
 from .folder import ReviewFolder
 
 CSV_COLUMNS = ("kind", "rank", "slice", "seconds", "voxels_added", "voxels_removed", "estimated_dice_gain",
-               "measured_dice")
+               FOREGROUND_DICE_KEY)
 
 
 def _csv(events: list[dict]) -> str:
@@ -35,10 +35,11 @@ def _csv(events: list[dict]) -> str:
             continue
         added = sum(e.get("voxels_added", {}).values())
         removed = sum(e.get("voxels_removed", {}).values())
+        dice = logged_foreground_dice(e)
         writer.writerow([e["kind"], e.get("rank", ""), e.get("slice", ""), e.get("seconds", ""),
-                         added if e["kind"] == "slice_corrected" else "",
-                         removed if e["kind"] == "slice_corrected" else "",
-                         e.get("estimated_dice_gain", ""), "" if e.get("measured_dice") is None else e["measured_dice"]])
+                         added if e["kind"] in CORRECTION_KINDS else "",
+                         removed if e["kind"] in CORRECTION_KINDS else "",
+                         e.get("estimated_dice_gain", ""), "" if dice is None else dice])
     return out.getvalue()
 
 
@@ -75,8 +76,8 @@ def write_review_report(log_path: str | os.PathLike, out_dir: Optional[str | os.
         f"| voxels changed | {summary.voxels_changed} |",
         f"| estimated Dice gain (sum of the corrected slices' impact) | {summary.estimated_dice_gain:+.4f} |",
     ]
-    if summary.measured_dice is not None:
-        lines.append(f"| measured Dice (last, against the reference) | {summary.measured_dice:.4f} |")
+    if summary.measured_foreground_dice is not None:
+        lines.append(f"| measured all-foreground Dice (last, against the reference) | {summary.measured_foreground_dice:.4f} |")
     targets = [e["target"] for e in events if e["kind"] in ("session_started", "target_changed") and e.get("target")]
     if targets:  # the structures the slices were ranked for, in order
         lines.append(f"| review target | {' → '.join(dict.fromkeys(targets))} |")
@@ -84,7 +85,7 @@ def write_review_report(log_path: str | os.PathLike, out_dir: Optional[str | os.
               "## Corrected slices", "", "| rank | slice | seconds | voxels added | voxels removed | estimated gain |",
               "|---|---|---|---|---|---|"]
     for e in events:
-        if e["kind"] == "slice_corrected":
+        if e["kind"] in CORRECTION_KINDS:
             lines.append(f"| {e.get('rank') or '-'} | {e['slice']} | {float(e.get('seconds', 0.0)):.1f} | "
                          f"{sum(e.get('voxels_added', {}).values())} | {sum(e.get('voxels_removed', {}).values())} | "
                          f"{float(e.get('estimated_dice_gain') or 0.0):+.4f} |")
