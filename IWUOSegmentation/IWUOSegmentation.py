@@ -7,6 +7,10 @@ from typing import Annotated
 
 import qt
 import slicer
+
+from IWUOSegmentationLib.host.slicer_version import check_slicer_version
+
+check_slicer_version(slicer.app.majorVersion, slicer.app.minorVersion)  # before the imports Slicer 5.2 lacks
 from slicer import vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
@@ -18,27 +22,29 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
+from IWUOSegmentationLib.gui import channel_selectors, path_parameter, segment_editor  # noqa: F401 (path_parameter: binding)
 from IWUOSegmentationLib.gui.analysis_inputs import analysis_run
 from IWUOSegmentationLib.gui.dependencies import ensure_dependencies
 from IWUOSegmentationLib.gui.module_test import IWUOSegmentationTest  # noqa: F401 (Slicer runs it from here)
 from IWUOSegmentationLib.gui.qt_analysis import AnalysisProcess
 from IWUOSegmentationLib.gui.sample_data import registerSampleData
 from IWUOSegmentationLib.gui.shortcuts import install_shortcuts, remove_shortcuts
+from IWUOSegmentationLib.host.module_reload import reload_package
 from IWUOSegmentationLib.mrml.review_controller import (
     ACTIONS,
     ReviewController,
-    match_volume,
+    analysis_inputs,
+    deactivate_editor_effect,
     model_channels,
+    open_analysed,
     require_volumes,
     review_folder_of,
-    segment_editor_node,
 )
-from IWUOSegmentationLib.mrml.review_workflow import identity_of_volumes
+from IWUOSegmentationLib.mrml.review_workflow import OVERLAY_KINDS
+from IWUOSegmentationLib.nnunet.analysis_settings import DEFAULT_MEMBERS_TEXT
 from IWUOSegmentationLib.nnunet.demo_model import demo_model_folder
 from IWUOSegmentationLib.nnunet.model_folder import open_model
 
-#: The heatmaps offered (IWUOSegmentationLib.mrml.review_workflow.OVERLAY_KINDS; a test keeps them equal).
-OVERLAYS = ["entropy", "variance", "mutual_information", "disagreement", "impact"]
 DOCUMENTATION = "https://github.com/iwuo-segmentation/SlicerIWUOSegmentation#install-in-3d-slicer"
 
 
@@ -47,10 +53,10 @@ class IWUOSegmentationParameterNode:
     """The module's settings, saved with the scene; bound to the widgets named by SlicerParameterName in the .ui."""
 
     modelPath: pathlib.Path
-    reviewFolder: pathlib.Path
+    reviewFolder: Annotated[str, Default("")]  # a str: a Path's default shows "." (gui/path_parameter.py)
     device: Annotated[str, Choice(["auto", "cpu", "cuda", "mps"]), Default("auto")]
-    members: Annotated[str, Default("flips,folds")]
-    overlay: Annotated[str, Choice(OVERLAYS), Default("entropy")]
+    members: Annotated[str, Default(DEFAULT_MEMBERS_TEXT)]
+    overlay: Annotated[str, Choice(list(OVERLAY_KINDS)), Default(OVERLAY_KINDS[0])]
     opacity: Annotated[float, WithinRange(0.0, 1.0), Default(0.5)]
     reference: vtkMRMLSegmentationNode
 
@@ -90,7 +96,7 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = IWUOSegmentationLogic()
-        self.controller = ReviewController(slicer.mrmlScene, on_dirty=lambda: qt.QTimer.singleShot(0, self.onEdit),
+        self.controller = ReviewController(slicer.mrmlScene, schedule=lambda account: qt.QTimer.singleShot(0, account),
                                            on_logged=lambda _event: self.updateReview())
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -110,22 +116,27 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             button.connect("clicked(bool)", lambda checked=None, name=action.name: self.onAction(name))
         ui.referenceSelector.setMRMLScene(slicer.mrmlScene)
         ui.segmentEditorWidget.setMRMLScene(slicer.mrmlScene)
-        self.selectSegmentEditorNode()
+        segment_editor.select_node(ui.segmentEditorWidget, slicer.mrmlScene)
         ui.progressBar.hide()
         self.elapsedTimer = qt.QTimer()  # ticks the elapsed time of this visit only; reads no file
         self.elapsedTimer.connect("timeout()", self.showBudget)
         self.initializeParameterNode()
         self.onModelChanged(ui.modelPathLineEdit.currentPath)
         self.layout.addStretch(1)
+        if self.parent.isEntered:  # Reload runs setup() again but not enter(): keys and review come back
+            self.enter()
 
-    def selectSegmentEditorNode(self):
-        self.ui.segmentEditorWidget.setMRMLSegmentEditorNode(segment_editor_node(slicer.mrmlScene))
+    def onReload(self):
+        reload_package("IWUOSegmentationLib")  # the library first, dependencies first: Reload and Test runs new code
+        ScriptedLoadableModuleWidget.onReload(self)
 
     def initializeParameterNode(self):
         """Bind the scene's parameter node to the widgets; fill defaults the wrapper cannot know."""
         self.setParameterNode(self.logic.getParameterNode())
         if str(self._parameterNode.modelPath) in ("", "."):
             self._parameterNode.modelPath = pathlib.Path(demo_model_folder())
+        if self._parameterNode.reviewFolder == ".":  # saved as a Path before: "." meant none chosen
+            self._parameterNode.reviewFolder = ""
 
     def setParameterNode(self, parameterNode):
         if self._parameterNode is not None and self._parameterNodeGuiTag is not None:
@@ -137,32 +148,30 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def enter(self):
         """Shortcuts on; a review the scene holds (a reopened scene) is resumed."""
         self.initializeParameterNode()
-        self.selectSegmentEditorNode()
+        segment_editor.select_node(self.ui.segmentEditorWidget, slicer.mrmlScene)
         self.shortcuts = install_shortcuts(self.onAction, self.shortcuts)
-        if self.controller.has_saved_review():
-            with slicer.util.tryWithErrorDisplay(_("The review saved with this scene cannot be resumed."),
-                                                 waitCursor=True):
-                self.controller.resume()
-                self.showReview()
+        resumed, problem = self.controller.resume_saved_review()  # a failure is said once, in the status line
+        if resumed:
+            self.showReview()
+        self.ui.statusLabel.text = problem or self.ui.statusLabel.text
 
     def exit(self):
         """Leaving the module: no shortcut and no active effect stay behind to edit the review elsewhere."""
-        self.ui.segmentEditorWidget.setActiveEffect(None)
-        self.ui.segmentEditorWidget.removeViewObservations()
+        segment_editor.deactivate(self.ui.segmentEditorWidget)
         self.shortcuts = remove_shortcuts(self.shortcuts)
         self.controller.flush()
 
     def onSceneStartClose(self, caller, event):
         """Before the scene goes: save the last edits, forget every node (IDs are reused after Clear())."""
         self.controller.scene_about_to_close()
-        self.ui.segmentEditorWidget.setSegmentationNode(None)
-        self.ui.segmentEditorWidget.removeViewObservations()
+        segment_editor.let_go(self.ui.segmentEditorWidget)
         self.elapsedTimer.stop()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event):
         """After a close, or an import (a saved review opened while the module is shown: resumed by enter())."""
-        self.selectSegmentEditorNode()
+        segment_editor.select_node(self.ui.segmentEditorWidget, slicer.mrmlScene)
+        deactivate_editor_effect(slicer.mrmlScene)  # the Paint a scene saved restores would edit outside the module
         if self.parent.isEntered:
             self.enter()
 
@@ -174,19 +183,13 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.elapsedTimer.stop()
         self.controller.on_logged.clear()  # the widgets are going: the last edits are logged, not shown
         self.controller.close()
+        segment_editor.detach(self.ui.segmentEditorWidget)  # after Reload, one editor on the node and the views
 
     def onModelChanged(self, path):
         """One volume selector per model channel, preselected by name."""
-        for label, _selector in self.channelSelectors:
-            self.ui.inputsFormLayout.removeRow(label)
         channels, self.ui.statusLabel.text = model_channels(path)
-        self.channelSelectors = [(qt.QLabel(f"{channel}:"), slicer.qMRMLNodeComboBox()) for channel in channels]
-        for channel, (label, selector) in zip(channels, self.channelSelectors):
-            selector.nodeTypes = ["vtkMRMLScalarVolumeNode"]
-            selector.noneEnabled, selector.addEnabled, selector.removeEnabled = True, False, False
-            selector.setMRMLScene(slicer.mrmlScene)
-            selector.setCurrentNode(match_volume(slicer.mrmlScene, channel))
-            self.ui.inputsFormLayout.addRow(label, selector)
+        self.channelSelectors = channel_selectors.replace_channel_selectors(self.ui.inputsFormLayout,
+                                                                            self.channelSelectors, channels)
 
     def onAnalyze(self):
         """Open the case's review when its folder has an analysis; else start the analysis child."""
@@ -196,13 +199,14 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             with slicer.util.tryWithErrorDisplay(_("Could not analyse the case."), waitCursor=True):
                 require_volumes(volumes)
                 folder, analysed = review_folder_of(self._parameterNode.reviewFolder, volumes[0].GetName())
-                self._parameterNode.reviewFolder = pathlib.Path(folder)
+                self._parameterNode.reviewFolder = folder
+                model = open_model(self.ui.modelPathLineEdit.currentPath)  # with the volumes: the review opens from these
+                inputs = analysis_inputs(self.controller, volumes, model)
                 if analysed:  # reading an analysis needs no torch: no install asked for
-                    self.openReview(folder)
+                    self.openReview(folder, inputs)
                     return
                 ensure_dependencies(slicer.util.confirmOkCancelDisplay)
-                run = analysis_run(self.ui.modelPathLineEdit.currentPath, volumes, folder,
-                                   self.ui.deviceComboBox.currentText, self.ui.membersLineEdit.text)
+                run = analysis_run(volumes, folder, self.ui.deviceComboBox.currentText, self.ui.membersLineEdit.text, inputs)
                 self.analysis = AnalysisProcess(run, self.onProgress, self.onAnalysisEnd)
                 self.ui.progressBar.show()
                 self.ui.cancelButton.enabled = True
@@ -212,7 +216,7 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onProgress(self, fraction, message):
         self.ui.progressBar.value, self.ui.statusLabel.text = int(fraction * 100), message
 
-    def onAnalysisEnd(self, folder, outcome):
+    def onAnalysisEnd(self, run, outcome):
         self.ui.analyzeButton.enabled, self.ui.cancelButton.enabled = True, False
         self.ui.progressBar.hide()
         self.ui.statusLabel.text = outcome.message
@@ -220,29 +224,26 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             slicer.util.errorDisplay(outcome.message)
         if outcome.load:
             with slicer.util.tryWithErrorDisplay(_("Could not load the analysis."), waitCursor=True):
-                self.openReview(folder)
+                self.openReview(run.folder.root, run.review_inputs())
 
     def onCancel(self):
         if self.analysis is not None and self.analysis.running:
             self.analysis.cancel()
             self.ui.statusLabel.text = _("Cancelling...")
 
-    def openReview(self, folder):
-        model = open_model(self.ui.modelPathLineEdit.currentPath)
-        volumes = [selector.currentNode() for _label, selector in self.channelSelectors]
-        self.controller.open_case(folder, volumes[0], model.written_labels, identity_of_volumes(volumes, model),
-                                  show_first=True)
+    def openReview(self, folder, inputs):
+        open_analysed(self.controller, folder, **inputs)  # the volumes gone since the start (scene closed): one line
         self.showReview()
 
     def showReview(self):
-        session, editor = self.controller.session, self.ui.segmentEditorWidget
-        editor.setSegmentationNode(session.segmentation)
-        editor.setSourceVolumeNode(session.volume)
+        editor = self.ui.segmentEditorWidget
+        editor.setSegmentationNode(self.controller.segmentation)
+        editor.setSourceVolumeNode(self.controller.volume)
         editor.setActiveEffectByName("Paint")
-        self.ui.referenceSelector.setCurrentNode(self.controller.reference_node())
+        self.ui.referenceSelector.setCurrentNode(self.controller.reference)
         self.ui.targetComboBox.clear()
         self.ui.targetComboBox.addItems(self.controller.targets())
-        self.ui.targetComboBox.setCurrentText(session.target)
+        self.ui.targetComboBox.setCurrentText(self.controller.progress().target)
         self._reviewStart = time.monotonic()
         self.onOverlayChanged()
         self.elapsedTimer.start(1000)
@@ -256,15 +257,11 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.controller.act(name)
         self.updateReview()
 
-    def onEdit(self):
-        self.controller.flush()
-        self.updateReview()
-
     def updateReview(self):
-        """Status line and budget from the controller's memory, on each logged event (on_logged), action or edit."""
-        corrected, budget, self._budgetText = self.controller.budget()
-        self.ui.budgetProgressBar.maximum, self.ui.budgetProgressBar.value = budget, corrected
-        self.ui.statusLabel.text = self.controller.status_text()
+        """Status line and budget from the controller's memory (one look at the log), on each logged event or action."""
+        progress = self.controller.progress()
+        self.ui.budgetProgressBar.maximum, self.ui.budgetProgressBar.value = progress.budget_slices, progress.slices_corrected
+        self._budgetText, self.ui.statusLabel.text = progress.budget_text, progress.status_text
         self.showBudget()
 
     def showBudget(self):

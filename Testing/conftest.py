@@ -14,7 +14,8 @@ os.environ.setdefault("nnUNet_def_n_proc", "2")
 
 @pytest.fixture
 def mrml_scene():
-    """A real MRML scene with the colour, volumes and segmentations logics (DESIGN.md §3 bootstrap)."""
+    """A real MRML scene with the colour, volumes and segmentations logics, as mrml/headless_scene.py builds it
+    without slicer.app (docs/architecture.md, MRML layer)."""
     from IWUOSegmentationLib.mrml.headless_scene import create_headless_scene
 
     scene = create_headless_scene()

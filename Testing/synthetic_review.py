@@ -69,6 +69,7 @@ def case_images(case_dir: Path) -> list:
 
 def open_case(scene, case_dir: Path, folder: Path, **kwargs):
     """What both front ends do on start: saved corrections (if any) into the scene, then open_review."""
+    from IWUOSegmentationLib.mrml.review_session import SessionOptions
     from IWUOSegmentationLib.mrml.review_workflow import (
         add_volume_from_image,
         load_analysis_into_scene,
@@ -84,8 +85,7 @@ def open_case(scene, case_dir: Path, folder: Path, **kwargs):
     saved = read_corrected_segmentation(review.corrected, (size[2], size[1], size[0]))
     loaded = load_analysis_into_scene(scene, review.analysis, volume, WRITTEN, saved,
                                       expected_identity=expected_identity(case_dir))
-    session = open_review(scene, loaded.analysis, volume, loaded.segmentation, loaded.labels, review.log,
-                          budget_slices=10, **kwargs)
+    session = open_review(scene, loaded, volume, review.log, SessionOptions(budget_slices=10, **kwargs))
     return volume, loaded, session
 
 

@@ -118,7 +118,7 @@ def test_resume_refuses_an_analysis_replaced_by_another_patients(demo_model, tmp
     volumes = [add_volume_from_image(sitk.ReadImage(str(p)), f"v{i}") for i, p in enumerate(channel_paths())]
     loaded = load_analysis_into_scene(scene, folder.analysis, volumes[0], demo_model.written_labels,
                                       expected_identity=identity_of_volumes(volumes, demo_model))
-    session = open_review(scene, loaded.analysis, volumes[0], loaded.segmentation, loaded.labels, folder.log)
+    session = open_review(scene, loaded, volumes[0], folder.log)
     session.next()
     resumed, reopened, scene_file = reopen_saved_review(scene, session, tmp_path / "scene" / "review.mrml")
     resumed.close()  # its own analysis: accepted
@@ -159,9 +159,9 @@ def test_iwuo_review_refuses_another_cases_analysis_with_exit_2(other_case, tmp_
 
 def test_iwuo_review_accepts_the_same_case_again(demo_model, tmp_path):
     from IWUOSegmentationLib.data.self_test_case import CASE_FOLDER, analysis_folder
-    from IWUOSegmentationLib.review.preparation import prepare_review_case
+    from IWUOSegmentationLib.review.preparation import ReviewRequest, prepare_review_case
 
-    case = prepare_review_case([str(CASE_FOLDER)], None, str(tmp_path / "out"), str(analysis_folder()))
+    case = prepare_review_case(ReviewRequest([str(CASE_FOLDER)], None, str(tmp_path / "out"), str(analysis_folder())))
     assert case.analysis_dir == analysis_folder() and case.identity == _identity_of_files(CASE_FOLDER, demo_model)
 
 

@@ -96,3 +96,20 @@ def test_outcomes_of_crash_failed_start_failure_and_missing_output(tmp_path):
     assert not late.load and not cancelled.cancel_file.exists()
     assert not run_().cancel_file.exists(), "prepare() must remove a stale cancel file"
     assert not Path(tmp_path / "review" / ".analysis.cancel").exists()
+
+
+def test_the_run_keeps_the_model_and_volumes_it_started_with(tmp_path, demo_model):
+    """The review at the end of a run is opened from what the run kept at its start (mrml.review_controller's
+    analysis_inputs), never from the panel as it is then: the child analyses that model's folder."""
+    from IWUOSegmentationLib.cli.analysis_process import AnalysisRun
+
+    identity = {"version": 1, "inputs": [{"voxels_sha256": "ab"}], "model": {"files": {}}}
+    run = AnalysisRun(str(demo_model.path), ["a.nrrd", "b.nrrd"], tmp_path / "review", opened_model=demo_model,
+                      volume_ids=["vtkMRMLScalarVolumeNode3", "vtkMRMLScalarVolumeNode4"], scene_closes=2,
+                      identity=identity)
+    assert run.model_path == str(demo_model.path) and run.command[run.command.index("--model") + 1] == run.model_path
+    kept = run.review_inputs()
+    assert kept == {"opened_model": demo_model, "volume_ids": ["vtkMRMLScalarVolumeNode3", "vtkMRMLScalarVolumeNode4"],
+                    "scene_closes": 2, "identity": identity}
+    kept["volume_ids"].append("changed")
+    assert run.review_inputs()["volume_ids"] == ["vtkMRMLScalarVolumeNode3", "vtkMRMLScalarVolumeNode4"]

@@ -78,6 +78,7 @@ def test_label_model_reviewed_on_a_chosen_structure(mrml_scene, tmp_path):
     """A prostate-like label model (PZ, TZ): ranking, impact overlay and log follow the chosen target."""
     import slicer.util
 
+    from IWUOSegmentationLib.mrml.review_session import SessionOptions
     from IWUOSegmentationLib.mrml.review_workflow import (
         add_volume_from_image,
         load_analysis_into_scene,
@@ -104,20 +105,18 @@ def test_label_model_reviewed_on_a_chosen_structure(mrml_scene, tmp_path):
     impact = slicer.util.arrayFromVolume(loaded.overlays["impact"])
     assert impact[7].max() > 0.4 and impact[2].max() == 0.0, "the impact overlay shows the TZ target only"
 
-    session = open_review(mrml_scene, loaded.analysis, volume, loaded.segmentation, loaded.labels, folder.log,
-                          target="tz")
+    session = open_review(mrml_scene, loaded, volume, folder.log, SessionOptions(target="tz"))
     assert session.target == "TZ" and session.ranking[0] == 7
     started = [e for e in BudgetLog(folder.log).read() if e["kind"] == "session_started"]
     assert started[0]["target"] == "TZ"
     session.close()
 
     # another target re-ranks; the log records the change, and a resumed review keeps it
-    session = open_review(mrml_scene, loaded.analysis, volume, loaded.segmentation, loaded.labels, folder.log,
-                          target="PZ")
+    session = open_review(mrml_scene, loaded, volume, folder.log, SessionOptions(target="PZ"))
     show_target_impact(loaded.overlays["impact"], loaded.analysis, session.target)
     assert session.ranking[0] == 2 and slicer.util.arrayFromVolume(loaded.overlays["impact"])[7].max() == 0.0
     session.close()
-    resumed = open_review(mrml_scene, loaded.analysis, volume, loaded.segmentation, loaded.labels, folder.log)
+    resumed = open_review(mrml_scene, loaded, volume, folder.log)
     assert resumed.target == "PZ" and resumed.ranking[0] == 2
     events = BudgetLog(folder.log).read()
     assert [e["target"] for e in events if e["kind"] == "target_changed"] == ["PZ"]
@@ -126,8 +125,7 @@ def test_label_model_reviewed_on_a_chosen_structure(mrml_scene, tmp_path):
 
     assert "| review target | TZ → PZ |" in write_review_report(folder.log).read_text()
     with pytest.raises(BadInputError, match="no structure 'prostate'.*all foreground, PZ, TZ"):
-        open_review(mrml_scene, loaded.analysis, volume, loaded.segmentation, loaded.labels, folder.log,
-                    target="prostate")
+        open_review(mrml_scene, loaded, volume, folder.log, SessionOptions(target="prostate"))
 
 
 def test_browser_app_offers_and_changes_the_review_target(tmp_path):
@@ -225,14 +223,14 @@ def test_evaluate_refuses_labels_the_model_does_not_have(tmp_path):
 
 def test_review_target_is_checked_against_the_model_before_anything_runs(tmp_path, capsys):
     from IWUOSegmentationLib.cli import main
-    from IWUOSegmentationLib.review.preparation import prepare_review_case
+    from IWUOSegmentationLib.review.preparation import ReviewRequest, prepare_review_case
 
     code = main(["--progress", "none", "review", "--case", str(tmp_path / "nowhere"), "--target", "liver",
                  "--port", "18931", "--out", str(tmp_path / "out")])
     assert code == 2
     assert "no structure 'liver'; choose one of: whole_tumor, tumor_core, enhancing_tumor" in capsys.readouterr().err
     with pytest.raises(BadInputError, match="Case image.s. not found"):  # ET is the demo model's enhancing_tumor
-        prepare_review_case([str(tmp_path / "nowhere")], None, str(tmp_path / "out"), target="ET")
+        prepare_review_case(ReviewRequest([str(tmp_path / "nowhere")], review_folder=str(tmp_path / "out"), target="ET"))
 
 
 def test_phantoms_in_brats2023_labels_and_names_and_tissue_phantoms(tmp_path):
@@ -289,19 +287,20 @@ def _review_and_evaluate(model_path: Path, cases: Path, target: str, tmp_path: P
     from IWUOSegmentationLib.cli import main
     from IWUOSegmentationLib.data.analysis_files import read_analysis
     from IWUOSegmentationLib.data.structures import structures_from_dataset_json
+    from IWUOSegmentationLib.mrml.review_session import SessionOptions
     from IWUOSegmentationLib.mrml.review_workflow import add_volume_from_image, load_analysis_into_scene, open_review
+    from IWUOSegmentationLib.nnunet.analysis_settings import AnalysisSettings
     from IWUOSegmentationLib.ranking.slice_scores import iwuo_ranking
     from IWUOSegmentationLib.review.budget_log import BudgetLog
-    from IWUOSegmentationLib.review.preparation import prepare_review_case
+    from IWUOSegmentationLib.review.preparation import ReviewRequest, prepare_review_case
 
     case_dir = sorted(p for p in cases.iterdir() if p.is_dir())[0]
-    case = prepare_review_case([str(case_dir)], str(model_path), str(tmp_path / "review"), device="cpu", tta=False,
-                               target=target)
+    case = prepare_review_case(ReviewRequest([str(case_dir)], str(model_path), str(tmp_path / "review"),
+                                             settings=AnalysisSettings(device="cpu", tta=False), target=target))
     volume = add_volume_from_image(case.images[0], case.channel_names[0])
     loaded = load_analysis_into_scene(scene, case.analysis_dir, volume, case.written_labels, target=case.target,
                                       expected_identity=case.identity)
-    session = open_review(scene, loaded.analysis, volume, loaded.segmentation, loaded.labels, case.folder.log,
-                          target=case.target)
+    session = open_review(scene, loaded, volume, case.folder.log, SessionOptions(target=case.target))
     analysis = read_analysis(case.analysis_dir)
     structures = structures_from_dataset_json(json.loads((model_path / "dataset.json").read_text()))
     _, _, rows = iwuo_ranking(analysis.label_map, analysis.probabilities, analysis.summary["outputs"], False,

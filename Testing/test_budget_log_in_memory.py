@@ -51,7 +51,7 @@ def test_review_edits_read_the_log_file_zero_times_after_the_session_started(mrm
     reads = FileReads(monkeypatch, log)
     shown: list[tuple[str, str]] = []  # (event kind, budget text) as a front end's on_logged sees them
     controller = ReviewController(mrml_scene, on_logged=lambda event: shown.append((event["kind"],
-                                                                                    controller.budget()[2])))
+                                                                                    controller.progress().budget_text)))
     volume = add_volume_from_image(case_images(review_case)[0], "FLAIR")
     session = controller.open_case(tmp_path, volume, WRITTEN, expected_identity(review_case), budget_slices=10)
     assert reads.count >= 1, "resuming the session reads its log"
@@ -65,7 +65,8 @@ def test_review_edits_read_the_log_file_zero_times_after_the_session_started(mrm
     controller.act("next")
     controller.act("mark_corrected")
     controller.act("skip")
-    corrected, budget, text = controller.budget()
+    progress = controller.progress()
+    corrected, budget, text = progress.slices_corrected, progress.budget_slices, progress.budget_text
     summary, events = session.log.summary(), session.log.read()
     assert reads.count == 0, f"the log file was read {reads.count} times during the review"
 

@@ -67,11 +67,13 @@ def test_exit_0_ok(tmp_path):
     assert "| slices corrected | 1 of 5 |" in report.read_text()
 
 
-def test_exit_1_internal_error_shows_the_traceback(tmp_path):
-    """A bug, even one that raises FileNotFoundError inside the code, is an internal error (1), not bad input."""
+@pytest.mark.parametrize("error", ["FileNotFoundError('/internal/cache/curve.tmp')", "KeyError('slice')"])
+def test_exit_1_internal_error_shows_the_traceback(tmp_path, error):
+    """A bug is an internal error (1), not bad input: one that raises FileNotFoundError inside the code (an OSError,
+    which the disk-full rule must not take for the user's) and one that raises anything else."""
     log = _review_log(tmp_path / "review.budget.jsonl")
     bug = ("import IWUOSegmentationLib.review.report as r\n"
-           "def broken(events):\n    raise FileNotFoundError('/internal/cache/curve.tmp')\n"
+           f"def broken(events):\n    raise {error}\n"
            "r.correction_curve = broken")
     proc = _iwuo("review-report", "--log", str(log), patch=bug)
     assert proc.returncode == 1, proc.stderr
@@ -91,14 +93,61 @@ def test_exit_2_bad_input_with_one_clear_line(tmp_path, phantom_cases):
 
 
 def test_exit_3_bad_model(tmp_path, phantom_cases):
-    proc = _analyze(phantom_cases / "phantom_0011", tmp_path / "out", "--model", str(tmp_path / "no_model"))
-    assert proc.returncode == 3, proc.stderr
-    assert "Model not found" in proc.stderr and "Traceback" not in proc.stderr
+    """A folder that is no model is a bad model (3); a model path that does not exist is bad input (2, below)."""
     not_a_model = tmp_path / "empty_folder"
     not_a_model.mkdir()
     proc = _analyze(phantom_cases / "phantom_0011", tmp_path / "out", "--model", str(not_a_model))
     assert proc.returncode == 3, proc.stderr
+    assert "is not an nnU-Net model folder" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+#: Each command given a file or folder that is not there (or an output path under a file): what it names.
+MISSING = {
+    "analyze --input": (["analyze", "--input", "{missing}/FLAIR.nii.gz", "{missing}/T1c.nii.gz", "--output", "{tmp}/out"],
+                        "{missing}/FLAIR.nii.gz"),
+    "analyze --model": (["analyze", "--model", "{missing}", "--input", "{case}/FLAIR.nii.gz", "{case}/T1c.nii.gz",
+                         "--output", "{tmp}/out"], "{missing}"),
+    "evaluate --cases": (["evaluate", "--cases", "{missing}", "--out", "{tmp}/out"], "{missing}"),
+    "evaluate --model": (["evaluate", "--cases", "{cases}", "--model", "{missing}", "--out", "{tmp}/out"], "{missing}"),
+    "review --case folder": (["review", "--case", "{missing}", "--port", "{port}"], "{missing}"),
+    "review --case files": (["review", "--case", "{missing}/FLAIR.nii.gz", "{case}/T1c.nii.gz", "--port", "{port}"],
+                            "{missing}/FLAIR.nii.gz"),
+    "review --model": (["review", "--case", "{case}", "--model", "{missing}", "--port", "{port}"], "{missing}"),
+    "review --analysis": (["review", "--case", "{case}", "--analysis", "{missing}", "--out", "{tmp}/review",
+                           "--port", "{port}"], "{missing}"),
+    "review-report --log": (["review-report", "--log", "{missing}"], "{missing}"),
+    "export-dataset --reviews": (["export-dataset", "--reviews", "{missing}", "--out", "{tmp}/Dataset501_X"], "{missing}"),
+    "export-dataset --model": (["export-dataset", "--reviews", "{review}", "--model", "{missing}", "--out",
+                                "{tmp}/Dataset502_X"], "{missing}"),
+    "train --dataset": (["train", "--dataset", "{missing}/Dataset901_X", "--work", "{tmp}/work", "--folds", "0",
+                         "--epochs", "1"], "{missing}/Dataset901_X"),
+    "train --pretrained-weights": (["train", "--dataset", "{missing}/Dataset901_X", "--work", "{tmp}/work", "--folds",
+                                    "0", "--epochs", "1", "--pretrained-weights", "{missing}"], "{missing}"),
+    "phantom --out under a file": (["phantom", "--out", "{file}/phantoms", "--n", "1"], "{file}/phantoms"),
+    "demo --out under a file": (["demo", "--out", "{file}/demo", "--cases", "1"], "{file}/demo"),
+}
+
+
+@pytest.mark.parametrize("command", list(MISSING))
+def test_exit_2_names_a_missing_input_file_model_or_case_folder_in_one_line(command, tmp_path, phantom_cases):
+    """Every command: one line naming what is not there, exit code 2, no traceback, before any network runs."""
+    review = tmp_path / "a_review"
+    (review / "analysis").mkdir(parents=True)
+    (review / "analysis" / "summary.json").write_text("{}")
+    (tmp_path / "a_file").write_text("not a folder")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    places = {"missing": str(tmp_path / "nowhere"), "tmp": str(tmp_path), "cases": str(phantom_cases),
+              "case": str(phantom_cases / "phantom_0011"), "review": str(review), "file": str(tmp_path / "a_file"),
+              "port": str(port)}
+    argv, named = MISSING[command]
+    proc = _iwuo(*[a.format(**places) for a in argv], timeout=120)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and named.format(**places) in lines[0], proc.stderr
+    assert not (tmp_path / "nowhere").exists()
 
 
 def test_exit_4_cancelled_by_sigterm_writes_nothing(tmp_path, phantom_cases):

@@ -10,8 +10,9 @@ import pytest
 
 from IWUOSegmentationLib.data.case_folders import list_case_folders
 from IWUOSegmentationLib.data.phantom import write_phantoms
+from IWUOSegmentationLib.nnunet.analysis import CaseAnalyzer
+from IWUOSegmentationLib.nnunet.analysis_settings import AnalysisSettings
 from IWUOSegmentationLib.nnunet.demo_model import FIRST_TRAINING_SEED
-from IWUOSegmentationLib.nnunet.inference import MemberPredictor
 from IWUOSegmentationLib.simulation.evaluate_folders import evaluate_folder_case
 from IWUOSegmentationLib.simulation.evaluation_config import EvaluationConfig
 
@@ -28,8 +29,8 @@ BRATS_MEASURED = {"brats_2013_pat0001_1": {"WT": 0.588, "TC": 0.656, "ET": 0.745
 
 def _evaluate(folders, demo_model, out):
     """Analysis without test-time mirroring (8x faster) + the replay; the README reports both settings."""
-    predictor = MemberPredictor(demo_model, device="cpu", members=("folds",), tta=False)
-    return {f.name: evaluate_folder_case(f, demo_model, predictor, out / f.name, OPTIONS) for f in folders}
+    analyzer = CaseAnalyzer(demo_model, AnalysisSettings(device="cpu", members=("folds",), tta=False))
+    return {f.name: evaluate_folder_case(f, demo_model, analyzer, out / f.name, OPTIONS) for f in folders}
 
 
 def _naubc(record: dict, region: str) -> float:

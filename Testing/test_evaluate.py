@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -141,13 +142,37 @@ def test_an_internal_error_in_one_case_is_listed_as_such_and_exits_1(tmp_path, p
     assert not (out / "cases" / "phantom_0012" / "error.txt").exists()
 
 
-def test_shards_merge_to_the_same_summary(tmp_path, phantom_cases):
+#: One network (fold 0, no mirroring), three rankings, the perfect expert: the cheapest real evaluation.
+CHEAP = ["--folds", "0", "--members", "folds", "--disable-tta", "--device", "cpu", "--strategies", "iwuo,random,oracle",
+         "--expert", "perfect", "--random-seeds", "2"]
+
+
+@pytest.mark.skipif(not shutil.which("bash"), reason="the job-array script is a bash script")
+def test_shards_run_at_once_into_one_folder_merge_to_the_same_summary(tmp_path, phantom_cases):
+    """A job array on one machine: scripts/slurm_evaluate.sh as tasks 0-2 of an array of 3, started together as
+    three processes that analyse and evaluate into one --out folder, each locking its own shard; then the merge
+    job. The merged summary equals an unsharded run's (which reuses the saved analyses: the analysis is
+    deterministic, the replay and the merge are what is compared)."""
     whole, sharded = tmp_path / "whole", tmp_path / "sharded"
-    assert _evaluate(phantom_cases, whole) == 0
-    for shard in ("0/2", "1/2"):
-        assert _evaluate(phantom_cases, sharded, "--shard", shard) == 0
-    assert not (sharded / "summary.csv").exists()
-    assert main(["--progress", "none", "evaluate", "--out", str(sharded), "--merge-only"]) == 0
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "IWUOSegmentation"), os.environ.get("PYTHONPATH", "")]),
+               EVALUATE=f"{sys.executable} -m IWUOSegmentationLib.cli --progress none evaluate",
+               SLURM_ARRAY_TASK_COUNT="3", SLURM_ARRAY_TASK_MIN="0")
+    script = ROOT / "scripts" / "slurm_evaluate.sh"
+    tasks = [subprocess.Popen(["bash", str(script), str(phantom_cases), str(sharded), *CHEAP], env=dict(
+        env, SLURM_ARRAY_TASK_ID=str(i)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(3)]
+    outputs = [task.communicate(timeout=900) for task in tasks]
+    assert [task.returncode for task in tasks] == [0, 0, 0], [err[-2000:] for _, err in outputs]
+    shards = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+    assert [s["shard"] for s in shards] == ["0/3", "1/3", "2/3"] and all(s["failures"] == [] for s in shards)
+    holders = [json.loads((sharded / f".iwuo.shard-{i}-of-3.lock.json").read_text()) for i in range(3)]
+    assert len({h["pid"] for h in holders}) == 3  # each task held its own shard's lock
+    cases = sorted(p.name for p in phantom_cases.iterdir())
+    assert sorted(p.name for p in (sharded / "cases").iterdir()) == cases and not (sharded / "summary.csv").exists()
+    merge = subprocess.run(["bash", str(script), "--merge-only", str(sharded)], env=env, capture_output=True, text=True)
+    assert merge.returncode == 0, merge.stderr[-2000:]
+    for case in cases:
+        shutil.copytree(sharded / "cases" / case / "analysis", whole / "cases" / case / "analysis")
+    assert main(["--progress", "none", "evaluate", "--cases", str(phantom_cases), "--out", str(whole), *CHEAP]) == 0
     assert _summary(sharded) == _summary(whole)
 
 
@@ -158,7 +183,7 @@ def test_headless_script_runs_the_same_evaluation(tmp_path, phantom_cases):
     shutil.copytree(phantom_cases / "phantom_0012", one / "phantom_0012")
     installed = shutil.copytree(ROOT / "IWUOSegmentation", tmp_path / "installed" / "IWUOSegmentation",
                                 ignore=shutil.ignore_patterns("__pycache__"))
-    script = installed / "IWUOSegmentationLib" / "gui" / "slicer_headless_evaluate.py"
+    script = installed / "IWUOSegmentationLib" / "cli" / "slicer_headless_evaluate.py"
     proc = subprocess.run([sys.executable, str(script), "--", "--cases",
                            str(one), "--out", str(tmp_path / "out"), *FAST, "--strategies", "iwuo,random,oracle"],
                           capture_output=True, text=True, check=False)

@@ -23,12 +23,32 @@ def test_top_level_cmake_follows_the_extension_template():
     text = (ROOT / "CMakeLists.txt").read_text()
     for needle in ("project(IWUOSegmentation)", "EXTENSION_HOMEPAGE", "EXTENSION_CONTRIBUTORS",
                    "EXTENSION_DESCRIPTION", "EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS",
-                   'set(EXTENSION_DEPENDS "PyTorch")', "find_package(Slicer REQUIRED)",
+                   'set(EXTENSION_DEPENDS "PyTorch")', "find_package(Slicer ",
                    "include(${Slicer_USE_FILE})", "add_subdirectory(IWUOSegmentation)",
                    "include(${Slicer_EXTENSION_GENERATE_CONFIG})", "include(${Slicer_EXTENSION_CPACK})"):
         assert needle in text, needle
     assert text.index("find_package(Slicer") < text.index("add_subdirectory(IWUOSegmentation)") \
         < text.index("Slicer_EXTENSION_CPACK")
+
+
+def test_minimum_slicer_version_is_one_number_in_cmake_module_and_readme():
+    """The extension build asks for the Slicer the module accepts (host/slicer_version.py), and the README says it."""
+    from IWUOSegmentationLib.host.slicer_version import MINIMUM_SLICER_VERSION
+
+    needed = ".".join(map(str, MINIMUM_SLICER_VERSION))
+    assert re.search(r"find_package\(Slicer ([\d.]+) REQUIRED\)", (ROOT / "CMakeLists.txt").read_text()).group(1) == needed
+    assert f"3D Slicer {needed} or later" in (ROOT / "README.md").read_text()
+
+
+def test_sample_data_button_reads_what_the_readme_promises():
+    """SampleData shows a source's sampleDescription, which is its sampleName when registered through
+    registerCustomSampleDataSource (it takes no description: SampleData.py, 5.4-5.12)."""
+    from IWUOSegmentationLib.data.self_test_case import sample_data_source
+
+    source = sample_data_source()
+    assert "sampleDescription" not in source
+    promised = re.findall(r"\*Sample Data → (?:IWUOSegmentation → )?([^*\n]+)\*", (ROOT / "README.md").read_text())
+    assert len(promised) >= 2 and set(promised) == {source["sampleName"]}, promised
 
 
 def test_module_cmake_lists_every_installed_file():

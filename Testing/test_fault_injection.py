@@ -28,6 +28,7 @@ import sys
 import traceback
 import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -46,13 +47,33 @@ ANALYSIS_POINTS = ("analysis.image", "atomic.tmp", "atomic.replaced", "analysis.
 TALLY: dict = {"points": set(), "faults_injected": 0, "survived": 0, "corrections_lost": 0, "by_kind": {}}
 
 
-def _count(kind: str, survived: bool, lost: int = 0, point: str | None = None) -> None:
-    TALLY["faults_injected"] += 1
-    TALLY["survived"] += int(survived)
-    TALLY["corrections_lost"] += lost
-    TALLY["by_kind"][kind] = TALLY["by_kind"].get(kind, 0) + 1
-    if point:
-        TALLY["points"].add(point)
+class InjectedFault:
+    """One fault in the tally: counted as injected when made, and as survived only by `survived()`, which the
+    test calls after its checks have all passed (a failed check raises first, so the fault stays unsurvived)."""
+
+    def __init__(self, kind: str, point: str | None = None):
+        TALLY["faults_injected"] += 1
+        TALLY["by_kind"][kind] = TALLY["by_kind"].get(kind, 0) + 1
+        if point:
+            TALLY["points"].add(point)
+        self.lost = 0
+
+    def lose(self, corrections: int) -> int:
+        """Record corrections found lost (before the check that fails on them)."""
+        self.lost += corrections
+        TALLY["corrections_lost"] += corrections
+        return self.lost
+
+    def survived(self) -> None:
+        TALLY["survived"] += int(self.lost == 0)
+
+
+@contextmanager
+def checked(kind: str, point: str | None = None) -> Iterator[InjectedFault]:
+    """The checks of one injected fault: it counts as survived only if the block returns (every check held)."""
+    fault = InjectedFault(kind, point)
+    yield fault
+    fault.survived()
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -69,6 +90,22 @@ def figures():
         for kind, n in TALLY["by_kind"].items():
             merged["by_kind"][kind] = merged["by_kind"].get(kind, 0) + n
         Path(path).write_text(json.dumps(merged, indent=2) + "\n")
+
+
+def test_a_fault_whose_checks_fail_is_injected_but_not_survived():
+    """The tally counts from the checks: a fault counts as survived only when its checks all returned."""
+    before = json.loads(json.dumps({k: v for k, v in TALLY.items() if k != "points"}))
+    with pytest.raises(AssertionError), checked("a test of the tally"):
+        raise AssertionError("a check that fails")
+    with checked("a test of the tally") as fault:
+        pass
+    lost = InjectedFault("a test of the tally")
+    assert lost.lose(1) == 1
+    lost.survived()
+    assert fault.lost == 0
+    injected, survived = TALLY["faults_injected"] - before["faults_injected"], TALLY["survived"] - before["survived"]
+    TALLY.update(before)  # leave the suite's own tally as it was
+    assert (injected, survived) == (3, 1)
 
 
 def run_child(work, fault: str) -> int:
@@ -176,20 +213,21 @@ def test_review_survives_a_kill_at_every_hit_of_a_write_point(point, case_dir, c
 
     for n, folder in killed_at_each_hit(point, lambda n: _fresh_review_folder(clean_run, tmp_path, f"{point}_{n}"),
                                         lambda folder: _review_child(case_dir, folder)):
-        missing, uncounted = check_restart(case_dir, folder, clean_run["prediction"])
-        assert not missing, f"{point}:{n}: counted corrections on slices {missing} are not in the saved segmentation"
-        assert not uncounted, f"{point}:{n}: saved corrections on slices {uncounted} are not counted after restart"
-        report = folder / "review_report.md"
-        if report.exists():  # a report is whole or absent; its temporary files are hidden and never read
-            assert report.read_text().endswith("\n") and "| slices corrected |" in report.read_text()
-        _, _, session = open_case(create_headless_scene(), case_dir, folder)  # finish the review
-        review_script(session, N_CORRECTIONS)
-        saved = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "corrected_segmentation.nii.gz")))
-        corrected = sorted({int(e["slice"]) for e in read_log_events(folder) if e["kind"] == "slice_corrected"})
-        lost = int(not np.array_equal(saved, clean_run["saved"])) + len(set(clean_run["corrected"]) - set(corrected))
-        _count("process killed during a review", survived=lost == 0, lost=lost, point=point)
-        assert np.array_equal(saved, clean_run["saved"]), f"{point}:{n}: the finished review differs from a clean run"
-        assert corrected == clean_run["corrected"], f"{point}:{n}: counted {corrected}, not {clean_run['corrected']}"
+        with checked("process killed during a review", point) as fault:
+            missing, uncounted = check_restart(case_dir, folder, clean_run["prediction"])
+            fault.lose(len(missing))
+            assert not missing, f"{point}:{n}: counted corrections on slices {missing} are not in the saved segmentation"
+            assert not uncounted, f"{point}:{n}: saved corrections on slices {uncounted} are not counted after restart"
+            report = folder / "review_report.md"
+            if report.exists():  # a report is whole or absent; its temporary files are hidden and never read
+                assert report.read_text().endswith("\n") and "| slices corrected |" in report.read_text()
+            _, _, session = open_case(create_headless_scene(), case_dir, folder)  # finish the review
+            review_script(session, N_CORRECTIONS)
+            saved = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "corrected_segmentation.nii.gz")))
+            corrected = sorted({int(e["slice"]) for e in read_log_events(folder) if e["kind"] == "slice_corrected"})
+            fault.lose(int(not np.array_equal(saved, clean_run["saved"])) + len(set(clean_run["corrected"]) - set(corrected)))
+            assert np.array_equal(saved, clean_run["saved"]), f"{point}:{n}: the finished review differs from a clean run"
+            assert corrected == clean_run["corrected"], f"{point}:{n}: counted {corrected}, not {clean_run['corrected']}"
 
 
 def _analysis_child(case_dir: Path, out: Path):
@@ -205,27 +243,29 @@ def test_analysis_folder_is_old_or_new_never_partial_after_a_kill(point, case_di
     from IWUOSegmentationLib.data.analysis_files import read_analysis
     from IWUOSegmentationLib.errors import BadInputError
 
+    new_summary = json.loads((clean_run["folder"] / "analysis" / "summary.json").read_text())
+    old_summary = {**new_summary, "old": True}  # marks the older analysis
+
     def older_analysis(n: int) -> Path:
         out = tmp_path / f"{n}" / "analysis"
         shutil.copytree(clean_run["folder"] / "analysis", out)
-        summary = json.loads((out / "summary.json").read_text())
-        summary["old"] = True  # marks the older analysis
-        (out / "summary.json").write_text(json.dumps(summary))
+        (out / "summary.json").write_text(json.dumps(old_summary))
         return out
 
-    for _, out in killed_at_each_hit(point, older_analysis, lambda out: _analysis_child(case_dir, out)):
-        if (out / "summary.json").exists():
-            analysis = read_analysis(out)  # whole: every map reads back
-            assert analysis.summary.get("old") in (True, None)  # the old one or the new one, whole
-            assert np.array_equal(analysis.label_map, clean_run["prediction"])
-        else:
-            assert not out.exists() or not any(out.iterdir()), "an analysis folder without its summary was left"
-            with pytest.raises(BadInputError):
-                read_analysis(out)
-        write_synthetic_analysis(case_dir, out)  # the next run
-        assert "old" not in read_analysis(out).summary
-        assert not list(out.parent.glob(".analysis.*")), "the next run left the crashed run's leftovers"
-        _count("process killed while writing an analysis", survived=True, point=point)
+    for n, out in killed_at_each_hit(point, older_analysis, lambda out: _analysis_child(case_dir, out)):
+        with checked("process killed while writing an analysis", point):
+            if (out / "summary.json").exists():
+                analysis = read_analysis(out)  # whole: every map reads back
+                assert analysis.summary in (old_summary, new_summary), \
+                    f"{point}:{n}: the summary read back is neither the old analysis' nor the new one's"
+                assert np.array_equal(analysis.label_map, clean_run["prediction"])
+            else:
+                assert not out.exists() or not any(out.iterdir()), "an analysis folder without its summary was left"
+                with pytest.raises(BadInputError):
+                    read_analysis(out)
+            write_synthetic_analysis(case_dir, out)  # the next run
+            assert read_analysis(out).summary == new_summary
+            assert not list(out.parent.glob(".analysis.*")), "the next run left the crashed run's leftovers"
 
 
 @pytest.mark.parametrize("point", ["log.line", "corrected.tmp", "corrected.saved"])
@@ -238,6 +278,7 @@ def test_disk_full_or_read_only_folder_during_a_review(point, error, case_dir, c
     from IWUOSegmentationLib.mrml.headless_scene import create_headless_scene
 
     folder = _fresh_review_folder(clean_run, tmp_path, "review")
+    fault = InjectedFault(f"I/O error during a review ({error})", point)
     _, _, session = open_case(create_headless_scene(), case_dir, folder)
     first = session.next()
     correct_slice(session, first)
@@ -265,7 +306,7 @@ def test_disk_full_or_read_only_folder_during_a_review(point, error, case_dir, c
     assert not missing and not uncounted
     events = [e for e in read_log_events(folder) if e["kind"] == "slice_corrected"]
     assert [e["slice"] for e in events] == [first, second], "a correction was logged twice or not at all"
-    _count(f"I/O error during a review ({error})", survived=True, point=point)
+    fault.survived()
 
 
 def test_disk_full_on_the_command_line_is_one_line_and_keeps_the_previous_report(clean_run, tmp_path, monkeypatch,
@@ -276,11 +317,11 @@ def test_disk_full_on_the_command_line_is_one_line_and_keeps_the_previous_report
     for fault in ("figure.tmp:1:enospc", "atomic.tmp:1:enospc", "atomic.tmp:2:enospc"):  # every report write
         monkeypatch.setenv(ENV, fault)
         reset_counts()
-        assert main(["review-report", "--log", str(folder / "review.budget.jsonl")]) == 2
-        err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and err[0].startswith("error: cannot write") and "No space left" in err[0], err
-        assert (folder / "review_report.md").read_bytes() == report
-        _count("I/O error on the command line (enospc)", survived=True, point=fault.split(":")[0])
+        with checked("I/O error on the command line (enospc)", fault.split(":")[0]):
+            assert main(["review-report", "--log", str(folder / "review.budget.jsonl")]) == 2
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1 and err[0].startswith("error: cannot write") and "No space left" in err[0], err
+            assert (folder / "review_report.md").read_bytes() == report
     monkeypatch.delenv(ENV)
     assert main(["review-report", "--log", str(folder / "review.budget.jsonl")]) == 0
 
@@ -337,16 +378,17 @@ def test_hostile_images_get_exit_2_and_one_line(case_dir, tmp_path, capsys):
     }
     for what, (inputs, expected) in cases.items():
         out = tmp_path / f"out_{what.replace(' ', '_')}"
-        code = _analyze(inputs, out)
-        line = _one_error_line(capsys)
-        assert code == 2, f"{what}: exit {code} ({line})"
-        assert expected in line, f"{what}: {line}"
-        assert not out.exists(), f"{what}: an output was written"
-        _count("hostile input file", survived=True)
+        with checked("hostile input file"):
+            code = _analyze(inputs, out)
+            line = _one_error_line(capsys)
+            assert code == 2, f"{what}: exit {code} ({line})"
+            assert expected in line, f"{what}: {line}"
+            assert not out.exists(), f"{what}: an output was written"
 
 
 def test_damaged_analysis_and_budget_log_are_refused_or_skipped_clearly(clean_run, tmp_path, capsys):
     from IWUOSegmentationLib.data.analysis_files import read_analysis
+    from IWUOSegmentationLib.data.analysis_identity import read_summary
     from IWUOSegmentationLib.errors import BadInputError
 
     for damage in ("summary", "map"):
@@ -357,18 +399,21 @@ def test_damaged_analysis_and_budget_log_are_refused_or_skipped_clearly(clean_ru
         else:
             path = out / "uncertainty_entropy.nii.gz"
             path.write_bytes(path.read_bytes()[:1000])
-        with pytest.raises(BadInputError, match="is damaged") as refused:
-            read_analysis(out)
-        assert refused.value.exit_code == 2 and "\n" not in str(refused.value)
-        _count("hostile input file", survived=True)
+        with checked("hostile input file"):
+            with pytest.raises(BadInputError, match="is damaged") as refused:
+                read_analysis(out)
+            assert refused.value.exit_code == 2 and "\n" not in str(refused.value)
+            if damage == "summary":  # what a review opens first (the module, `iwuo review --analysis`): the summary
+                with pytest.raises(BadInputError, match="is damaged"):
+                    read_summary(out)
     log = tmp_path / "review.budget.jsonl"
     lines = (clean_run["folder"] / "review.budget.jsonl").read_bytes().splitlines(keepends=True)
     log.write_bytes(b"".join(lines[:2]) + b"\x00\xff garbage \x9c\n" + b"".join(lines[2:]) + lines[-1][:20])
-    assert main(["review-report", "--log", str(log), "--out", str(tmp_path / "rep")]) == 0
-    capsys.readouterr()
-    report = (tmp_path / "rep" / "review_report.md").read_text()
-    assert f"| slices corrected | {N_CORRECTIONS} of" in report, "a garbled line cost the report a correction"
-    _count("hostile input file", survived=True)
+    with checked("hostile input file"):
+        assert main(["review-report", "--log", str(log), "--out", str(tmp_path / "rep")]) == 0
+        capsys.readouterr()
+        report = (tmp_path / "rep" / "review_report.md").read_text()
+        assert f"| slices corrected | {N_CORRECTIONS} of" in report, "a garbled line cost the report a correction"
 
 
 def _zip_demo_model(path: Path, extra: dict[str, bytes] | None = None) -> Path:
@@ -406,13 +451,13 @@ def test_hostile_model_zips_and_checkpoints_get_exit_3_and_never_run_code(case_d
     cases = {"zip bomb": (bomb, "zip bomb"), "not a zip": (not_a_zip, "model.zip"),
              "pickled code in a checkpoint": (evil_folder, "--trust-model")}
     for what, (model, expected) in cases.items():
-        code = _analyze(inputs, tmp_path / "out", model=model)
-        line = _one_error_line(capsys)
-        assert code == 3 and expected in line, f"{what}: exit {code}: {line}"
-        assert not marker.exists(), "the checkpoint's code ran"
-        assert not (tmp_path / "out").exists()
-        _count("hostile model file", survived=True)
-    assert not list(tmp_path.rglob("zeros.bin")), "the zip bomb was unpacked"
+        with checked("hostile model file"):
+            code = _analyze(inputs, tmp_path / "out", model=model)
+            line = _one_error_line(capsys)
+            assert code == 3 and expected in line, f"{what}: exit {code}: {line}"
+            assert not marker.exists(), "the checkpoint's code ran"
+            assert not (tmp_path / "out").exists()
+            assert not list(tmp_path.rglob("zeros.bin")), "the zip bomb was unpacked"
 
 
 class _Payload:
@@ -434,6 +479,7 @@ def test_two_front_ends_at_once_second_is_refused_or_read_only_and_nothing_is_lo
     from IWUOSegmentationLib.storage.folder_lock import FolderLockedError
 
     folder = _fresh_review_folder(clean_run, tmp_path, "review")
+    fault = InjectedFault("two front ends on one review folder")
     opened, go_on = os.pipe(), os.pipe()
 
     def first_front_end():
@@ -465,9 +511,8 @@ def test_two_front_ends_at_once_second_is_refused_or_read_only_and_nothing_is_lo
     assert os.WIFEXITED(status)
     missing, uncounted = check_restart(case_dir, folder, clean_run["prediction"])
     saved = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "corrected_segmentation.nii.gz")))
-    lost = len(missing) + len(uncounted) + int(not np.array_equal(saved, clean_run["saved"]))
-    _count("two front ends on one review folder", survived=lost == 0, lost=lost)
-    assert lost == 0
+    assert fault.lose(len(missing) + len(uncounted) + int(not np.array_equal(saved, clean_run["saved"]))) == 0
+    fault.survived()
 
 
 # -- slow: kills at random moments of the real commands --------------------------------------------------------
@@ -504,25 +549,26 @@ def test_iwuo_evaluate_killed_at_random_moments_resumes_to_the_uninterrupted_res
     duration = time.time() - start
     out = tmp_path / "killed"
     rng = np.random.default_rng(0)
-    kills = 0
+    faults = []  # survived only once the resumed run below equals the uninterrupted one
     for moment in sorted(rng.uniform(0.1, 0.95, 4) * duration):
         if _kill_after(["evaluate", *options, "--out", str(out)], moment) == -signal.SIGKILL:
-            kills += 1
-            _count("iwuo evaluate killed at a random moment", survived=True)  # confirmed by the resume below
+            faults.append(InjectedFault("iwuo evaluate killed at a random moment"))
     for point in ("atomic.tmp:2", "atomic.replaced:3"):
         killed_run = _iwuo(["evaluate", *options, "--out", str(out)], env={ENV: point})
         assert killed_run.returncode in (-signal.SIGKILL, 0)
-        kills += killed_run.returncode == -signal.SIGKILL
-        _count("iwuo evaluate killed at a write point", survived=True, point=point.split(":")[0])
+        if killed_run.returncode == -signal.SIGKILL:
+            faults.append(InjectedFault("iwuo evaluate killed at a write point", point.split(":")[0]))
     resumed = _iwuo(["evaluate", *options, "--out", str(out)])
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert kills >= 2
+    assert len(faults) >= 2
     for case in sorted(p.name for p in (tmp_path / "clean" / "cases").iterdir()):
         a = json.loads((tmp_path / "clean" / "cases" / case / "evaluation.json").read_text())
         b = json.loads((out / "cases" / case / "evaluation.json").read_text())
         a.pop("analysis_seconds"), b.pop("analysis_seconds")
         assert a == b, f"{case}: the resumed evaluation differs from the uninterrupted one"
     assert (tmp_path / "clean" / "summary.csv").read_text() == (out / "summary.csv").read_text()
+    for fault in faults:
+        fault.survived()
 
 
 @pytest.mark.slow
@@ -539,12 +585,13 @@ def test_iwuo_analyze_killed_at_random_moments_leaves_no_partial_analysis(case_d
     clean = read_analysis(tmp_path / "clean")
     out = tmp_path / "killed"
     for moment in sorted(np.random.default_rng(1).uniform(0.2, 1.0, 4) * duration):
-        _kill_after([*args, "--output", str(out)], moment)
-        if (out / "summary.json").exists():
-            assert np.array_equal(read_analysis(out).label_map, clean.label_map)
-        else:
-            assert not out.exists(), "a partial analysis folder was left under the output name"
-        _count("iwuo analyze killed at a random moment", survived=True)
+        if _kill_after([*args, "--output", str(out)], moment) != -signal.SIGKILL:
+            continue  # it had finished: no fault was injected
+        with checked("iwuo analyze killed at a random moment"):
+            if (out / "summary.json").exists():
+                assert np.array_equal(read_analysis(out).label_map, clean.label_map)
+            else:
+                assert not out.exists(), "a partial analysis folder was left under the output name"
     assert _iwuo([*args, "--output", str(out)]).returncode == 0
     assert np.array_equal(read_analysis(out).label_map, clean.label_map)
 
@@ -590,11 +637,12 @@ def test_browser_review_server_killed_at_random_moments_loses_no_counted_correct
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             page.close()
-            counted = {int(e["slice"]) for e in read_log(out) if e["kind"] == "slice_corrected"}
-            changed = assert_log_matches_saved_segmentation(out, settle=0)
-            assert counted_before <= counted and changed <= counted
-            counted_before = counted
-            _count("browser review server killed at a random moment", survived=True)
+            with checked("browser review server killed at a random moment") as fault:
+                counted = {int(e["slice"]) for e in read_log(out) if e["kind"] == "slice_corrected"}
+                fault.lose(len(counted_before - counted))
+                changed = assert_log_matches_saved_segmentation(out, settle=0)
+                assert counted_before <= counted and changed <= counted
+                counted_before = counted
         browser.close()
     proc = start_server(case_dir, out, free_port())  # a last restart finds it consistent and takes over
     proc.terminate()

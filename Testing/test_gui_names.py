@@ -106,6 +106,19 @@ def _wrapper_fields() -> dict[str, str]:
     raise AssertionError("no @parameterNodeWrapper class in IWUOSegmentation.py")
 
 
+def _str_path_connector() -> bool:
+    """gui/path_parameter.py registers (@parameterNodeGuiConnector) a connector for str and ctkPathLineEdit, and the
+    module file imports it, so that it is registered before connectGui."""
+    tree = ast.parse((MODULE / "IWUOSegmentationLib" / "gui" / "path_parameter.py").read_text())
+    registered = any(isinstance(n, ast.ClassDef) and any(getattr(d, "id", "") == "parameterNodeGuiConnector"
+                                                         for d in n.decorator_list)
+                     and "ctk.ctkPathLineEdit" in ast.unparse(n) and "== str" in ast.unparse(n) for n in tree.body)
+    imported = any(isinstance(n, ast.ImportFrom) and n.module == "IWUOSegmentationLib.gui"
+                   and "path_parameter" in {a.name for a in n.names}
+                   for n in ast.parse((MODULE / "IWUOSegmentation.py").read_text()).body)
+    return registered and imported
+
+
 def test_parameter_node_fields_bind_to_widgets_slicer_can_connect():
     """Every SlicerParameterName in the .ui names a wrapper field, and each pair is one that a connector in
     Slicer's parameterNodeWrapper/guiConnectors.py accepts (checked there; a wrong pair fails at connectGui)."""
@@ -126,7 +139,7 @@ def test_parameter_node_fields_bind_to_widgets_slicer_can_connect():
         if annotation.startswith("Annotated[float, WithinRange("):
             return widget_class in ("ctkSliderWidget", "QDoubleSpinBox")
         if annotation == "str" or annotation.startswith("Annotated[str, Default("):
-            return widget_class == "QLineEdit"
+            return widget_class == "QLineEdit" or (widget_class == "ctkPathLineEdit" and _str_path_connector())
         if annotation.startswith("vtkMRML"):
             return widget_class == "qMRMLNodeComboBox"
         return False
@@ -136,12 +149,14 @@ def test_parameter_node_fields_bind_to_widgets_slicer_can_connect():
 
 
 def test_overlay_choices_are_the_maps_the_mrml_layer_makes():
-    from IWUOSegmentationLib.mrml.review_workflow import OVERLAY_KINDS
-
+    """The parameter node's overlay choices are OVERLAY_KINDS itself, imported from the MRML layer (no copy)."""
     tree = ast.parse((MODULE / "IWUOSegmentation.py").read_text())
-    overlays = next(ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
-                    and getattr(n.targets[0], "id", "") == "OVERLAYS")
-    assert overlays == list(OVERLAY_KINDS)
+    imported = {alias.name for n in tree.body if isinstance(n, ast.ImportFrom)
+                and n.module == "IWUOSegmentationLib.mrml.review_workflow" for alias in n.names}
+    assert "OVERLAY_KINDS" in imported
+    assert _wrapper_fields()["overlay"] == "Annotated[str, Choice(list(OVERLAY_KINDS)), Default(OVERLAY_KINDS[0])]"
+    assert not [n for n in tree.body if isinstance(n, ast.Assign) and isinstance(n.value, (ast.List, ast.Tuple))
+                and {"entropy", "impact"} <= {getattr(e, "value", None) for e in n.value.elts}], "a copied overlay list"
 
 
 def test_module_file_is_thin():

@@ -16,7 +16,7 @@ PACKAGE = LIB.name
 #: then the front ends (the browser app, the command line that starts it, the Slicer module's Qt side).
 LAYERS = {
     "errors": 0,
-    "storage": 1,
+    "storage": 1, "host": 1,
     "data": 2,
     "nnunet": 3, "ranking": 3,
     "review": 4, "simulation": 4,

@@ -19,9 +19,10 @@ from IWUOSegmentationLib.errors import BadInputError
 
 
 def _prepare(case_dir, out):
-    from IWUOSegmentationLib.review.preparation import prepare_review_case
+    from IWUOSegmentationLib.nnunet.analysis_settings import AnalysisSettings
+    from IWUOSegmentationLib.review.preparation import ReviewRequest, prepare_review_case
 
-    return prepare_review_case([str(case_dir)], None, str(out), device="cpu", tta=False)
+    return prepare_review_case(ReviewRequest([str(case_dir)], None, str(out), settings=AnalysisSettings(device="cpu", tta=False)))
 
 
 def _review(case, edit_slices=(), rows=slice(10, 14), cols=slice(10, 15)):
@@ -29,14 +30,14 @@ def _review(case, edit_slices=(), rows=slice(10, 14), cols=slice(10, 15)):
     import slicer.util
 
     from IWUOSegmentationLib.mrml.headless_scene import create_headless_scene
+    from IWUOSegmentationLib.mrml.review_session import SessionOptions
     from IWUOSegmentationLib.mrml.review_workflow import add_volume_from_image, load_analysis_into_scene, open_review
 
     scene = create_headless_scene()
     volume = add_volume_from_image(case.images[0], "FLAIR")
     loaded = load_analysis_into_scene(scene, case.analysis_dir, volume, case.written_labels,
                                       expected_identity=case.identity)
-    session = open_review(scene, loaded.analysis, volume, loaded.segmentation, loaded.labels, case.folder.log,
-                          lock=case.lock)
+    session = open_review(scene, loaded, volume, case.folder.log, SessionOptions(lock=case.lock))
     segment_id = next(iter(loaded.labels))
     for s in edit_slices:
         mask = slicer.util.arrayFromSegmentBinaryLabelmap(loaded.segmentation, segment_id, volume) > 0
@@ -229,6 +230,48 @@ def test_pretrained_model_folder_gives_its_plans_and_checkpoint(demo_model, tmp_
     assert config["data_identifier"] == "nnUNetPlansFrom900_3d_fullres"
     for key in ("spacing", "patch_size", "normalization_schemes", "architecture"):
         assert config[key] == bundled[key], key
+
+
+def test_the_fine_tune_starts_from_every_pretrained_tensor(demo_model, tmp_path, monkeypatch):
+    """The trainer `iwuo train --pretrained-weights` builds for a dataset of the model's own labels (its plans moved
+    as train() moves them, the child's own arguments) holds the checkpoint's tensors, the output layers included,
+    tensor by tensor, and its record says "all layers"; a network as nnU-Net initialises it differs from them."""
+    import torch
+
+    from IWUOSegmentationLib.nnunet.inference import _build_network
+    from IWUOSegmentationLib.nnunet.model_folder import load_checkpoint
+    from IWUOSegmentationLib.nnunet.trainer import IWUOTrainer, build_parser, prepare_trainer
+    from IWUOSegmentationLib.nnunet.training import move_plans, plans_identifier_from, resolve_pretrained
+
+    pretrained = resolve_pretrained(demo_model.path)
+    raw = tmp_path / "raw" / "Dataset964_Transfer"
+    raw.mkdir(parents=True)
+    (raw / "dataset.json").write_text(json.dumps(demo_model.dataset_json))
+    preprocessed = tmp_path / "preprocessed" / raw.name
+    preprocessed.mkdir(parents=True)
+    shutil.copy2(raw / "dataset.json", preprocessed / "dataset.json")
+    plans_name = plans_identifier_from(pretrained)
+    plans = json.loads(move_plans(pretrained, raw, preprocessed, plans_name).read_text())
+    # nnU-Net's initialize() picks its dataset class from the file endings of the preprocessed data; none is read
+    data = preprocessed / plans["configurations"][pretrained.configuration]["data_identifier"]
+    data.mkdir()
+    (data / "case.b2nd").touch()
+    monkeypatch.setenv("nnUNet_preprocessed", str(tmp_path / "preprocessed"))
+    monkeypatch.setenv("nnUNet_results", str(tmp_path / "results"))
+    monkeypatch.setenv("nnUNet_compile", "f")
+    trainer, record = prepare_trainer(build_parser().parse_args(
+        ["--dataset", raw.name, "--configuration", pretrained.configuration, "--fold", "all", "--plans", plans_name,
+         "--epochs", "1", "--iterations", "1", "--pretrained-weights", str(pretrained.checkpoint)]))
+    weights = load_checkpoint(pretrained.checkpoint)["network_weights"]
+    started = trainer.network.state_dict()
+    assert record["transferred"] == "all layers" and set(started) == set(weights)
+    assert any(".seg_layers." in k for k in started)
+    not_transferred = [k for k in started if not torch.equal(started[k], weights[k])]
+    assert not not_transferred, f"{len(not_transferred)} tensors are not the checkpoint's, e.g. {not_transferred[:3]}"
+    fresh = _build_network(IWUOTrainer, trainer.plans_manager, trainer.configuration_manager,
+                           trainer.num_input_channels, trainer.label_manager.num_segmentation_heads).state_dict()
+    convolutions = [k for k in fresh if k.endswith(".weight") and fresh[k].ndim == 5]
+    assert all(not torch.equal(fresh[k], weights[k]) for k in convolutions), "the check could not see a missed transfer"
 
 
 def test_fine_tune_checks_before_nnunet_starts(tmp_path, demo_model, capsys):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from IWUOSegmentationLib.errors import BadInputError, BadModelError, UntrustedModelError
+from IWUOSegmentationLib.errors import BadInputError, BadModelError, MissingInputError, UntrustedModelError
 from IWUOSegmentationLib.nnunet.demo_model import DEMO_MODEL_ROOT, demo_model_folder
 from IWUOSegmentationLib.nnunet.model_folder import check_channels, load_checkpoint, open_model
 
@@ -51,7 +51,7 @@ def test_missing_files_are_named(tmp_path):
     (model / "plans.json").unlink()
     with pytest.raises(BadModelError, match="not an nnU-Net model folder|missing plans.json"):
         open_model(model)
-    with pytest.raises(BadModelError, match="does not exist"):
+    with pytest.raises(MissingInputError, match="does not exist"):  # a path typed wrong: bad input (2), not a bad model
         open_model(tmp_path / "nowhere")
 
 
@@ -87,6 +87,18 @@ def test_model_zip_installs_and_unsafe_zips_are_refused(tmp_path):
         archive.writestr(info, "/etc/passwd")
     with pytest.raises(BadModelError, match="symbolic link"):
         open_model(link, models_dir=tmp_path / "models3")
+
+
+def test_a_zip_bomb_is_refused_before_anything_is_unpacked(tmp_path):
+    """300 MiB of zeros in a zip of under 1 MiB: refused from the sizes in its directory, nothing written."""
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive, archive.open("Dataset900_X/zeros.bin", "w") as f:
+        for _ in range(300):
+            f.write(bytes(2**20))
+    assert bomb.stat().st_size < 2**20
+    with pytest.raises(BadModelError, match="zip bomb"):
+        open_model(bomb, models_dir=tmp_path / "models")
+    assert not (tmp_path / "models").exists()
 
 
 class _Payload:

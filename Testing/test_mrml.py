@@ -145,6 +145,7 @@ def test_shipped_self_test_case_is_small_and_loads_as_sample_data(mrml_scene, de
 def test_reference_on_another_grid_is_resampled_onto_the_input(mrml_scene):
     import slicer.util
 
+    from IWUOSegmentationLib.errors import BadInputError
     from IWUOSegmentationLib.mrml.analysis_nodes import add_segmentation, reference_mask_on_volume
 
     fine = _volume(mrml_scene, shape=(12, 40, 60))
@@ -164,5 +165,5 @@ def test_reference_on_another_grid_is_resampled_onto_the_input(mrml_scene):
     assert mask.sum() == labels.sum() * 8
     assert np.array_equal(mask, expected > 0)
     empty = mrml_scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "empty")
-    with pytest.raises(ValueError, match="has no segments"):
+    with pytest.raises(BadInputError, match="has no segments"):
         reference_mask_on_volume(empty, fine)

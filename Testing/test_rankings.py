@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from IWUOSegmentationLib.data.analysis_files import LoadedAnalysis
 from IWUOSegmentationLib.ranking.case_scores import score_case
 from IWUOSegmentationLib.ranking.slice_counts import SliceCounts, dice
 from IWUOSegmentationLib.ranking.slice_scores import member_disagreement_per_slice
@@ -127,12 +128,16 @@ def test_rank_case_uses_the_default_ranking_over_all_regions():
     label[(prob > 0.5) & truth] = 1
     probabilities = np.stack([prob, prob * truth, prob * truth * 0.5])  # region model: WT, TC, ET outputs
     names = ["whole_tumor", "tumor_core", "enhancing_tumor"]
-    axis, scores, rows = rank_case(label, probabilities, names, True, prob * (1 - prob), (1.0, 1.0, 3.0))
+    geometry = sitk.Image(*label.shape[::-1], sitk.sitkUInt8)
+    geometry.SetSpacing((1.0, 1.0, 3.0))
+    analysis = LoadedAnalysis(label_map=label, probabilities=probabilities, uncertainty={"entropy": prob * (1 - prob)},
+                              member_variance=None, summary={"outputs": names, "region_based": True}, geometry=geometry)
+    axis, scores, rows = rank_case(analysis)
     expected = make_strategy(DEFAULT_RANKING).order(RankingContext(scores))
     assert axis == 0 and [r["slice"] for r in rows] == expected.tolist()
     assert set(scores.regions) == {"WT", "TC", "ET"} and set(rows[0]) == {"slice", "iwuo", "impact", "uncertainty"}
     with pytest.raises(ValueError):
-        rank_case(label, probabilities, names, True, prob, (1.0, 1.0, 3.0), strategy="oracle")
+        rank_case(analysis, strategy="oracle")
 
 
 def test_evaluate_rejects_unknown_strategy_and_expert_names(tmp_path, capsys):

@@ -15,11 +15,12 @@ import SimpleITK as sitk
 @pytest.fixture(scope="module")
 def analysed_case(phantom_cases, tmp_path_factory):
     """One phantom analysed once (no mirroring, for speed); its reference label map beside it."""
-    from IWUOSegmentationLib.review.preparation import prepare_review_case
+    from IWUOSegmentationLib.nnunet.analysis_settings import AnalysisSettings
+    from IWUOSegmentationLib.review.preparation import ReviewRequest, prepare_review_case
 
     case_dir = sorted(p for p in phantom_cases.iterdir() if p.is_dir())[2]
-    case = prepare_review_case([str(case_dir)], None, str(tmp_path_factory.mktemp("controller") / "out"),
-                               device="cpu", tta=False)
+    case = prepare_review_case(ReviewRequest([str(case_dir)], review_folder=str(tmp_path_factory.mktemp("controller") / "out"),
+                                             settings=AnalysisSettings(device="cpu", tta=False)))
     return case, sitk.GetArrayFromImage(sitk.ReadImage(str(case_dir / "label.nii.gz")))
 
 
@@ -70,7 +71,7 @@ def test_analyse_review_close_other_case_reopen_resume(mrml_scene, analysed_case
     scene = mrml_scene
     _views(scene)
     flushes = []
-    controller = ReviewController(scene, on_dirty=lambda: flushes.append(1))
+    controller = ReviewController(scene, schedule=flushes.append)
 
     # analyse (the analysis exists) -> review
     volume_a = add_volume_from_image(case.images[0], "FLAIR A")
@@ -86,23 +87,26 @@ def test_analyse_review_close_other_case_reopen_resume(mrml_scene, analysed_case
     controller.act("mark_corrected")
     reference_node = add_segmentation(scene, (reference > 0).astype(np.uint8), volume_a, {"tumour": 1},
                                       "Reference A")
-    assert controller.set_reference(reference_node).startswith("Whole-tumour Dice")
+    assert controller.set_reference(reference_node).startswith("All-foreground Dice")
     controller.show_overlay("variance", 0.3)
     assert _foreground(scene).GetName() == "FLAIR A variance"
-    corrected, budget, text = controller.budget()
+    progress = controller.progress()
+    corrected, budget, text = progress.slices_corrected, progress.budget_slices, progress.budget_text
     assert (corrected, budget) == (2, 20) and text.startswith("2 of 20 slices")
-    status = controller.status_text()
+    status = progress.status_text
     scene_file = save_scene(scene, str(tmp_path / "scene" / "A.mrml"))
     saved_volume_id = volume_a.GetID()
 
     # File > Close Scene: nothing stale is kept, the actions do nothing
-    controller.scene_about_to_close()
+    controller.close()
     scene.Clear(0)
     assert controller.session is None and controller.overlays == {} and controller.volume is None
     for action in ("next", "skip", "mark_corrected"):
         controller.act(action)
     controller.show_overlay("entropy", 0.5)
-    assert controller.budget() == (0, 1, "") and not controller.has_saved_review()
+    progress = controller.progress()
+    assert (progress.slices_corrected, progress.budget_slices, progress.budget_text) == (0, 1, "") and \
+        not controller.has_saved_review()
 
     # another case, then closed too
     _views(scene)
@@ -110,7 +114,7 @@ def test_analyse_review_close_other_case_reopen_resume(mrml_scene, analysed_case
     other = controller.open_case(tmp_path / "B", volume_b, case.written_labels, case.identity)
     controller.act("next")
     assert other.log.path.parent == tmp_path / "B" and other.volume.GetName() == "FLAIR B"
-    controller.scene_about_to_close()
+    controller.close()
     scene.Clear(0)
 
     # reopen the first scene into a scene that already holds a volume (its node IDs are taken: remapped)
@@ -125,8 +129,9 @@ def test_analyse_review_close_other_case_reopen_resume(mrml_scene, analysed_case
     assert all(node.GetName() == f"FLAIR A {kind}" for kind, node in controller.overlays.items())
     controller.show_overlay("impact", 0.4)
     assert _foreground(scene).GetName() == "FLAIR A impact"
-    assert controller.reference_node().GetName() == "Reference A" and resumed.reference_segmentation is not None
-    assert controller.budget()[2].split(" · ")[0] == text.split(" · ")[0] and controller.status_text() == status
+    assert controller.reference.GetName() == "Reference A" and resumed.reference_segmentation is not None
+    progress = controller.progress()
+    assert progress.budget_text.split(" · ")[0] == text.split(" · ")[0] and progress.status_text == status
     assert resumed.log.summary().slices_corrected == 2 and resumed.flush_edits() == 0
     controller.act("skip")  # right after resume
     assert "slice_skipped" in [e["kind"] for e in resumed.log.read()[-2:]]
@@ -166,9 +171,9 @@ def test_skip_and_done_right_after_a_resume_with_nothing_visited(mrml_scene, ana
     assert session.current_rank == 0 and len(session.log.read()) == n_events
     status = session.table.GetTable().GetColumnByName("status")
     assert status.GetValue(0) == "shown"
-    assert again.budget()[1] == 7, "the budget is the one the session started with, whoever resumes it"
+    assert again.progress().budget_slices == 7, "the budget is the one the session started with, whoever resumes it"
     with pytest.raises(IndexError):
-        session._set_status(-1, "skipped")
+        session.navigation.set_status(-1, "skipped")
     again.close()
     scene.Clear(1)
 
@@ -219,3 +224,114 @@ def test_front_end_helpers(mrml_scene, tmp_path, demo_model):
     assert channels == ["FLAIR", "T1c"] and "FLAIR" in line
     assert model_channels(str(tmp_path / "nothing"))[0] == []
     assert SHORTCUTS == {"p": "previous", "n": "next", "s": "skip", "d": "mark_corrected"}
+
+
+@pytest.fixture
+def shipped_case(mrml_scene, demo_model, tmp_path):
+    """The phantom that ships with the module, as volumes in the scene, and a review folder holding a copy of its
+    analysis (no inference: the analysis is precomputed)."""
+    import shutil
+
+    from IWUOSegmentationLib.data.self_test_case import analysis_folder, channel_paths
+    from IWUOSegmentationLib.mrml.review_workflow import add_volume_from_image
+
+    volumes = [add_volume_from_image(sitk.ReadImage(str(path)), name) for path, name in
+               zip(channel_paths(), demo_model.channel_names)]
+    folder = tmp_path / "review"
+    shutil.copytree(analysis_folder(), folder / "analysis")
+    return volumes, folder
+
+
+def test_a_review_that_cannot_be_resumed_says_so_once(mrml_scene, demo_model, shipped_case, tmp_path, monkeypatch):
+    """Defect: every module entry and scene import raised the same dialog. The controller says it once, as one line
+    with what to do; a scene opened again is tried again (and resumes once the cause is fixed)."""
+    import shutil
+
+    from IWUOSegmentationLib.mrml.review_controller import ReviewController
+    from IWUOSegmentationLib.mrml.review_workflow import identity_of_volumes
+    from IWUOSegmentationLib.mrml.scene_io import load_scene, save_scene
+
+    volumes, folder = shipped_case
+    controller = ReviewController(mrml_scene)
+    assert controller.resume_saved_review() == (False, "")  # nothing saved: nothing said
+    controller.open_case(folder, volumes[0], demo_model.written_labels, identity_of_volumes(volumes, demo_model),
+                         show_first=True)
+    scene_file = save_scene(mrml_scene, str(tmp_path / "scene" / "review.mrml"))
+    controller.scene_about_to_close()
+    mrml_scene.Clear(0)
+    shutil.move(folder / "analysis", tmp_path / "analysis moved away")
+
+    load_scene(mrml_scene, str(scene_file))
+    resumed, line = controller.resume_saved_review()
+    assert not resumed and controller.session is None
+    assert line.startswith("The review saved with this scene cannot be resumed: ") and "press Analyse" in line
+    assert "\n" not in line and str(folder / "analysis") in line, line
+    for _entry in range(3):  # module entries, scene imports
+        assert controller.resume_saved_review() == (False, "") and not controller.has_saved_review()
+
+    controller.scene_about_to_close()  # File > Close Scene, the cause fixed, the scene opened again
+    mrml_scene.Clear(0)
+    shutil.move(tmp_path / "analysis moved away", folder / "analysis")
+    load_scene(mrml_scene, str(scene_file))
+    assert controller.resume_saved_review() == (True, "") and controller.session is not None
+    controller.close()
+
+    monkeypatch.setattr(controller, "resume", lambda: (_ for _ in ()).throw(ValueError("table damaged")))
+    resumed, line = controller.resume_saved_review()  # not the user's to fix: named with its type, once
+    assert not resumed and "ValueError: table damaged (see the log)." in line
+    assert controller.resume_saved_review() == (False, "")
+
+
+def test_the_review_after_an_analysis_opens_on_the_volumes_it_started_with(mrml_scene, demo_model, shipped_case):
+    """Defect: the end of an analysis read the panel as it was then. The inputs taken at the start (node IDs with
+    the scene-close count, identity hashed once, the opened model) open the review; a volume deleted, or the scene
+    closed (its IDs are reused), is refused with one line."""
+    from IWUOSegmentationLib.cli.analysis_process import AnalysisRun
+    from IWUOSegmentationLib.errors import BadInputError
+    from IWUOSegmentationLib.mrml.review_controller import ReviewController, analysis_inputs, open_analysed, volumes_by_id
+    from IWUOSegmentationLib.mrml.review_workflow import identity_of_volumes
+
+    volumes, folder = shipped_case
+    controller = ReviewController(mrml_scene)
+    inputs = analysis_inputs(controller, volumes, demo_model)
+    assert inputs["volume_ids"] == [v.GetID() for v in volumes] and inputs["opened_model"] is demo_model
+    assert inputs["identity"] == identity_of_volumes(volumes, demo_model) and inputs["scene_closes"] == 0
+    run = AnalysisRun(str(demo_model.path), ["input_0000.nrrd", "input_0001.nrrd"], folder, **inputs)
+    volumes[0].SetName("renamed while the analysis ran")
+    session = open_analysed(controller, run.folder.root, **run.review_inputs())
+    assert session.volume is volumes[0] and session.current_rank == 0
+    controller.close()
+
+    mrml_scene.RemoveNode(volumes[1])
+    with pytest.raises(BadInputError, match="no longer in the scene") as gone:
+        open_analysed(controller, folder, **run.review_inputs())
+    assert "\n" not in str(gone.value)
+    controller.scene_about_to_close()
+    mrml_scene.Clear(0)
+    others = [mrml_scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", f"another case {i}") for i in range(2)]
+    assert [v.GetID() for v in others] == run.volume_ids, "the test needs every ID reused after the close"
+    with pytest.raises(BadInputError, match="no longer in the scene"):
+        volumes_by_id(controller, run.volume_ids, run.scene_closes)
+
+
+def test_paint_restored_by_a_loaded_scene_is_turned_off(mrml_scene, tmp_path):
+    """A scene saved with Paint active restores it on the module's segment editor node when loaded or imported;
+    the module clears it when it is not shown (deactivate_editor_effect), and only on its own node."""
+    import slicer
+
+    from IWUOSegmentationLib.mrml.review_controller import deactivate_editor_effect, segment_editor_node
+    from IWUOSegmentationLib.mrml.scene_io import load_scene, save_scene
+
+    node = segment_editor_node(mrml_scene)
+    node.SetActiveEffectName("Paint")
+    editors = slicer.vtkMRMLSegmentEditorNode()
+    editors.SetSingletonTag("SegmentEditor")  # the Segment Editor module's node
+    editors = mrml_scene.AddNode(editors)
+    editors.SetActiveEffectName("Threshold")
+    scene_file = save_scene(mrml_scene, str(tmp_path / "paint.mrml"))
+    node.SetActiveEffectName("")  # the module was exited
+    mrml_scene.Clear(0)
+    load_scene(mrml_scene, str(scene_file))
+    assert segment_editor_node(mrml_scene) is node and node.GetActiveEffectName() == "Paint", "the hazard is real"
+    deactivate_editor_effect(mrml_scene)
+    assert node.GetActiveEffectName() == "" and editors.GetActiveEffectName() == "Threshold"

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 SHAPE = (12, 24, 32)  # k, j, i
+SAVED: list = []  # what the sessions' saver was given (the corrected segmentation a real saver writes)
 
 
 def _volume(scene, geometry: str):
@@ -48,7 +49,7 @@ def _slice_views(scene):
 
 def _session(scene, tmp_path, geometry="ras", reference=None):
     from IWUOSegmentationLib.mrml.analysis_nodes import add_segmentation
-    from IWUOSegmentationLib.mrml.review_session import ReviewSession
+    from IWUOSegmentationLib.mrml.review_session import ReviewSession, SessionOptions
 
     volume = _volume(scene, geometry)
     labels = np.zeros(SHAPE, np.uint8)
@@ -57,13 +58,14 @@ def _session(scene, tmp_path, geometry="ras", reference=None):
     seg = add_segmentation(scene, labels, volume, {"background": 0, "edema": 2, "enhancing": 4}, "pred")
     ranking = [{"slice": s, "iwuo": 1.0 / (i + 1), "impact": 0.1, "uncertainty": 0.2} for i, s in enumerate([6, 2, 9, 4])]
     session = ReviewSession(scene, volume, seg, str(tmp_path / "review.budget.jsonl"), ranking=ranking, axis=0,
-                            label_values={"edema": 2, "enhancing": 4}, budget_slices=3, reference_segmentation=reference)
+                            label_values={"edema": 2, "enhancing": 4}, save_corrections=SAVED.append,
+                            options=SessionOptions(budget_slices=3), reference_segmentation=reference)
     return session, volume, seg, labels
 
 
 @pytest.mark.parametrize("geometry", ["ras", "lps", "oblique"])
 def test_navigation_lands_on_the_ranked_slice(mrml_scene, tmp_path, geometry):
-    from IWUOSegmentationLib.mrml.review_session import slice_index_of_view
+    from IWUOSegmentationLib.mrml.slice_view import slice_index_of_view
 
     red = _slice_views(mrml_scene)[0]
     session, volume, _, _ = _session(mrml_scene, tmp_path, geometry)
@@ -92,7 +94,7 @@ def test_brush_like_edit_is_logged_against_its_slice(mrml_scene, tmp_path):
     corrected = [e for e in events if e["kind"] == "slice_corrected"]
     assert len(corrected) == 1 and corrected[0]["slice"] == 6 and corrected[0]["rank"] == 1
     assert corrected[0]["voxels_added"] == {"2": 20} and corrected[0]["voxels_removed"] == {"2": 4}
-    assert corrected[0]["measured_dice"] is not None
+    assert corrected[0]["measured_foreground_dice"] is not None
     # a second edit on the same slice does not use more budget
     edema[6, 14, 6] = False
     slicer.util.updateSegmentBinaryLabelmapFromArray(edema.astype(np.uint8), seg, "edema", volume)
@@ -126,10 +128,10 @@ def test_session_survives_saving_and_reopening_the_scene(mrml_scene, tmp_path):
     scene_file = save_scene(mrml_scene, str(tmp_path / "scene.mrml"))
     reopened = create_headless_scene()
     load_scene(reopened, str(scene_file))
-    restored = ReviewSession.restore(reopened)
+    restored = ReviewSession.restore(reopened, SAVED.append)
     assert restored.ranking == [6, 2, 9, 4]
     assert restored.volume.GetImageData().GetDimensions() == SHAPE[::-1]
-    assert restored._label_arrays()["enhancing"].sum() == 2 * 4 * 5  # the segmentation's voxels came back
+    assert restored.edits.label_arrays()["enhancing"].sum() == 2 * 4 * 5  # the segmentation's voxels came back
     status = restored.table.GetTable().GetColumnByName("status")
     assert [status.GetValue(i) for i in range(4)] == ["corrected", "skipped", "shown", "pending"]
     assert restored.log.summary().corrected_slices == [6]
@@ -137,12 +139,13 @@ def test_session_survives_saving_and_reopening_the_scene(mrml_scene, tmp_path):
 
 
 def test_reopened_scene_without_its_log_is_a_clear_error(mrml_scene, tmp_path):
+    from IWUOSegmentationLib.errors import MissingBudgetLogError
     from IWUOSegmentationLib.mrml.review_session import ReviewSession
 
     session, *_ = _session(mrml_scene, tmp_path)
     session.close()
     (tmp_path / "review.budget.jsonl").unlink()
-    with pytest.raises(FileNotFoundError, match="budget log of this session .* is missing"):
+    with pytest.raises(MissingBudgetLogError, match="budget log of this session .* is missing"):
         ReviewSession.restore(mrml_scene)
 
 
@@ -172,5 +175,31 @@ def test_a_slice_corrected_again_moves_its_point_of_the_one_curve(mrml_scene, tm
     assert chart["slices_corrected"] == [p["slices"] for p in points] == [0, 1, 2], "one row per corrected slice"
     assert chart["estimated_dice_gain"] == pytest.approx([p["estimated_gain"] for p in points])
     assert chart["measured_dice"] == pytest.approx([p["measured_dice"] for p in points])
-    assert chart["measured_dice"][-1] == pytest.approx(session.measured_dice()), "the re-correction moved the point"
+    assert chart["measured_dice"][-1] == pytest.approx(session.measured_foreground_dice()), "the re-correction moved the point"
+    session.close()
+
+
+def test_a_writable_session_saves_each_correction_before_it_logs_it(mrml_scene, tmp_path):
+    """By construction: a writable session cannot be built without its saver, and a flush calls the saver with the
+    edited masks while the log does not hold the correction yet."""
+    import slicer.util
+
+    from IWUOSegmentationLib.mrml.review_session import ReviewSession, SessionOptions
+
+    _slice_views(mrml_scene)
+    session, volume, seg, _ = _session(mrml_scene, tmp_path)
+    with pytest.raises(TypeError, match="save_corrections"):
+        ReviewSession(mrml_scene, volume, seg, str(tmp_path / "other" / "review.budget.jsonl"), ranking=[{"slice": 1}])
+    browsing = ReviewSession(mrml_scene, volume, seg, str(tmp_path / "review.budget.jsonl"),
+                             options=SessionOptions(read_only=True))  # read-only: nothing to save
+    browsing.close()
+    seen = []
+    session.edits.save = lambda masks: seen.append(([e["kind"] for e in session.log.read()], masks["edema"].copy()))
+    session.next()
+    edema = slicer.util.arrayFromSegmentBinaryLabelmap(seg, "edema", volume) > 0
+    edema[6, 5:7, 20:22] = True
+    slicer.util.updateSegmentBinaryLabelmapFromArray(edema.astype(np.uint8), seg, "edema", volume)
+    assert session.flush_edits() == 1
+    assert len(seen) == 1 and "slice_corrected" not in seen[0][0], "the correction was logged before it was saved"
+    assert np.array_equal(seen[0][1], edema) and session.log.read()[-1]["kind"] == "slice_corrected"
     session.close()

@@ -16,15 +16,17 @@ import SimpleITK as sitk
 @pytest.fixture(scope="module")
 def prepared_case(phantom_cases, tmp_path_factory):
     """`iwuo review`'s preparation: channels matched by name, analysis run once (no mirroring, for speed)."""
-    from IWUOSegmentationLib.review.preparation import prepare_review_case
+    from IWUOSegmentationLib.nnunet.analysis_settings import AnalysisSettings
+    from IWUOSegmentationLib.review.preparation import ReviewRequest, prepare_review_case
 
     case_dir = sorted(p for p in phantom_cases.iterdir() if p.is_dir())[1]
-    return prepare_review_case([str(case_dir)], None, str(tmp_path_factory.mktemp("review") / "out"),
-                               device="cpu", tta=False)
+    return prepare_review_case(ReviewRequest([str(case_dir)], review_folder=str(tmp_path_factory.mktemp("review") / "out"),
+                                             settings=AnalysisSettings(device="cpu", tta=False)))
 
 
 def _open(scene, case, corrected=True, folder=None):
     """What both front ends do on start: the saved corrections (if any) into the scene, then the session."""
+    from IWUOSegmentationLib.mrml.review_session import SessionOptions
     from IWUOSegmentationLib.mrml.review_workflow import (
         add_volume_from_image,
         load_analysis_into_scene,
@@ -38,8 +40,7 @@ def _open(scene, case, corrected=True, folder=None):
     saved = read_corrected_segmentation(folder.corrected, case.shape) if corrected else None
     loaded = load_analysis_into_scene(scene, case.analysis_dir, volume, case.written_labels, saved,
                                       expected_identity=case.identity)
-    session = open_review(scene, loaded.analysis, volume, loaded.segmentation, loaded.labels,
-                          folder.log, budget_slices=10)
+    session = open_review(scene, loaded, volume, folder.log, SessionOptions(budget_slices=10))
     return volume, loaded, session
 
 
@@ -98,7 +99,7 @@ def test_session_hands_over_between_front_ends(prepared_case):
     """Front end A corrects a slice and stops; front end B, in a new scene, resumes the same state."""
     from IWUOSegmentationLib.mrml.headless_scene import create_headless_scene
     from IWUOSegmentationLib.mrml.review_workflow import (
-        save_session_corrections,
+        corrections_saver,
         segmentation_label_map,
     )
 
@@ -111,8 +112,8 @@ def test_session_hands_over_between_front_ends(prepared_case):
     expected = segmentation_label_map(loaded.segmentation, volume, loaded.labels)
     saved = sitk.GetArrayFromImage(sitk.ReadImage(str(prepared_case.folder.corrected)))
     assert np.array_equal(saved, expected), "the flush did not save the corrected segmentation"
-    assert save_session_corrections(session, prepared_case.images[0], session.accounted_masks()) == \
-        prepared_case.folder.corrected
+    save = corrections_saver(session.label_values, volume, prepared_case.images[0], prepared_case.folder.corrected)
+    assert save(session.accounted_masks()) == prepared_case.folder.corrected
     session.close()
     scene_a.Clear(1)
     assert not list(prepared_case.folder.root.glob(".*partial*")), "a temporary file was left behind"
@@ -152,12 +153,12 @@ def test_corrections_are_saved_before_logged_and_recovered_after_a_crash(prepare
             raise OSError(message)
         return raise_
 
-    session.on_accounted, save = fail("disk full"), session.on_accounted
+    session.edits.save, save = fail("disk full"), session.edits.save
     added = _add_box(loaded, volume, second)
     with pytest.raises(OSError, match="disk full"):
         session.flush_edits()
     assert session.dirty and [e["slice"] for e in session.log.read() if e["kind"] == "slice_corrected"] == [first]
-    session.on_accounted = save  # the failed save is retried by the next flush; now the log line is cut off:
+    session.edits.save = save  # the failed save is retried by the next flush; now the log line is cut off:
     session.log.append = fail("killed")
     with pytest.raises(OSError, match="killed"):
         session.flush_edits()
@@ -239,10 +240,10 @@ def test_analysis_of_another_case_and_foreign_corrections_are_refused(mrml_scene
 
 def test_existing_analysis_is_reused_and_a_wrong_one_refused(prepared_case, phantom_cases, tmp_path):
     from IWUOSegmentationLib.errors import BadInputError
-    from IWUOSegmentationLib.review.preparation import prepare_review_case
+    from IWUOSegmentationLib.review.preparation import ReviewRequest, prepare_review_case
 
     case_dir = sorted(p for p in phantom_cases.iterdir() if p.is_dir())[1]
-    reused = prepare_review_case([str(case_dir)], None, str(tmp_path / "out"), str(prepared_case.analysis_dir))
+    reused = prepare_review_case(ReviewRequest([str(case_dir)], None, str(tmp_path / "out"), str(prepared_case.analysis_dir)))
     assert reused.analysis_dir == prepared_case.analysis_dir and not (tmp_path / "out" / "analysis").exists()
     with pytest.raises(BadInputError, match="not an analysis folder"):
-        prepare_review_case([str(case_dir)], None, str(tmp_path / "out2"), str(tmp_path / "nothing"))
+        prepare_review_case(ReviewRequest([str(case_dir)], None, str(tmp_path / "out2"), str(tmp_path / "nothing")))

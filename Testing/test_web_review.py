@@ -83,9 +83,7 @@ def expected_ranking(analysis_dir: Path) -> list[int]:
     from IWUOSegmentationLib.data.analysis_files import read_analysis
     from IWUOSegmentationLib.ranking.strategies import rank_case
 
-    a = read_analysis(analysis_dir)
-    _, _, rows = rank_case(a.label_map, a.probabilities, a.summary["outputs"], a.summary["region_based"],
-                           a.uncertainty["entropy"], a.geometry.GetSpacing(), member_variance=a.member_variance)
+    _, _, rows = rank_case(read_analysis(analysis_dir))
     return [row["slice"] for row in rows]
 
 

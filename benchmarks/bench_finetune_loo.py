@@ -10,7 +10,8 @@ the held-out case is analysed before (bundled model) and after (fine-tuned). Rep
 held-out case and region: Dice before and after, and the simulated correction effort (slices
 and seconds, perfect expert, experts.TimeModel, slices in IWUO order) to reach a target Dice;
 and the fine-tune's wall and CPU seconds. Nothing trained here ships: models go to --work
-(outside the project). Writes benchmarks/results/finetune_loo.json after every case.
+(outside the project). Writes benchmarks/results/finetune_loo.json after every case; then
+`python scripts/readme_figures.py` writes the README's table and figures from it.
 """
 
 from __future__ import annotations
@@ -39,12 +40,13 @@ def case_files(case: Path) -> tuple[list[Path], Path]:
 
 
 def analyse(model_path: str, images: list[Path], fold: str):
-    from IWUOSegmentationLib.nnunet.inference import CaseImages, MemberPredictor
-    from IWUOSegmentationLib.nnunet.model_folder import open_model
+    from IWUOSegmentationLib.data.case_images import CaseImages
+    from IWUOSegmentationLib.nnunet.analysis import CaseAnalyzer
+    from IWUOSegmentationLib.nnunet.analysis_settings import AnalysisSettings
 
-    model = open_model(model_path, folds=[fold])
     case = CaseImages.from_files([str(p) for p in images])
-    result = MemberPredictor(model, device="cpu", members=("folds",), tta=False).analyze(case)
+    settings = AnalysisSettings(device="cpu", members=("folds",), tta=False)  # one network, no mirroring
+    result = CaseAnalyzer.open(model_path, settings, folds=[fold]).analyze(case)
     return result, case.spacing
 
 
@@ -93,25 +95,16 @@ def child_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def markdown_table(report: dict) -> str:
-    """The README table: per held-out case and region, Dice and perfect-expert effort before -> after."""
-    lines = ["| held-out case | region | Dice before → after | slices to 0.80 | seconds to 0.80 | slices to 0.90 | "
-             "seconds to 0.90 |", "|---|---|---|---|---|---|---|"]
-    for row in report["cases"]:
-        for region in REGIONS:
-            b, a = row["before"][region], row["after"][region]
-            cells = [f"{b['dice']:.3f} → {a['dice']:.3f}"]
-            for target in TARGETS:
-                for key in ("slices", "seconds"):
-                    k = f"{key}_to_{target:.2f}"
-                    cells.append(f"{b[k]} → {a[k]}")
-            lines.append(f"| {row['held_out']} | {region} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def _in_checkout(path: Path) -> str:
+    """`path` relative to the checkout when it lies inside (a record that stays true on another machine)."""
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def main() -> None:
     import torch
 
+    from IWUOSegmentationLib.data.analysis_identity import file_sha256
     from IWUOSegmentationLib.nnunet.demo_model import demo_model_folder
     from IWUOSegmentationLib.nnunet.model_folder import open_model
     from IWUOSegmentationLib.nnunet.training import train
@@ -121,13 +114,9 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=25)
     parser.add_argument("--initial-lr", type=float, default=None)
     parser.add_argument("--work", default="/tmp/iwuo_finetune_loo")
-    parser.add_argument("--markdown", action="store_true", help="print the README table of the last results and stop")
     parser.add_argument("--resume", action="store_true",
                         help="keep the held-out cases already in the results file (same settings) and run the rest")
     args = parser.parse_args()
-    if args.markdown:
-        print(markdown_table(json.loads(RESULT.read_text())))
-        return
     if not DATA.is_dir():
         raise SystemExit(f"No BraTS cases at {DATA}: nothing to measure.")
     torch.set_num_threads(2)
@@ -144,7 +133,8 @@ def main() -> None:
                      "folds": "0-3 of the 4-case dataset: iwuo train's leave-one-out splits_final.json",
                      "final_validation": False, "initial_lr": args.initial_lr or 0.01,
                      "plans": "the bundled model's own (2 mm, its patch and network), moved to the dataset",
-                     "pretrained_weights": f"{base_model}/fold_0 (all layers)",
+                     "pretrained_weights": f"{_in_checkout(bundled.path / 'fold_0')} (all layers)",
+                     "pretrained_checkpoint_sha256": file_sha256(bundled.checkpoint_path("0")),
                      "analysis": "one network, no mirroring: before = bundled fold 0 (the fine-tune's start), "
                                  "after = the fine-tuned fold that did not see the case",
                      "effort": "perfect expert, slices in IWUO order (entropy), experts.TimeModel() seconds",

@@ -45,9 +45,9 @@ def in_process_reference(case_dir: Path, out: Path) -> dict:
 
     from IWUOSegmentationLib.mrml.headless_scene import create_headless_scene
     from IWUOSegmentationLib.mrml.review_workflow import add_volume_from_image, load_analysis_into_scene, open_review
-    from IWUOSegmentationLib.review.preparation import prepare_review_case
+    from IWUOSegmentationLib.review.preparation import ReviewRequest, prepare_review_case
 
-    case = prepare_review_case([str(case_dir)], None, str(out / "reference"), str(out / "browser" / "analysis"))
+    case = prepare_review_case(ReviewRequest([str(case_dir)], None, str(out / "reference"), str(out / "browser" / "analysis")))
     scene = create_headless_scene()
     for i in range(3):  # the headless scene needs slice nodes to navigate
         node = scene.AddNewNodeByClass("vtkMRMLSliceNode")
@@ -56,8 +56,7 @@ def in_process_reference(case_dir: Path, out: Path) -> dict:
     volume = add_volume_from_image(case.images[0], "FLAIR")
     loaded = load_analysis_into_scene(scene, case.analysis_dir, volume, case.written_labels,
                                       expected_identity=case.identity)
-    session = open_review(scene, loaded.analysis, volume, loaded.segmentation, loaded.labels,
-                          out / "reference" / "review.budget.jsonl")
+    session = open_review(scene, loaded, volume, out / "reference" / "review.budget.jsonl")
     go_to = []
     for rank in range(10):
         t = time.perf_counter()

@@ -37,20 +37,19 @@ def quantise(source: Path, target: Path) -> None:
 
 def main() -> None:
     os.environ.setdefault("nnUNet_def_n_proc", "2")
-    from IWUOSegmentationLib.data.analysis_files import write_analysis
+    from IWUOSegmentationLib.data.case_images import CaseImages
     from IWUOSegmentationLib.data.phantom import write_phantoms
     from IWUOSegmentationLib.data.self_test_case import CASE_FOLDER, CHANNEL_FILES, REFERENCE_FILE, SEED
+    from IWUOSegmentationLib.nnunet.analysis import CaseAnalyzer
+    from IWUOSegmentationLib.nnunet.analysis_settings import AnalysisSettings
     from IWUOSegmentationLib.nnunet.demo_model import FIRST_TRAINING_SEED, demo_model_folder
-    from IWUOSegmentationLib.nnunet.inference import CaseImages, MemberPredictor
-    from IWUOSegmentationLib.nnunet.model_folder import open_model
+    from IWUOSegmentationLib.storage.atomic_files import atomic_write_text, folder_swapped_in
 
     assert SEED < FIRST_TRAINING_SEED
-    model = open_model(demo_model_folder())
+    analyzer = CaseAnalyzer.open(demo_model_folder(), AnalysisSettings(device="cpu"))
+    model = analyzer.model
     assert model.channel_names == list(CHANNEL_FILES), model.channel_names
-    partial = CASE_FOLDER.with_name(f".{CASE_FOLDER.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    with tempfile.TemporaryDirectory() as tmp:
+    with folder_swapped_in(CASE_FOLDER) as partial, tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         write_phantoms(tmp, 1, seed=SEED, layout="cases")
         phantom = tmp / f"phantom_{SEED:04d}"
@@ -59,8 +58,7 @@ def main() -> None:
         shutil.copy(phantom / REFERENCE_FILE, partial / REFERENCE_FILE)
         shutil.copy(phantom / "phantom.json", partial / "phantom.json")
         case = CaseImages.from_files([str(partial / name) for name in CHANNEL_FILES.values()])
-        result = MemberPredictor(model, device="cpu", members=("flips", "folds")).analyze(case)
-        write_analysis(result, case, tmp / "analysis", model.describe())
+        result = analyzer.analyze_into(case, tmp / "analysis")
         (partial / "analysis").mkdir()
         for path in sorted((tmp / "analysis").glob("*.nii.gz")):
             if path.name.startswith("segmentation"):
@@ -68,12 +66,10 @@ def main() -> None:
             else:
                 quantise(path, partial / "analysis" / path.name)
         summary = json.loads((tmp / "analysis" / "summary.json").read_text())
-    summary["model"]["path"] = f"<bundled demo model>/{model.path.parent.name}/{model.path.name}"
-    summary["inputs"] = list(CHANNEL_FILES.values())
-    summary["stored_as"] = "maps quantised to uint8 with a NIfTI scale factor (scripts/make_self_test_case.py)"
-    (partial / "analysis" / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    shutil.rmtree(CASE_FOLDER, ignore_errors=True)
-    os.replace(partial, CASE_FOLDER)
+        summary["model"]["path"] = f"<bundled demo model>/{model.path.parent.name}/{model.path.name}"
+        summary["inputs"] = list(CHANNEL_FILES.values())
+        summary["stored_as"] = "maps quantised to uint8 with a NIfTI scale factor (scripts/make_self_test_case.py)"
+        atomic_write_text(partial / "analysis" / "summary.json", json.dumps(summary, indent=2) + "\n")
     total = sum(p.stat().st_size for p in CASE_FOLDER.rglob("*") if p.is_file())
     print(json.dumps({"folder": str(CASE_FOLDER), "bytes": total, "members": result.members,
                       "seconds": round(result.seconds, 1)}))

@@ -1,7 +1,7 @@
-"""Checkout shim: the script ships with the extension as IWUOSegmentationLib/gui/slicer_headless_evaluate.py."""
+"""Checkout shim: the script ships with the extension as IWUOSegmentationLib/cli/slicer_headless_evaluate.py."""
 
 import os
 import runpy
 
 runpy.run_path(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "IWUOSegmentation",
-                            "IWUOSegmentationLib", "gui", "slicer_headless_evaluate.py"), run_name="__main__")
+                            "IWUOSegmentationLib", "cli", "slicer_headless_evaluate.py"), run_name="__main__")

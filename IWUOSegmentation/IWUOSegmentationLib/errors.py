@@ -15,6 +15,14 @@ class BadInputError(IWUOError):
     exit_code = 2
 
 
+class BadCalibrationError(BadInputError):
+    """A calibration file that is damaged, fitted for another model, or fitted on no data."""
+
+
+class MissingInputError(BadInputError):
+    """A file or folder the user named (an image, a case or model folder, a log) does not exist."""
+
+
 class BadModelError(IWUOError):
     """The model folder or zip is incomplete, inconsistent or untrusted."""
 
@@ -41,3 +49,12 @@ class CorruptLogError(IWUOError):
     """A budget log cannot be read back."""
 
     exit_code = 5
+
+
+class ReviewNotResumableError(BadInputError):
+    """The scene holds no review session that can be taken up as it is (no ranking table, or one whose volume and
+    segmentation are gone)."""
+
+
+class MissingBudgetLogError(ReviewNotResumableError):
+    """The budget log a review session was saved with is not where the scene says."""

@@ -20,8 +20,9 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
+from ..nnunet.analysis_settings import DEFAULT_DEVICE, DEFAULT_MEMBERS_TEXT
 from ..review.folder import ReviewFolder
 
 #: cli/main.py's exit codes that are not failures of the analysis itself.
@@ -44,8 +45,8 @@ def cancel_file_for(output: str | os.PathLike) -> Path:
     return output.with_name(f".{output.name}.cancel")
 
 
-def analyze_command(model: str, inputs: list[str], output: str | os.PathLike, device: str = "auto",
-                    members: str = "flips,folds", python: Optional[str] = None) -> list[str]:
+def analyze_command(model: str, inputs: list[str], output: str | os.PathLike, device: str = DEFAULT_DEVICE,
+                    members: str = DEFAULT_MEMBERS_TEXT, python: Optional[str] = None) -> list[str]:
     """argv of the child: this module folder's `iwuo analyze` with JSON progress and both cancel channels."""
     module_dir = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # holds IWUOSegmentationLib
     # os._exit after flushing: nothing is left to clean up (the output appears whole or not at all), and
@@ -79,10 +80,20 @@ class Outcome:
 
 
 class AnalysisRun:
-    """One analysis child, whatever starts it: QProcess in Slicer, subprocess in tests and scripts."""
+    """One analysis child, whatever starts it: QProcess in Slicer, subprocess in tests and scripts.
 
-    def __init__(self, model: str, inputs: list[str], review_folder: str | os.PathLike, device: str = "auto",
-                 members: str = "flips,folds", python: Optional[str] = None, work_dir: Optional[str] = None):
+    It keeps what the review opened at its end needs, as it was at the start (the GUI may have changed,
+    or the scene been closed, since): the model path and the opened model, the scene's volume node IDs
+    with the number of scene closes before the start (IDs are reused after a close), and the identity
+    of those volumes and the model, hashed once, before the volumes were exported."""
+
+    def __init__(self, model: str, inputs: list[str], review_folder: str | os.PathLike, device: str = DEFAULT_DEVICE,
+                 members: str = DEFAULT_MEMBERS_TEXT, python: Optional[str] = None, work_dir: Optional[str] = None,
+                 opened_model=None, volume_ids: Sequence[str] = (), scene_closes: int = 0,
+                 identity: Optional[dict] = None):
+        self.model_path = str(model)
+        self.model, self.volume_ids, self.scene_closes = opened_model, list(volume_ids), scene_closes
+        self.identity = identity
         self.folder = ReviewFolder(review_folder)
         self.output = self.folder.analysis
         self.cancel_file = cancel_file_for(self.output)
@@ -93,6 +104,11 @@ class AnalysisRun:
         self.fraction = 0.0
         self.message = ""
         self._partial_line = ""
+
+    def review_inputs(self) -> dict:
+        """What the review is opened from when the run has ended: mrml.review_controller's open_analysed arguments."""
+        return {"opened_model": self.model, "volume_ids": list(self.volume_ids), "scene_closes": self.scene_closes,
+                "identity": self.identity}
 
     def prepare(self) -> list[str]:
         """Remove a stale cancel file (it would stop the new run at once); return the command to start."""

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
-from .arguments import parse_folds
+from ..nnunet.analysis_settings import DEFAULT_DEVICE, DEFAULT_MEMBERS_TEXT, MEMBER_KINDS, AnalysisSettings
+from .arguments import analysis_settings, parse_folds
 from .progress import CancelFlag, Progress
 
 
@@ -14,10 +16,10 @@ def add_parser(sub) -> None:
     p.add_argument("--configuration", default=None)
     p.add_argument("--input", nargs="+", required=True, help="one image per model channel, in channel order")
     p.add_argument("--output", required=True)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default=DEFAULT_DEVICE)
     p.add_argument("--folds", default=None, help="comma-separated folds (default: all available)")
-    p.add_argument("--members", default="flips,folds", help="any of flips,folds,dropout")
-    p.add_argument("--dropout-samples", type=int, default=5)
+    p.add_argument("--members", default=DEFAULT_MEMBERS_TEXT, help=f"any of {','.join(MEMBER_KINDS)}")
+    p.add_argument("--dropout-samples", type=int, default=AnalysisSettings.dropout_samples)
     p.add_argument("--extension", default=".nii.gz", choices=[".nii.gz", ".nii", ".nrrd", ".mha"])
     p.add_argument("--trust-model", action="store_true", help="allow checkpoints that contain pickled code")
     p.add_argument("--cpu-fallback", action="store_true", help="if the GPU runs out of memory, retry on the CPU")
@@ -31,20 +33,15 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..data.analysis_files import write_analysis
-    from ..errors import CancelledError
-    from ..nnunet.inference import CaseImages, MemberPredictor
+    from ..data.case_images import CaseImages
     from ..nnunet.model_folder import open_model
 
     model = open_model(args.model, configuration=args.configuration, folds=parse_folds(args.folds))
-    case = CaseImages.from_files(args.input)
-    members = tuple(m.strip() for m in args.members.split(",") if m.strip())
-    predictor = MemberPredictor(model, device=args.device, members=members, dropout_samples=args.dropout_samples,
-                                trust_model=args.trust_model, cpu_fallback=args.cpu_fallback, tta=not args.disable_tta)
+    case = CaseImages.from_files(args.input)  # a missing or unreadable image is refused before torch loads
+    from ..nnunet.analysis import CaseAnalyzer
+
     cancel = CancelFlag(args.cancel_file, stdin_eof=args.cancel_on_stdin_eof)
-    result = predictor.analyze(case, progress=Progress(args.progress), cancel=cancel)
-    if cancel():
-        raise CancelledError("Analysis cancelled; nothing was written.")
-    out = write_analysis(result, case, args.output, model.describe(), extension=args.extension)
-    print(json.dumps({"output": str(out), "seconds": round(result.seconds, 1), "members": result.members}))
+    result = CaseAnalyzer(model, analysis_settings(args)).analyze_into(
+        case, args.output, progress=Progress(args.progress), cancel=cancel, extension=args.extension)
+    print(json.dumps({"output": str(Path(args.output)), "seconds": round(result.seconds, 1), "members": result.members}))
     return 0

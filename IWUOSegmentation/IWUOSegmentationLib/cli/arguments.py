@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..nnunet.analysis_settings import AnalysisSettings, parse_members
+
 
 def parse_spacing(text: str) -> tuple[float, float, float]:
     """Three spacings in mm, x,y,z: "2,2,2" or "1x1x5"."""
@@ -25,3 +27,13 @@ def parse_fold(text: str):
 def parse_folds(text: str | None) -> list[str] | None:
     """--folds of analyze/evaluate: comma-separated fold names, None (all available) when not given."""
     return [f.strip() for f in text.split(",")] if text else None
+
+
+def analysis_settings(args: argparse.Namespace) -> AnalysisSettings:
+    """The analysis options a command takes (--device, --members, --disable-tta, ...); the rest stay the defaults."""
+    given = {"device": getattr(args, "device", None),
+             "members": parse_members(args.members) if getattr(args, "members", None) else None,
+             "tta": not args.disable_tta if hasattr(args, "disable_tta") else None,
+             "dropout_samples": getattr(args, "dropout_samples", None),
+             "trust_model": getattr(args, "trust_model", None), "cpu_fallback": getattr(args, "cpu_fallback", None)}
+    return AnalysisSettings(**{k: v for k, v in given.items() if v is not None})

@@ -11,9 +11,8 @@ from pathlib import Path
 
 from ..data.phantom import write_phantoms
 from ..errors import BadInputError
+from ..nnunet.analysis_settings import DEFAULT_DEVICE, AnalysisSettings
 from ..nnunet.demo_model import FIRST_TRAINING_SEED
-from ..nnunet.inference import MemberPredictor
-from ..nnunet.model_folder import open_model
 from ..ranking.strategies import DEFAULT_RANKING
 from ..simulation.evaluate_folders import evaluate_folder_case
 from ..simulation.evaluation_config import EvaluationConfig
@@ -26,7 +25,7 @@ DEMO_SEEDS_START = 100  # below FIRST_TRAINING_SEED: cases the demo model never 
 DEMO_EXPERT_DRAWS = 5
 
 
-def run_demo(out: Path, n_cases: int = 3, device: str = "auto", progress=None) -> Path:
+def run_demo(out: Path, n_cases: int = 3, device: str = DEFAULT_DEVICE, progress=None) -> Path:
     if not 1 <= n_cases <= FIRST_TRAINING_SEED - DEMO_SEEDS_START:
         raise BadInputError(f"The demo takes 1 to {FIRST_TRAINING_SEED - DEMO_SEEDS_START} cases (phantom seeds the "
                             "demo model never saw during training).")
@@ -35,13 +34,14 @@ def run_demo(out: Path, n_cases: int = 3, device: str = "auto", progress=None) -
     cases = out / "phantoms"
     progress(0.0, f"generating {n_cases} phantom cases")
     write_phantoms(cases, n_cases, seed=DEMO_SEEDS_START, layout="cases")
-    model = open_model(None)
-    predictor = MemberPredictor(model, device=device, members=("flips", "folds"))
+    from ..nnunet.analysis import CaseAnalyzer
+
+    analyzer = CaseAnalyzer.open(None, AnalysisSettings(device=device))  # the bundled model, loaded once
     config = EvaluationConfig(regions=("WT", "TC", "ET"), expert_draws=DEMO_EXPERT_DRAWS)
     folders = sorted(p for p in cases.iterdir() if p.is_dir())
     for i, folder in enumerate(folders):
         out_case = out / "cases" / folder.name
-        evaluate_folder_case(folder, model, predictor, out_case, config,
+        evaluate_folder_case(folder, analyzer.model, analyzer, out_case, config,
                              progress=lambda f, m, i=i, name=folder.name: progress((i + f) / len(folders), f"{name}: {m}"))
     report = write_report(out)
     summary = [json.loads((out / "cases" / f.name / "evaluation.json").read_text()) for f in folders]
@@ -59,7 +59,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("demo", help="phantoms -> analysis with the bundled model -> IWUO evaluation")
     p.add_argument("--out", default="iwuo_demo_output")
     p.add_argument("--cases", type=int, default=3)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default=DEFAULT_DEVICE)
     p.set_defaults(func=run)
 
 

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from ..errors import BadInputError, CancelledError
+from ..nnunet.analysis_settings import DEFAULT_DEVICE, DEFAULT_MEMBERS_TEXT
 from ..ranking.slice_scores import ScoreOptions
 from ..simulation.evaluate_folders import (
     CASE_ERROR,
@@ -21,8 +22,8 @@ from ..simulation.evaluate_folders import (
     saved_result,
 )
 from ..simulation.evaluation_config import EvaluationConfig
-from ..storage.atomic_files import atomic_write_text
-from .arguments import parse_folds
+from ..storage.atomic_files import atomic_write_text, make_folder
+from .arguments import analysis_settings, parse_folds
 from .progress import Progress
 
 
@@ -60,9 +61,9 @@ def add_parser(sub) -> None:
                    help="also replay the correcting expert in every cell of the declared grid (look 2/8/20 s, "
                         "0.05/0.15/0.3 s per mm, tolerance 2/4 mm, minimum area 4/16/36 mm2): sensitivity.csv and "
                         "sensitivity.png")
-    p.add_argument("--members", default="flips,folds")
+    p.add_argument("--members", default=DEFAULT_MEMBERS_TEXT)
     p.add_argument("--disable-tta", action="store_true", help="no test-time mirroring (8x faster; no flip members)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default=DEFAULT_DEVICE)
     p.add_argument("--shard", default="0/1", help="i/n: evaluate cases i, i+n, i+2n, ...")
     p.add_argument("--merge-only", action="store_true")
     p.set_defaults(func=run)
@@ -115,12 +116,12 @@ def evaluation_config(args) -> EvaluationConfig:
 
 def run(args) -> int:
     from ..data.case_folders import list_case_folders
-    from ..nnunet.inference import MemberPredictor
+    from ..nnunet.analysis import CaseAnalyzer
     from ..nnunet.model_folder import open_model
     from ..simulation.report import write_report
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     lock = _lock_output(out, args.shard, args.merge_only)  # noqa: F841 - held until the command returns
     config = evaluation_config(args)
     progress = Progress(args.progress)
@@ -152,8 +153,7 @@ def run(args) -> int:
         # unknown region names or conventions are refused before any case is analysed
         evaluation_regions(structures_from_dataset_json(model.dataset_json), region_names(config.regions),
                            args.label_convention)
-        predictor = MemberPredictor(model, device=args.device, members=tuple(args.members.split(",")),
-                                    tta=not args.disable_tta)
+        analyzer = CaseAnalyzer(model, analysis_settings(args))  # networks loaded once for every case
         for i, folder in enumerate(folders):
             out_case = out / "cases" / folder.name
             if saved_result(folder, out_case, model) is not None:
@@ -168,7 +168,7 @@ def run(args) -> int:
                 def case_progress(f, m, i=i, name=folder.name):
                     progress((i + f) / len(folders), f"{name}: {m}")
 
-                evaluate_folder_case(folder, model, predictor, out_case, config, progress=case_progress)
+                evaluate_folder_case(folder, model, analyzer, out_case, config, progress=case_progress)
                 (out_case / CASE_ERROR).unlink(missing_ok=True)
                 (out_case / "error.txt").unlink(missing_ok=True)
                 progress((i + 1) / len(folders), f"{folder.name}: evaluated")

@@ -14,9 +14,9 @@ import sys
 import traceback
 
 from ..errors import BadInputError, CancelledError, IWUOError
-from . import analyze, demo, evaluate, export_dataset, phantom, review, review_report, train
+from . import analyze, calibrate, demo, evaluate, export_dataset, phantom, review, review_report, train
 
-COMMANDS = (phantom, train, analyze, demo, review, review_report, export_dataset, evaluate)
+COMMANDS = (phantom, train, analyze, demo, review, review_report, export_dataset, calibrate, evaluate)
 
 
 def build_parser() -> argparse.ArgumentParser:

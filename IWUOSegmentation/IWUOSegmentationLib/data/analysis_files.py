@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -21,8 +20,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import BadInputError
-from ..storage.atomic_files import atomic_write_text, check_complete
-from ..storage.fault_injection import after_write, before_write
+from ..storage.atomic_files import atomic_write_image, atomic_write_text, check_complete, folder_swapped_in
 from .analysis_identity import analysis_identity, case_identity, model_identity, read_summary
 from .case_images import AnalysisResult, CaseImages
 
@@ -38,20 +36,12 @@ def write_analysis(result: AnalysisResult, case: CaseImages, out_dir: str | os.P
         raise BadInputError(f"Unsupported output extension {extension!r}; use .nii.gz, .nii, .nrrd or .mha.")
     out = Path(out_dir)
     identity = analysis_identity(case_identity(case, model_info.get("channels")), model_identity(model_info))
-    tmp = out.with_name(f".{out.name}.partial")
-    old = out.with_name(f".{out.name}.old")
-    for leftover in (tmp, old):  # what a crash during an earlier write left
-        if leftover.exists():
-            shutil.rmtree(leftover)
-    tmp.mkdir(parents=True)
+    # built aside and swapped in by renames: the old analysis is moved aside in one rename (never half-deleted in
+    # place, where a crash would leave a summary.json beside missing maps), then the new one renamed in
+    with folder_swapped_in(out, swap_point="analysis.swap") as built:
+        def write_image(array: np.ndarray, name: str) -> None:
+            atomic_write_image(built / f"{name}{extension}", case.to_image(array), tmp_point="analysis.image")
 
-    def write_image(array: np.ndarray, name: str) -> None:
-        path = tmp / f"{name}{extension}"
-        before_write("analysis.image", path)
-        sitk.WriteImage(case.to_image(array), str(path), True)
-        after_write("analysis.image", path)
-
-    try:
         write_image(result.label_map.astype(np.uint8), "segmentation")
         for i, name in enumerate(result.output_names):
             write_image(result.probabilities[i].astype(np.float32), f"probability_{name}")
@@ -67,17 +57,7 @@ def write_analysis(result: AnalysisResult, case: CaseImages, out_dir: str | os.P
             "uncertainty_mean": {n: float(result.uncertainty[n].mean()) for n in UNCERTAINTY_MAPS},
             "identity": identity,
         }
-        atomic_write_text(tmp / "summary.json", json.dumps(summary, indent=2))
-        # The old analysis is moved aside in one rename (never half-deleted in place, where a crash
-        # would leave a summary.json beside missing maps), then the new one renamed in.
-        if out.exists():
-            os.replace(out, old)
-        after_write("analysis.swap")
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        atomic_write_text(built / "summary.json", json.dumps(summary, indent=2))
     return out
 
 

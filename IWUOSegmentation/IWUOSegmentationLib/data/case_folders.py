@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from ..errors import BadInputError
+from ..errors import BadInputError, MissingInputError
 
 IMAGE_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
 REFERENCE_PATTERNS = ("label", "seg", "otmulticlass", "truth", "reference", "gt")
@@ -129,7 +129,7 @@ def find_case_files(folder: str | Path, channel_names: list[str]) -> CaseFiles:
 def list_case_folders(root: str | Path) -> list[Path]:
     root = Path(root)
     if not root.is_dir():
-        raise BadInputError(f"Cases folder {root} does not exist.")
+        raise MissingInputError(f"Cases folder {root} does not exist.")
     folders = sorted(p for p in root.iterdir() if p.is_dir() and _images_in(p))
     if not folders:
         raise BadInputError(f"{root} has no case folders with images.")

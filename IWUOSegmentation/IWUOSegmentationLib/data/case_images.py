@@ -8,11 +8,12 @@ numpy and SimpleITK only.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import BadInputError
+from ..errors import BadInputError, MissingInputError
 from ..storage.atomic_files import check_complete
 
 #: Voxel sizes outside this range (mm) are a broken header, not a scan.
@@ -33,6 +34,10 @@ class CaseImages:
     def from_files(cls, paths: list[str]) -> CaseImages:
         images = []
         for p in paths:
+            if Path(p).is_dir():
+                raise BadInputError(f"{p} is a folder; give one image file per model channel.")
+            if not Path(p).is_file():
+                raise MissingInputError(f"Input image not found: {p}")
             try:
                 check_complete(p)  # ITK would zero-fill a cut .nii.gz
                 images.append(sitk.ReadImage(str(p)))

@@ -22,7 +22,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from ..errors import BadInputError
-from ..storage.atomic_files import atomic_write_text
+from ..storage.atomic_files import atomic_write_image, atomic_write_text, make_folder
 from .case_images import image_from_array
 from .structures import BRATS_CONVENTIONS, convert_labels, resolve_convention
 
@@ -279,7 +279,7 @@ def write_phantoms(out_dir: str | os.PathLike, n: int, seed: int = 0, layout: st
         raise BadInputError(f"Unknown phantom kind {kind!r}: use 'tumour' or 'tissue'.")
     convention = resolve_convention(label_convention)
     out = Path(out_dir)
-    root = out / dataset_name if layout == "nnunet" else out
+    root = make_folder(out / dataset_name if layout == "nnunet" else out)  # a file in the way is refused first
     for i in range(n):
         if kind == "tissue":
             case = make_tissue_phantom(seed + i, spacing=spacing)
@@ -293,16 +293,16 @@ def write_phantoms(out_dir: str | os.PathLike, n: int, seed: int = 0, layout: st
             (root / "imagesTr").mkdir(parents=True, exist_ok=True)
             (root / "labelsTr").mkdir(parents=True, exist_ok=True)
             for c, channel in enumerate(channels):
-                _write(case.to_image(case.channels[channel]), root / "imagesTr" / f"{case.name}_{c:04d}.nii.gz")
-            _write(case.to_image(case.label), root / "labelsTr" / f"{case.name}.nii.gz")
+                atomic_write_image(root / "imagesTr" / f"{case.name}_{c:04d}.nii.gz", case.to_image(case.channels[channel]))
+            atomic_write_image(root / "labelsTr" / f"{case.name}.nii.gz", case.to_image(case.label))
         else:
             folder = root / case.name
             folder.mkdir(parents=True, exist_ok=True)
             names = _CASE_FILE_NAMES.get(convention if kind == "tumour" else "brats2013")
             for channel in channels:
-                _write(case.to_image(case.channels[channel]), folder / names(case.name, channel))
-            _write(case.to_image(case.label), folder / names(case.name, "label"))
-            _write(case.to_image(case.brain_mask.astype(np.uint8)), folder / "brainmask.nii.gz")
+                atomic_write_image(folder / names(case.name, channel), case.to_image(case.channels[channel]))
+            atomic_write_image(folder / names(case.name, "label"), case.to_image(case.label))
+            atomic_write_image(folder / "brainmask.nii.gz", case.to_image(case.brain_mask.astype(np.uint8)))
             atomic_write_text(folder / "phantom.json", json.dumps(case.params, indent=2))
     if layout == "nnunet":
         n_total = len(list((root / "labelsTr").glob("*.nii.gz")))
@@ -388,8 +388,3 @@ def phantom_dataset_json(num_training: int, region_based: bool = True, label_con
                        + ("" if convention is BRATS_CONVENTIONS["brats2013"] else f" Labels: {convention['title']}."),
     }
 
-
-def _write(image: sitk.Image, path: Path) -> None:
-    tmp = path.with_name(path.name.replace(".nii.gz", ".tmp.nii.gz"))
-    sitk.WriteImage(image, str(tmp), useCompression=True)
-    os.replace(tmp, path)

@@ -20,8 +20,10 @@ SEED = 7
 CASE_FOLDER = Path(__file__).resolve().parent / "self_test_data" / f"phantom_{SEED:04d}"
 CHANNEL_FILES = {"FLAIR": "FLAIR.nii.gz", "T1c": "T1c.nii.gz"}
 REFERENCE_FILE = "label.nii.gz"
-#: Sample Data entry (category IWUOSegmentation) that loads this case.
-SAMPLE_NAME = "IWUOBrainTumourPhantom"
+#: Sample Data entry (category IWUOSegmentation) that loads this case: its button text too, since
+#: `registerCustomSampleDataSource` takes no sampleDescription and SampleDataSource shows sampleName
+#: when there is none (SampleData.py, 5.4-5.12); also the name `SampleData.downloadSample` takes.
+SAMPLE_NAME = "IWUO brain tumour phantom"
 
 
 def analysis_folder() -> Path:

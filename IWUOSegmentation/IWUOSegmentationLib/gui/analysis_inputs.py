@@ -6,8 +6,12 @@ import os
 import tempfile
 
 
-def analysis_run(model_path: str, volumes: list, review_folder: str, device: str, members: str):
-    """Export `volumes` (one per model channel, in order) to a temporary folder that the run removes when it ends."""
+def analysis_run(volumes: list, review_folder: str, device: str, members: str, review_inputs: dict):
+    """Export `volumes` (one per model channel, in order) to a temporary folder that the run removes when it ends.
+
+    `review_inputs` is mrml.review_controller.ReviewController.analysis_inputs(volumes, model), taken before the
+    export: the run analyses with that opened model's folder and keeps it all, so the review it opens at the end
+    is of these volumes and this model, whatever the panel shows by then."""
     import slicer
 
     from ..cli.analysis_process import AnalysisRun
@@ -16,4 +20,5 @@ def analysis_run(model_path: str, volumes: list, review_folder: str, device: str
     inputs = [os.path.join(work, f"input_{i:04d}.nrrd") for i in range(len(volumes))]
     for volume, path in zip(volumes, inputs):
         slicer.util.exportNode(volume, path)
-    return AnalysisRun(model_path, inputs, review_folder, device, members, work_dir=work)
+    return AnalysisRun(str(review_inputs["opened_model"].path), inputs, review_folder, device, members, work_dir=work,
+                       **review_inputs)

@@ -2,47 +2,43 @@
 
 torch comes from Slicer's PyTorch extension (the right CPU/CUDA build for the machine); the rest
 through `slicer.packaging.pip_ensure` (Slicer >= 5.12; `slicer.packaging` is not imported by
-`import slicer`, so it is imported here) or `slicer.util.pip_install` on older Slicer. Slicer's
-own numpy, scipy and SimpleITK are never replaced: they are not requested, and nnU-Net's
-dependency on SimpleITK and torch is skipped (5.12+) or pinned to the installed versions.
-Nothing is installed in testing mode. Errors come back as one line for the panel, not tracebacks.
+`import slicer`, so it is imported here) or `slicer.util.pip_install` on older Slicer. What is asked
+of pip, and which of Slicer's packages must survive it, is `host/python_packages.py`. Nothing is
+installed in testing mode. Every outcome comes back as one line for the panel, not a traceback:
+declined, failed (offline included: pip's exit code), or replaced one of Slicer's own packages.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 import subprocess
 import tempfile
 
-#: import name -> pip requirement (Slicer ships numpy, scipy and SimpleITK: never listed here)
-REQUIREMENTS = {
-    "nnunetv2": "nnunetv2>=2.5",
-    "matplotlib": "matplotlib>=3.7",
-    "nilearn": "nilearn>=0.10",
-}
-#: Never installed or upgraded as a dependency of the above: Slicer's own builds.
-KEEP = ("SimpleITK", "torch")
+from ..host.python_packages import (
+    PROTECTED,
+    REQUIREMENTS,
+    constraints_text,
+    installed_versions,
+    pip_install_arguments,
+    replaced,
+)
+
+DECLINED = "The Python packages the analysis needs were not installed."
 
 
 def missing_requirements() -> list[str]:
     """pip requirements whose packages cannot be imported (torch excluded)."""
+    importlib.invalidate_caches()  # a package pip has just installed is found without a restart
     return [req for module, req in REQUIREMENTS.items() if importlib.util.find_spec(module) is None]
 
 
-def _pinned_constraints() -> str:
-    """A pip constraints file holding Slicer's SimpleITK and torch at their installed versions."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    lines = []
-    for name in KEEP:
-        try:
-            lines.append(f"{name}=={version(name)}")
-        except PackageNotFoundError:
-            continue
+def _constraints_file(versions: dict) -> str:
+    """A temporary pip constraints file pinning Slicer's protected packages at `versions`."""
     handle, path = tempfile.mkstemp(prefix="iwuo_constraints_", suffix=".txt")
     with os.fdopen(handle, "w") as f:
-        f.write("\n".join(lines) + "\n")
+        f.write(constraints_text(versions))
     return path
 
 
@@ -58,22 +54,33 @@ def ensure_dependencies(confirm) -> None:
         raise MissingDependencies(why)
 
 
+def _ensure_torch(confirm, testing: bool) -> str:
+    """'' when torch is importable (installed now if needed), else the line saying why not."""
+    if importlib.util.find_spec("torch") is not None:
+        return ""
+    if testing:
+        return "PyTorch is not installed (nothing is installed in testing mode)."
+    if not confirm("IWUOSegmentation needs PyTorch. Install it now with the PyTorch extension?"):
+        return "PyTorch is needed to analyse a case."
+    try:
+        import PyTorchUtils
+    except ImportError:
+        return ("The PyTorch extension is not installed: install 'PyTorch' from the Extensions Manager, "
+                "restart Slicer, and try again.")
+    try:  # raises on any failure (light-the-torch's exit code, no network); returns None only on its own prompt
+        PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False)
+    except Exception as exc:
+        return f"PyTorch could not be installed ({type(exc).__name__}: {exc}); see the Python console."
+    return ""
+
+
 def _ensure(confirm) -> tuple[bool, str]:
     import slicer
 
     testing = bool(slicer.app.testingEnabled())
-    if importlib.util.find_spec("torch") is None:
-        if testing:
-            return False, "PyTorch is not installed (nothing is installed in testing mode)."
-        if not confirm("IWUOSegmentation needs PyTorch. Install it now with the PyTorch extension?"):
-            return False, "PyTorch is needed to analyse a case."
-        try:
-            import PyTorchUtils
-        except ImportError:
-            return False, ("The PyTorch extension is not installed: install 'PyTorch' from the Extensions Manager, "
-                           "restart Slicer, and try again.")
-        if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False) is None:
-            return False, "PyTorch could not be installed."
+    why = _ensure_torch(confirm, testing)
+    if why:
+        return False, why
     missing = missing_requirements()
     if not missing:
         return True, ""
@@ -83,16 +90,26 @@ def _ensure(confirm) -> tuple[bool, str]:
         import slicer.packaging as packaging
     except ImportError:  # Slicer < 5.12
         packaging = None
+    before = installed_versions()
+    constraints = _constraints_file(before)
     try:
         if packaging is not None and hasattr(packaging, "pip_ensure"):
-            packaging.pip_ensure(missing, skip_packages=list(KEEP), requester="IWUOSegmentation")
+            packaging.pip_ensure(missing, constraints=constraints, skip_packages=list(PROTECTED),
+                                 requester="IWUOSegmentation")
         else:
             if not confirm("IWUOSegmentation needs these Python packages:\n" + "\n".join(missing) + "\nInstall them now?"):
-                return False, "The Python packages the analysis needs were not installed."
-            slicer.util.pip_install(" ".join(missing) + f" -c {_pinned_constraints()}")
-    except RuntimeError:  # pip_ensure: the user declined
-        return False, "The Python packages the analysis needs were not installed."
+                return False, DECLINED
+            slicer.util.pip_install(pip_install_arguments(missing, constraints))
+    except RuntimeError as exc:  # pip_ensure: the user declined; pip_install: PythonSlicer not found
+        return False, DECLINED if packaging is not None else f"Installing {', '.join(missing)} failed: {exc}"
     except subprocess.CalledProcessError as exc:
-        return False, f"Installing {', '.join(missing)} failed (pip exit code {exc.returncode}); see the Python console."
+        return False, (f"Installing {', '.join(missing)} failed (pip exit code {exc.returncode}; offline? pip needs "
+                       "the package index); see the Python console.")
+    finally:
+        os.remove(constraints)
+    changed = replaced(before, installed_versions())
+    if changed:
+        return False, (f"Installing {', '.join(missing)} changed Slicer's own packages ({'; '.join(changed)}): "
+                       "restart Slicer, and reinstall it if it misbehaves.")
     still = missing_requirements()
     return (not still), (f"Still missing after the install: {', '.join(still)}; restart Slicer." if still else "")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import BadInputError
 from .colormaps import COLORMAPS, PALETTE
 
 HEATMAP_COLORMAPS = {"uncertainty": "inferno", "impact": "magma"}
@@ -25,6 +26,13 @@ SEGMENT_COLORS = {
     "NCR": (0.85, 0.25, 0.2), "NET": (0.3, 0.45, 0.9), "ED": (0.35, 0.8, 0.35), "ET": (1.0, 0.85, 0.2),
     "whole tumor": (0.35, 0.8, 0.35), "tumor core": (0.85, 0.25, 0.2), "enhancing tumor": (1.0, 0.85, 0.2),
 }
+
+
+def named_node(scene, node_class: str, name: str):
+    """The scene's node called `name`, added (of `node_class`) when there is none: the review's tables and chart
+    are found by name, so a reopened scene's nodes are reused instead of doubled."""
+    node = scene.GetFirstNodeByName(name)
+    return node if node is not None else scene.AddNewNodeByClass(node_class, name)
 
 
 def heatmap_color_node(scene, colormap: str = "inferno"):
@@ -126,6 +134,10 @@ def show_as_foreground(scene, background_volume, foreground_volume, opacity: flo
     return n
 
 
+class EmptyReferenceError(BadInputError, ValueError):
+    """A reference segmentation without segments (a ValueError too, for callers that catch one)."""
+
+
 def reference_mask_on_volume(reference_segmentation, volume) -> np.ndarray:
     """Union of a reference segmentation's segments on `volume`'s grid (resampled if its grid differs)."""
     import slicer.util
@@ -134,7 +146,7 @@ def reference_mask_on_volume(reference_segmentation, volume) -> np.ndarray:
     mask = np.zeros(shape, bool)
     segmentation = reference_segmentation.GetSegmentation()
     if segmentation.GetNumberOfSegments() == 0:
-        raise ValueError(f"The reference segmentation '{reference_segmentation.GetName()}' has no segments.")
+        raise EmptyReferenceError(f"The reference segmentation '{reference_segmentation.GetName()}' has no segments.")
     for i in range(segmentation.GetNumberOfSegments()):
         segment = slicer.util.arrayFromSegmentBinaryLabelmap(reference_segmentation, segmentation.GetNthSegmentID(i),
                                                              volume)

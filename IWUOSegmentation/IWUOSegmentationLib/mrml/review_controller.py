@@ -10,23 +10,41 @@ overlays and reference. A scene close drops every node it held (IDs are reused a
 
 from __future__ import annotations
 
-import json
+import logging
 import os
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+from ..review.budget_log import DEFAULT_BUDGET_SLICES, BudgetSummary
 from ..review.folder import ReviewFolder
-from .analysis_nodes import ATTR_LABELS
-from .review_session import ATTR_LOG, RANKING_TABLE, RED_VIEW, ROLE_VOLUME, ReviewSession
+from ..storage.portable_names import portable_folder_name
+from .ranking_navigation import RANKING_TABLE, RED_VIEW
+from .review_session import ATTR_LOG, ROLE_VOLUME, ReviewSession, SessionOptions
+from .slice_view import slice_index_of_view
 
-#: Slices of the correction budget when a front end sets none (`iwuo review --budget-slices` default).
-DEFAULT_BUDGET_SLICES = 20
+#: "Run this after the current event" of a front end (Qt: QTimer.singleShot(0, f); asyncio: loop.call_soon(f)).
+Scheduler = Callable[[Callable[[], None]], None]
 #: The segment editor node of the module's own embedded editor; not the Segment Editor module's
 #: ("SegmentEditor"), which would share its active effect and segmentation with it.
 SEGMENT_EDITOR_SINGLETON_TAG = "IWUOSegmentation"
 ROLE_OVERLAY = "iwuoOverlay_"  # + overlay kind
 ROLE_REFERENCE_SEGMENTATION = "iwuoReference"
+
+
+@dataclass(frozen=True)
+class ReviewProgress:
+    """What both front ends show of a review, from one look at its log and its ranking."""
+
+    slices_corrected: int = 0
+    budget_slices: int = 1
+    budget_text: str = ""  # 'k of N slices · mm:ss · estimated Dice gain'
+    status_text: str = ""  # 'Rank r of n: slice s'
+    rank: int = 0  # the 1-based rank shown; 0: none yet
+    view_slice: int = -1  # the slice the Red view's plane centre is on; -1 without a Red view
+    target: Optional[str] = None
+    rows: tuple = ()  # {"rank", "slice", "iwuo", "status"} of each ranked slice, best first
 
 
 @dataclass(frozen=True)
@@ -55,6 +73,13 @@ def segment_editor_node(scene):
     return node
 
 
+def deactivate_editor_effect(scene) -> None:
+    """No active effect on the module's segment editor node. A scene saved while Paint was active restores
+    "Paint" on that node when it is loaded or imported, and an embedded editor observing the node would then
+    paint in every view outside the module; the module calls this after a load or import it is not shown for."""
+    segment_editor_node(scene).SetActiveEffectName("")
+
+
 def red_node(scene, node_class: str = "vtkMRMLSliceNode"):
     """The Red view's slice (or composite) node, or None; the slice a reviewer sees is read from it."""
     for i in range(scene.GetNumberOfNodesByClass(node_class)):
@@ -64,20 +89,32 @@ def red_node(scene, node_class: str = "vtkMRMLSliceNode"):
     return None
 
 
-def budget_of(session: ReviewSession) -> int:
-    """The session's slice budget (logged when it started, by whichever front end); the ranking length if none."""
-    return session.log.summary().budget_slices or len(session.ranking)
-
-
-def budget_text(session: ReviewSession) -> str:
+def budget_text(summary: BudgetSummary, budget_slices: int) -> str:
     """'k of N slices · mm:ss · estimated Dice gain', N the session's budget, as both front ends show it."""
-    summary = session.log.summary()
     minutes, seconds = divmod(int(summary.seconds_used), 60)
-    text = (f"{summary.slices_corrected} of {budget_of(session)} slices · {minutes:02d}:{seconds:02d} · "
+    text = (f"{summary.slices_corrected} of {budget_slices} slices · {minutes:02d}:{seconds:02d} · "
             f"estimated Dice gain {summary.estimated_dice_gain:+.3f}")
-    if summary.measured_dice is not None:
-        text += f" · measured Dice {summary.measured_dice:.3f}"
+    if summary.measured_foreground_dice is not None:
+        text += f" · all-foreground Dice {summary.measured_foreground_dice:.3f}"
     return text
+
+
+def scene_overlays(table) -> dict[str, object]:
+    """The heatmap overlays a ranking table references (kind -> volume node)."""
+    overlays = {}
+    for i in range(table.GetNumberOfNodeReferenceRoles()):
+        role = table.GetNthNodeReferenceRole(i)
+        if role.startswith(ROLE_OVERLAY) and table.GetNodeReference(role) is not None:
+            overlays[role[len(ROLE_OVERLAY):]] = table.GetNodeReference(role)
+    return overlays
+
+
+def scene_reviews(scene, folder: ReviewFolder, volume) -> bool:
+    """The scene holds the review of `folder` on `volume` (a reopened scene, or one a closed controller left)."""
+    table = scene.GetFirstNodeByName(RANKING_TABLE)
+    referenced = table.GetNodeReference(ROLE_VOLUME) if table is not None else None
+    return (referenced is not None and referenced.GetID() == volume.GetID()
+            and Path(table.GetAttribute(ATTR_LOG) or "") == folder.log)
 
 
 def model_channels(model_path: str) -> tuple[list[str], str]:
@@ -102,8 +139,9 @@ def match_volume(scene, channel: str):
 
 
 def default_review_folder(volume_name: str) -> Path:
-    """Where a desktop review goes when the user chose no folder."""
-    return Path(os.path.expanduser("~")) / "IWUOSegmentation" / volume_name
+    """Where a desktop review goes when the user chose no folder: one folder named after the volume, valid on
+    every system (DICOM volumes are named "<series>: <description>", which may hold "/")."""
+    return Path(os.path.expanduser("~")) / "IWUOSegmentation" / portable_folder_name(volume_name)
 
 
 def require_volumes(volumes: list) -> None:
@@ -121,29 +159,53 @@ def review_folder_of(chosen: str | os.PathLike, volume_name: str) -> tuple[str, 
 
 
 class ReviewController:
-    """The review of one case in `scene`; `on_dirty` is the front end's "flush after this event" scheduler,
-    `on_logged` its budget display, called with each event the session logs (so it never reads the log file)."""
+    """The review of one case in `scene`: the one thing the front ends call (they never touch the session).
 
-    def __init__(self, scene, on_dirty: Optional[Callable[[], None]] = None, front_end: str = "Slicer",
+    `schedule` is the front end's "run this after the current event": an edit is accounted for (saved, then
+    logged) once the event that made it is over, as one stroke fires several segmentation events. `on_logged`
+    is its display, called with each event the session logs (so it never reads the log file)."""
+
+    def __init__(self, scene, schedule: Optional[Scheduler] = None, front_end: str = "Slicer",
                  on_logged: Optional[Callable[[dict], None]] = None):
         self.scene = scene
-        self.on_dirty = on_dirty
+        self.schedule = schedule
+        self._accounting_scheduled = False
         #: Callbacks for each logged event, shared with every session this controller takes (resume, target).
         self.on_logged: list[Callable[[dict], None]] = [on_logged] if on_logged is not None else []
         self.front_end = front_end  # named to a second opener of the review folder (storage/folder_lock.py)
-        self._drop()
-
-    def _drop(self) -> None:
+        #: Scene closes seen (scene_about_to_close): node IDs are reused after a close, so an ID is only
+        #: believed together with this count (volumes_by_id).
+        self.scene_closes = 0
+        self._unresumable = None  # the ranking table whose resume failed: said once, not retried
         self.session: Optional[ReviewSession] = None
-        self.analysis = None
-        self.volume = None
-        self.folder: Optional[ReviewFolder] = None
-        self.overlays: dict[str, object] = {}
+        self.close()
 
     # -- open, resume, close ----------------------------------------------------------------------
     def has_saved_review(self) -> bool:
-        """The scene holds a review (a reopened scene) that this controller has not taken up."""
-        return self.session is None and self.scene.GetFirstNodeByName(RANKING_TABLE) is not None
+        """The scene holds a review (a reopened scene) that this controller has not taken up, nor failed to."""
+        table = self.scene.GetFirstNodeByName(RANKING_TABLE)
+        return self.session is None and table is not None and table is not self._unresumable
+
+    def resume_saved_review(self) -> tuple[bool, str]:
+        """Take up the review the scene holds, as the module does at each entry and scene import: (resumed, line).
+        A review that cannot be resumed gives its line once (what is wrong and what to do); later calls return
+        (False, "") and do not try again until another scene is opened. An error that is not the user's to fix
+        (not an IWUOError or OSError) is named with its type and its traceback logged."""
+        from ..errors import IWUOError
+
+        if not self.has_saved_review():
+            return False, ""
+        table = self.scene.GetFirstNodeByName(RANKING_TABLE)
+        try:
+            self.resume()
+        except Exception as exc:
+            self._unresumable = table
+            if not isinstance(exc, (IWUOError, OSError)):
+                logging.exception("Resuming the review saved with the scene failed")
+            why = str(exc) if isinstance(exc, (IWUOError, OSError)) else f"{type(exc).__name__}: {exc} (see the log)."
+            return False, (f"The review saved with this scene cannot be resumed: {why} Fix that and press Analyse "
+                           "with its volumes and review folder, or delete the table 'IWUO ranking' to start again.")
+        return True, ""
 
     def open_case(self, review_folder: str | os.PathLike, volume, written_labels: dict[str, int],
                   expected_identity: dict, analysis_dir: str | os.PathLike | None = None,
@@ -164,7 +226,7 @@ class ReviewController:
         folder = ReviewFolder(review_folder)
         if self.session is not None and self.folder == folder and self.volume is volume:
             return self.session
-        if self._scene_review_of(folder, volume):
+        if scene_reviews(self.scene, folder, volume):
             return self.resume()
         self.close()
         import slicer.util
@@ -174,9 +236,9 @@ class ReviewController:
         corrected = read_corrected_segmentation(folder.corrected, slicer.util.arrayFromVolume(volume).shape)
         loaded = load_analysis_into_scene(self.scene, analysis_dir, volume, written_labels, corrected,
                                           expected_identity=expected_identity, target=target)
-        session = open_review(self.scene, loaded.analysis, volume, loaded.segmentation, loaded.labels, folder.log,
-                              budget_slices=budget_slices, target=target, front_end=self.front_end,
-                              read_only=read_only, lock=lock)
+        session = open_review(self.scene, loaded, volume, folder.log,
+                              SessionOptions(budget_slices=budget_slices, target=target, front_end=self.front_end,
+                                             read_only=read_only, lock=lock))
         self.analysis, self.overlays, self.folder = loaded.analysis, dict(loaded.overlays), folder
         self._take(session)
         if session.current_rank >= 0:
@@ -192,15 +254,10 @@ class ReviewController:
 
         self.close()
         session, self.analysis = resume_review_from_scene(self.scene, front_end=self.front_end)
-        table = session.table
-        self.overlays = {}
-        for i in range(table.GetNumberOfNodeReferenceRoles()):
-            role = table.GetNthNodeReferenceRole(i)
-            if role.startswith(ROLE_OVERLAY) and table.GetNodeReference(role) is not None:
-                self.overlays[role[len(ROLE_OVERLAY):]] = table.GetNodeReference(role)
+        self.overlays = scene_overlays(session.table)
         self.folder = ReviewFolder(session.log.path.parent)
         self._take(session)
-        reference = table.GetNodeReference(ROLE_REFERENCE_SEGMENTATION)
+        reference = session.table.GetNodeReference(ROLE_REFERENCE_SEGMENTATION)
         if reference is not None:
             self.set_reference(reference)
         if session.current_rank >= 0:
@@ -208,12 +265,40 @@ class ReviewController:
         return session
 
     def _take(self, session: ReviewSession) -> ReviewSession:
-        self.session, self.volume = session, session.volume
-        session.on_dirty = self.on_dirty
+        self.session, self.volume, self.segmentation = session, session.volume, session.segmentation
+        session.on_dirty = self._edit_happened
         session.on_logged = self.on_logged
         for kind, node in self.overlays.items():
             session.table.SetNodeReferenceID(ROLE_OVERLAY + kind, node.GetID())
         return session
+
+    def close(self) -> None:
+        """End the session (its last edits saved and logged) and forget every node it held: the nodes stay in the
+        scene, but after File > Close Scene their IDs come back for other nodes."""
+        if self.session is not None:
+            self.session.close()
+        self.session = self.analysis = self.volume = self.segmentation = None
+        self.reference = None  # the reference segmentation node chosen for the measured Dice (set_reference)
+        self.folder: Optional[ReviewFolder] = None
+        self.overlays: dict[str, object] = {}
+
+    # -- edits ------------------------------------------------------------------------------------
+    def _edit_happened(self) -> None:
+        """The session saw an edit: account for it once the current event is over (once per event)."""
+        if self.schedule is None or self._accounting_scheduled:
+            return
+        self._accounting_scheduled = True
+
+        def account() -> None:
+            self._accounting_scheduled = False
+            self.flush()
+
+        self.schedule(account)
+
+    def flush(self) -> None:
+        """Account for pending edits (saved, then logged)."""
+        if self.session is not None:
+            self.session.flush_edits()
 
     # -- review target ----------------------------------------------------------------------------
     def targets(self) -> list[str]:
@@ -225,67 +310,60 @@ class ReviewController:
     def set_target(self, target: str) -> None:
         """Rank the slices for another structure: the log records the change and keeps the progress per slice;
         the impact overlay follows the target."""
-        from .review_workflow import open_review, show_target_impact
+        from .review_workflow import AnalysisInScene, open_review, show_target_impact
 
         session = self.session
         if session is None or not target or target == session.target:
             return
         reference = session.reference_segmentation
         session.close()  # accounts pending edits, stops observing
-        session = open_review(self.scene, self.analysis, self.volume, session.segmentation, session.label_values,
-                              session.log.path, target=target, front_end=self.front_end,
-                              read_only=session.read_only)
+        loaded = AnalysisInScene(session.segmentation, labels=session.label_values, analysis=self.analysis)
+        session = open_review(self.scene, loaded, self.volume, session.log.path,
+                              SessionOptions(target=target, front_end=self.front_end, read_only=session.read_only))
         session.reference_segmentation = reference
         self._take(session)
         if "impact" in self.overlays:
             show_target_impact(self.overlays["impact"], self.analysis, session.target)
 
-    def _scene_review_of(self, folder: ReviewFolder, volume) -> bool:
-        table = self.scene.GetFirstNodeByName(RANKING_TABLE)
-        referenced = table.GetNodeReference(ROLE_VOLUME) if table is not None else None
-        return (referenced is not None and referenced.GetID() == volume.GetID()
-                and Path(table.GetAttribute(ATTR_LOG) or "") == folder.log)
-
-    def flush(self) -> None:
-        """Account for pending edits (saved, then logged)."""
-        if self.session is not None:
-            self.session.flush_edits()
-
-    def close(self) -> None:
-        """End the session (its last edits accounted for); the nodes stay in the scene."""
-        if self.session is not None:
-            self.session.close()
-        self._drop()
-
     def scene_about_to_close(self) -> None:
-        """File > Close Scene: save what is pending, then forget every node (their IDs come back after Clear())."""
+        """File > Close Scene: save what is pending, then forget every node (their IDs come back after Clear())
+        and count the close (volumes_by_id); a review the next scene holds may be tried again."""
         self.close()
+        self.scene_closes += 1
+        self._unresumable = None
 
     # -- review -----------------------------------------------------------------------------------
     def act(self, action: str) -> None:
         """One of ACTIONS by name; at either end of the ranking it stays. Without a session it does nothing."""
         if self.session is None or action not in {a.name for a in ACTIONS}:
             return
-        try:
+        with suppress(IndexError):
             getattr(self.session, action)()
-        except IndexError:
-            pass
 
     def key(self, key: str) -> None:
+        """The action of a shortcut key (SHORTCUTS); other keys do nothing."""
         if key in SHORTCUTS:
             self.act(SHORTCUTS[key])
 
-    def budget(self) -> tuple[int, int, str]:
-        """(slices corrected, budget, text) for the progress bar and its label; (0, 1, "") without a session."""
-        if self.session is None:
-            return 0, 1, ""
-        return self.session.log.summary().slices_corrected, budget_of(self.session), budget_text(self.session)
+    def go_to(self, rank_index: int) -> None:
+        """Show the slice at `rank_index` (0-based: a row of the ranking); outside the ranking nothing happens."""
+        if self.session is not None:
+            with suppress(IndexError):
+                self.session.go_to(rank_index)
 
-    def status_text(self) -> str:
+    def progress(self) -> ReviewProgress:
+        """Budget, status, the slice the Red view shows and the ranking's rows; empty without a session."""
         session = self.session
-        if session is None or session.current_rank < 0:
-            return ""
-        return f"Rank {session.current_rank + 1} of {len(session.ranking)}: slice {session.ranking[session.current_rank]}"
+        if session is None:
+            return ReviewProgress()
+        summary = session.log.summary()
+        budget = summary.budget_slices or len(session.ranking)  # logged when it started, by whichever front end
+        rank, red = session.current_rank, red_node(self.scene)
+        return ReviewProgress(
+            slices_corrected=summary.slices_corrected, budget_slices=budget, budget_text=budget_text(summary, budget),
+            status_text=f"Rank {rank + 1} of {len(session.ranking)}: slice {session.ranking[rank]}" if rank >= 0 else "",
+            rank=rank + 1, view_slice=slice_index_of_view(red, session.volume, session.axis) if red else -1,
+            target=session.target, rows=tuple(session.navigation.rows()))
 
     def show_overlay(self, kind: str, opacity: float) -> None:
         """The heatmap `kind` over the reviewed volume in every slice view."""
@@ -295,13 +373,13 @@ class ReviewController:
             show_as_foreground(self.scene, self.volume, self.overlays[kind], opacity)
 
     def set_reference(self, reference_segmentation) -> str:
-        """Use a reference segmentation for measured Dice (kept with the scene); returns the line to show."""
+        """Use a reference segmentation for the measured Dice (kept with the scene); returns the line to show."""
         from .analysis_nodes import reference_mask_on_volume
 
         if self.session is None:
             return ""
         if reference_segmentation is None:
-            self.session.reference_segmentation = None
+            self.session.reference_segmentation = self.reference = None
             self.session.table.RemoveNodeReferenceIDs(ROLE_REFERENCE_SEGMENTATION)
             return ""
         try:
@@ -309,11 +387,9 @@ class ReviewController:
         except ValueError as exc:
             return str(exc)
         self.session.table.SetNodeReferenceID(ROLE_REFERENCE_SEGMENTATION, reference_segmentation.GetID())
-        return (f"Whole-tumour Dice against the reference: {self.session.measured_dice():.3f} "
-                "(resampled onto the input's grid)")
-
-    def reference_node(self):
-        return self.session.table.GetNodeReference(ROLE_REFERENCE_SEGMENTATION) if self.session is not None else None
+        self.reference = reference_segmentation
+        return (f"All-foreground Dice against the reference: {self.session.measured_foreground_dice():.3f} "
+                "(all segments together; the reference resampled onto the input's grid)")
 
     def export_report(self) -> Path:
         """review_report.md, review_log.csv and review_curve.png beside the session's budget log."""
@@ -336,5 +412,32 @@ class ReviewController:
         result = export_reviews([self.folder.root.parent], next_dataset_folder(parent_folder), model_path=model_path)
         return f"{len(result.cases)} corrected case(s) written to {result.dataset}"
 
-    def labels(self) -> dict[str, int]:
-        return json.loads(self.session.segmentation.GetAttribute(ATTR_LABELS) or "{}") if self.session else {}
+
+def volumes_by_id(controller: ReviewController, volume_ids: list[str], scene_closes: int) -> list:
+    """The volumes an analysis started on (their node IDs and the scene_closes count then), if the scene still
+    holds them; after a scene close (their IDs may name other volumes now) or a deletion, one clear line."""
+    from ..errors import BadInputError
+
+    volumes = [controller.scene.GetNodeByID(volume_id) for volume_id in volume_ids]
+    if scene_closes != controller.scene_closes or not volumes or any(v is None for v in volumes):
+        raise BadInputError("The analysed volumes are no longer in the scene (it was closed, or they were "
+                            "deleted): load the case and press Analyse; the analysis written is reused.")
+    return volumes
+
+
+def analysis_inputs(controller: ReviewController, volumes: list, model) -> dict:
+    """What the review opened after an analysis of `volumes` with the opened `model` needs, taken when the
+    analysis starts (the panel and the scene may change while it runs): keyword arguments of open_analysed
+    (and of cli.analysis_process.AnalysisRun, which keeps them). The volumes' identity is hashed here, once."""
+    from .review_workflow import identity_of_volumes
+
+    return {"opened_model": model, "volume_ids": [volume.GetID() for volume in volumes],
+            "scene_closes": controller.scene_closes, "identity": identity_of_volumes(volumes, model)}
+
+
+def open_analysed(controller: ReviewController, review_folder: str | os.PathLike, opened_model, volume_ids: list[str],
+                  scene_closes: int, identity: dict) -> ReviewSession:
+    """open_case on the volumes and model of analysis_inputs, on its first slice; one clear line (BadInputError)
+    when the volumes are no longer in the scene."""
+    volumes = volumes_by_id(controller, volume_ids, scene_closes)
+    return controller.open_case(review_folder, volumes[0], opened_model.written_labels, identity, show_first=True)

@@ -1,210 +1,196 @@
-"""Guided review in the scene: ranked-slice table, slice navigation, edit accounting, budget log.
+"""A reviewer's pass over the ranked slices of a segmentation: the parts, composed, and the folder lock.
 
-The BudgetLog file is the source of truth: the table nodes mirror it, and a session reopened
-from a saved scene (or after a crash) is rebuilt from the ranking stored on the table node and
-the log on disk. Slice indices are along `axis` of the (k, j, i) array of the input volume.
-The log file is read once, when the session starts: each event after that extends the BudgetLog's
-events in memory, and the front ends refresh on `on_logged` instead of reading the file.
+The session holds the review folder's lock and composes one part per job:
+  - navigation over the ranking (ranking_navigation.py: the ranked-slice table, the rank shown, the views),
+  - edit accounting (edit_accounting.py: edits per slice, saved through the session's saver, then logged),
+  - the budget log (review/budget_log.py: the review's source of truth, read once, then kept in memory),
+  - the log views (log_views.py: the log table and the chart, redrawn from each logged event).
+What the session adds is what a visit and a correction log, and when.
+
+A session reopened from a saved scene (or after a crash) is rebuilt from the ranking the table node keeps and
+the log on disk (`SavedReview`). Slice indices are along `axis` of the (k, j, i) array of the input volume.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
 
-from ..review.budget_log import BudgetLog
-from ..review.correction_curve import correction_curve
+from ..errors import MissingBudgetLogError, ReviewNotResumableError
+from ..review.budget_log import FOREGROUND_DICE_KEY, BudgetLog, corrected_slices, logged_target
 from ..storage.folder_lock import FolderLock, claim_lock, lock_folder
+from .edit_accounting import EditAccounting, Masks, SliceChanges
+from .log_views import LogViews
+from .ranking_navigation import RANKING_TABLE, RankingNavigation
 
-RANKING_TABLE = "IWUO ranking"
-LOG_TABLE = "IWUO budget log"
-CURVE_TABLE = "IWUO Dice curve"
-CHART = "IWUO Dice vs slices corrected"
 ATTR_LOG = "IWUO.budgetLogPath"
 ATTR_AXIS = "IWUO.sliceAxis"
+ATTR_TARGET = "IWUO.target"
 #: Node reference roles on the ranking table: references, unlike attributes holding node IDs, are
 #: remapped when a saved scene is imported into a scene whose IDs are taken.
 ROLE_VOLUME = "iwuoVolume"
 ROLE_SEGMENTATION = "iwuoSegmentation"
-ATTR_TARGET = "IWUO.target"
-ATTR_SUMMARY = "IWUO.summary"  # JSON: the log table's budget summary, the segmentation's ensemble members
-RED_VIEW = "Red"  # the layout name of the view the reviewer corrects in (Slicer's)
-#: Columns of the ranking table (the front ends read them too).
-COLUMN_RANK, COLUMN_SLICE, COLUMN_STATUS = "rank", "slice", "status"
-SCORE_COLUMNS = ("iwuo", "impact", "uncertainty")  # the ranking rows' scores, under their own names
 
 
-def logged_target(events: list[dict]) -> Optional[str]:
-    """The review target a budget log was last ranked on (session start or a later change), if it says."""
-    targets = [e.get("target") for e in events if e["kind"] in ("session_started", "target_changed") and e.get("target")]
-    return targets[-1] if targets else None
+@dataclass(frozen=True)
+class SessionOptions:
+    """How a session is opened: its slice budget (logged when the review starts), the structure ranked, the front
+    end named to a second opener of the folder, browse-only, and the folder's lock when the caller took it."""
+
+    budget_slices: Optional[int] = None
+    target: Optional[str] = None
+    front_end: str = "Slicer"
+    read_only: bool = False
+    lock: Optional[FolderLock] = None
 
 
-def slice_centre_ras(volume, axis: int, index: int) -> tuple[float, float, float]:
-    """RAS of the centre of slice `index` along array axis `axis` (0 = K, 1 = J, 2 = I)."""
-    import vtk
+@dataclass(frozen=True)
+class SavedReview:
+    """What a scene's ranking table records of its session, so a reopened scene can resume it."""
 
-    dims = volume.GetImageData().GetDimensions()  # (I, J, K)
-    ijk = [(dims[0] - 1) / 2.0, (dims[1] - 1) / 2.0, (dims[2] - 1) / 2.0]
-    ijk[2 - axis] = float(index)
-    m = vtk.vtkMatrix4x4()
-    volume.GetIJKToRASMatrix(m)
-    ras = m.MultiplyPoint([*ijk, 1.0])
-    return ras[0], ras[1], ras[2]
+    volume: object
+    segmentation: object
+    log_path: Path
+    axis: int
+    target: Optional[str] = None
+
+    def record_on(self, table) -> None:
+        table.SetAttribute(ATTR_LOG, str(self.log_path))
+        table.SetAttribute(ATTR_AXIS, str(self.axis))
+        table.SetNodeReferenceID(ROLE_VOLUME, self.volume.GetID())
+        table.SetNodeReferenceID(ROLE_SEGMENTATION, self.segmentation.GetID())
+        if self.target is not None:
+            table.SetAttribute(ATTR_TARGET, self.target)
+
+    @classmethod
+    def from_scene(cls, scene, log_path: Optional[str] = None) -> SavedReview:
+        """The session a reopened scene holds; the log (`log_path`, else the recorded one) must exist."""
+        table = scene.GetFirstNodeByName(RANKING_TABLE)
+        if table is None:
+            raise ReviewNotResumableError("This scene has no IWUO review session (no ranking table).")
+        path = log_path or table.GetAttribute(ATTR_LOG)
+        if not path or not Path(path).exists():
+            raise MissingBudgetLogError(f"The budget log of this session ({path}) is missing: the session cannot be "
+                                        "resumed from it. Choose the log file, or start a new session.")
+        volume, segmentation = table.GetNodeReference(ROLE_VOLUME), table.GetNodeReference(ROLE_SEGMENTATION)
+        if volume is None or segmentation is None:
+            raise ReviewNotResumableError("The scene's IWUO ranking table does not reference its volume and "
+                                          "segmentation: the session cannot be resumed from this scene; analyse the "
+                                          "case again.")
+        return cls(volume, segmentation, Path(path), int(table.GetAttribute(ATTR_AXIS)), table.GetAttribute(ATTR_TARGET))
 
 
-def slice_index_of_view(slice_node, volume, axis: int) -> int:
-    """The slice index (along `axis`) that a slice view's plane centre lies on."""
-    import vtk
-
-    slice_to_ras = slice_node.GetSliceToRAS()
-    centre = [slice_to_ras.GetElement(r, 3) for r in range(3)]
-    m = vtk.vtkMatrix4x4()
-    volume.GetRASToIJKMatrix(m)
-    ijk = m.MultiplyPoint([*centre, 1.0])
-    return int(round(ijk[2 - axis]))
+def hold_review_folder(folder: str | Path, front_end: str, lock: Optional[FolderLock] = None) -> FolderLock:
+    """The review folder's lock for one session: `lock` when it is held on that folder, else the one this process
+    took for a session earlier (`iwuo review`), else a new one (FolderLockedError when another session has it)."""
+    folder = Path(folder)
+    claimed = claim_lock(folder)
+    if lock is not None and lock.held and lock.folder.resolve() == folder.resolve():
+        return lock
+    return claimed or lock_folder(folder, front_end)
 
 
-def _merge_changes(into: dict[int, dict], changed: dict[int, dict]) -> None:
-    """Add per-slice voxel counts of `changed` into `into` (same shape as _slice_changes' result)."""
-    for s, entry in changed.items():
-        target = into.setdefault(s, {"voxels_added": {}, "voxels_removed": {}})
-        for key in ("voxels_added", "voxels_removed"):
-            for label, n in entry.get(key, {}).items():
-                target[key][label] = target[key].get(label, 0) + n
+def foreground_dice(masks: Masks, reference: Optional[np.ndarray]) -> Optional[float]:
+    """Dice of all segments together against the reference label map's foreground (k, j, i); None without one."""
+    if reference is None:
+        return None
+    pred = np.zeros(reference.shape, bool)
+    for mask in masks.values():
+        pred |= mask
+    truth = reference > 0
+    denom = pred.sum() + truth.sum()
+    return float(2 * (pred & truth).sum() / denom) if denom else 1.0
 
 
 class ReviewSession:
     """One reviewer's pass over the ranked slices of a segmentation.
 
     The session holds the review folder's lock (storage/folder_lock.py) from its start to `close`: one writer per
-    folder. A second session on the folder is refused with the holder's name, or, with `read_only`,
-    browses it: the log is read, nothing is written, and edits are undone as they are made.
+    folder. A second session on the folder is refused with the holder's name, or, with `read_only`, browses it:
+    the log is read, nothing is written, and edits are undone as they are made. A writable session needs
+    `save_corrections(masks)`, which writes the corrected segmentation: every flush calls it before it logs.
     """
 
-    def __init__(self, scene, volume, segmentation, log_path: str, ranking: Optional[list[dict]] = None,
-                 axis: int = 0, label_values: Optional[dict[str, int]] = None, budget_slices: Optional[int] = None,
-                 reference_segmentation=None, target: Optional[str] = None, front_end: str = "Slicer", read_only: bool = False,
-                 lock: Optional[FolderLock] = None):
-        self.read_only = read_only
-        self.lock: Optional[FolderLock] = None
-        if not read_only:
-            folder = Path(log_path).parent
-            claimed = claim_lock(folder)  # taken for this session earlier in this process (iwuo review)
-            held = lock is not None and lock.held and lock.folder.resolve() == folder.resolve()
-            self.lock = lock if held else (claimed or lock_folder(folder, front_end))
-        self._observer = None
+    def __init__(self, scene, volume, segmentation, log_path: str | Path, *, ranking: Optional[list[dict]] = None,
+                 axis: int = 0, label_values: Optional[dict[str, int]] = None,
+                 save_corrections: Optional[Callable[[Masks], object]] = None, options: Optional[SessionOptions] = None,
+                 reference_segmentation: Optional[np.ndarray] = None):
+        options = options or SessionOptions()
+        if not options.read_only and save_corrections is None:
+            raise TypeError("A writable review session needs save_corrections: corrections are saved before logged.")
+        self.read_only = options.read_only
+        self.lock = None if self.read_only else hold_review_folder(Path(log_path).parent, options.front_end,
+                                                                   options.lock)
         #: Called with each event once its line is in the log (the front ends' budget text); a list the
         #: ReviewController shares with each session it takes.
         self.on_logged: list[Callable[[dict], None]] = []
+        self.on_dirty: Optional[Callable[[], None]] = None  # the front end's "account after this event"
+        self.edits: Optional[EditAccounting] = None
         try:
-            self._start(scene, volume, segmentation, log_path, ranking, axis, label_values, budget_slices, reference_segmentation,
-                        target)
+            self.scene, self.volume, self.segmentation, self.axis = scene, volume, segmentation, axis
+            self.target = options.target  # the structure the ranking is for (recorded in the log)
+            self.label_values = label_values or {}
+            self.reference_segmentation = reference_segmentation
+            self.log = BudgetLog(log_path)
+            self.navigation = RankingNavigation(scene, volume, axis, ranking)
+            self.table, self.ranking = self.navigation.table, self.navigation.ranking
+            SavedReview(volume, segmentation, self.log.path, axis, self.target).record_on(self.table)
+            self.views = LogViews(scene)
+            self.log_table = self.views.log_table
+            self._shown_at: Optional[float] = None
+            self.edits = EditAccounting(segmentation, volume, axis, self.label_values, save_corrections,
+                                        self._log_corrections, lambda: self.on_dirty and self.on_dirty())
+            events = self.log.read()
+            if not any(e["kind"] == "session_started" for e in events):
+                self._append("session_started", budget_slices=options.budget_slices, n_ranked=len(self.ranking),
+                             axis=axis, initial_dice=self.measured_foreground_dice(), target=self.target)
+            elif self.target is not None and ranking is not None and logged_target(events) != self.target:
+                self._append("target_changed", target=self.target, n_ranked=len(self.ranking))
+            self.navigation.restore(events)
+            self._show_log()
         except BaseException:
-            if self._observer is not None:
-                self.segmentation.GetSegmentation().RemoveObserver(self._observer)
+            if self.edits is not None:
+                self.edits.stop()
             if self.lock is not None:
                 self.lock.release()
             raise
 
-    def _start(self, scene, volume, segmentation, log_path, ranking, axis, label_values, budget_slices, reference_segmentation,
-               target):
-        self.scene, self.volume, self.segmentation = scene, volume, segmentation
-        self.axis = axis
-        self.target = target  # the structure the ranking is for (recorded in the log)
-        self.log = BudgetLog(log_path)
-        self.label_values = label_values or {}
-        self.reference_segmentation = reference_segmentation
-        self.table = self._ranking_table(ranking)
-        self.ranking = self._read_ranking()
-        self.log_table = self._get_or_add("vtkMRMLTableNode", LOG_TABLE)
-        self.current_rank = -1
-        self._shown_at = None
-        self._snapshot = self._label_arrays()
-        self.dirty = False
-        self._unlogged: dict[int, dict] = {}  # saved corrections whose log line failed (disk full), to retry
-        self.on_dirty = None  # GUI hook: schedule flush_edits() after the current event
-        #: Persists the segmentation as accounted (segment id -> mask); flush_edits calls it before it logs.
-        self.on_accounted: Optional[Callable[[dict[str, np.ndarray]], None]] = None
-        self._observe()
-        events = self.log.read()
-        if any(e["kind"] == "session_started" for e in events):
-            if target is not None and ranking is not None and logged_target(events) != target:
-                self._append("target_changed", target=target, n_ranked=len(self.ranking))
-        else:
-            self._append("session_started", budget_slices=budget_slices, n_ranked=len(self.ranking), axis=axis,
-                         initial_dice=self.measured_dice(), target=target)
-        self._restore_progress(events)
-        self._mirror_log()
+    @classmethod
+    def restore(cls, scene, save_corrections: Optional[Callable[[Masks], object]] = None,
+                log_path: Optional[str] = None, options: Optional[SessionOptions] = None,
+                label_values: Optional[dict[str, int]] = None) -> ReviewSession:
+        """Rebuild a session from a reopened scene; the log on disk decides the progress."""
+        saved = SavedReview.from_scene(scene, log_path)
+        options = options or SessionOptions()
+        options = replace(options, target=options.target or saved.target)
+        return cls(scene, saved.volume, saved.segmentation, saved.log_path, axis=saved.axis, label_values=label_values,
+                   save_corrections=save_corrections, options=options)
 
-    # -- nodes ------------------------------------------------------------------------------------
-    def _get_or_add(self, cls: str, name: str):
-        node = self.scene.GetFirstNodeByName(name)
-        return node if node is not None else self.scene.AddNewNodeByClass(cls, name)
+    @property
+    def current_rank(self) -> int:
+        """The 0-based rank shown (-1: none yet)."""
+        return self.navigation.current_rank
 
-    def _ranking_table(self, ranking: Optional[list[dict]]):
-        table = self._get_or_add("vtkMRMLTableNode", RANKING_TABLE)
-        if ranking is not None:
-            import vtk
-
-            table.RemoveAllColumns()
-            columns = {}
-            for name, cls in ((COLUMN_RANK, vtk.vtkIntArray), (COLUMN_SLICE, vtk.vtkIntArray),
-                              *((score, vtk.vtkDoubleArray) for score in SCORE_COLUMNS), (COLUMN_STATUS, vtk.vtkStringArray)):
-                array = cls()
-                array.SetName(name)
-                columns[name] = array
-            for r, row in enumerate(ranking, 1):
-                columns[COLUMN_RANK].InsertNextValue(r)
-                columns[COLUMN_SLICE].InsertNextValue(int(row["slice"]))
-                for key in SCORE_COLUMNS:
-                    columns[key].InsertNextValue(float(row.get(key, 0.0)))
-                columns[COLUMN_STATUS].InsertNextValue("pending")
-            for array in columns.values():
-                table.AddColumn(array)
-        table.SetAttribute(ATTR_LOG, str(self.log.path))
-        table.SetAttribute(ATTR_AXIS, str(self.axis))
-        table.SetNodeReferenceID(ROLE_VOLUME, self.volume.GetID())
-        table.SetNodeReferenceID(ROLE_SEGMENTATION, self.segmentation.GetID())
-        if self.target is not None:
-            table.SetAttribute(ATTR_TARGET, self.target)
-        return table
-
-    def _read_ranking(self) -> list[int]:
-        column = self.table.GetTable().GetColumnByName(COLUMN_SLICE)
-        if column is None:
-            raise ValueError("The scene has no IWUO ranking table; analyse the case first.")
-        return [int(column.GetValue(i)) for i in range(column.GetNumberOfTuples())]
-
-    def _set_status(self, rank_index: int, status: str) -> None:
-        if not 0 <= rank_index < len(self.ranking):  # VTK 9.6 raises, older VTK writes out of bounds
-            raise IndexError(f"No slice at rank {rank_index + 1} of the ranking (1-{len(self.ranking)}).")
-        self.table.GetTable().GetColumnByName(COLUMN_STATUS).SetValue(rank_index, status)
-        self.table.GetTable().Modified()
+    @property
+    def dirty(self) -> bool:
+        """An edit was made that is not accounted for yet."""
+        return self.edits.dirty
 
     # -- navigation -------------------------------------------------------------------------------
     def go_to(self, rank_index: int) -> int:
-        """Centre every slice view on the slice at `rank_index` (0-based); return its slice index."""
+        """Show the slice at `rank_index` (0-based) in every slice view, the review view turned to it; return its
+        slice index. Pending edits are accounted for first, and leaving the slice shown before is logged."""
         if not 0 <= rank_index < len(self.ranking):
             raise IndexError(f"Rank {rank_index + 1} is outside the ranking (1-{len(self.ranking)}).")
         self.flush_edits()
         self._close_visit("slice_shown")
-        self.current_rank = rank_index
-        index = self.ranking[rank_index]
-        r, a, s = slice_centre_ras(self.volume, self.axis, index)
-        for i in range(self.scene.GetNumberOfNodesByClass("vtkMRMLSliceNode")):
-            node = self.scene.GetNthNodeByClass(i, "vtkMRMLSliceNode")
-            if node.GetName() == RED_VIEW or node.GetLayoutName() == RED_VIEW:
-                node.RotateToVolumePlane(self.volume)
-            node.JumpSliceByCentering(r, a, s)
+        index = self.navigation.show(rank_index)
         self._shown_at = time.time()
-        if self.table.GetTable().GetColumnByName(COLUMN_STATUS).GetValue(rank_index) == "pending":
-            self._set_status(rank_index, "shown")
         return index
 
     def next(self) -> int:
@@ -217,7 +203,7 @@ class ReviewSession:
         if self.current_rank < 0:  # nothing shown yet (a fresh or just-resumed session): show the first slice
             return self.next()
         self._close_visit("slice_skipped")
-        self._set_status(self.current_rank, "skipped")
+        self.navigation.set_status(self.current_rank, "skipped")
         return self.next()
 
     def mark_corrected(self) -> None:
@@ -225,40 +211,71 @@ class ReviewSession:
         if self.current_rank < 0:
             return
         self.flush_edits()
-        self._close_visit("slice_corrected", voxels_added={}, voxels_removed={})
-        self._set_status(self.current_rank, "corrected")
-        self._mirror_log()
+        self._close_visit("slice_marked_corrected")
+        self.navigation.set_status(self.current_rank, "corrected")
 
-    def _close_visit(self, kind: str, **data) -> None:
+    def _close_visit(self, kind: str) -> None:
         if self.current_rank < 0 or self._shown_at is None:
             return
         seconds = time.time() - self._shown_at
         self._shown_at = time.time()
-        self._append(kind, slice=self.ranking[self.current_rank], rank=self.current_rank + 1,
-                        seconds=round(seconds, 3), **data)
+        self._append(kind, slice=self.ranking[self.current_rank], rank=self.current_rank + 1, seconds=round(seconds, 3))
 
-    # -- edit accounting --------------------------------------------------------------------------
-    def _segment_ids(self) -> list[str]:
-        seg = self.segmentation.GetSegmentation()
-        return [seg.GetNthSegmentID(i) for i in range(seg.GetNumberOfSegments())]
+    # -- edits ------------------------------------------------------------------------------------
+    def flush_edits(self) -> int:
+        """Account for the edits since the last flush (saved, then logged); return the number of slices changed."""
+        return self.edits.flush()
 
-    def _label_arrays(self) -> dict[str, np.ndarray]:
-        import slicer.util
+    def accounted_masks(self) -> Masks:
+        """Segment id -> mask as of the last flush: the state the budget log accounts for."""
+        return self.edits.accounted_masks()
 
-        return {sid: slicer.util.arrayFromSegmentBinaryLabelmap(self.segmentation, sid, self.volume) > 0
-                for sid in self._segment_ids()}
+    def _log_corrections(self, changed: SliceChanges, **extra) -> None:
+        """One log line per changed slice; each slice leaves `changed` once its line is on disk."""
+        dice = self.measured_foreground_dice()
+        for s, entry in sorted(changed.items()):
+            seconds = time.time() - self._shown_at if self._shown_at else 0.0
+            rank = self.navigation.rank_of(s)
+            self._append("slice_corrected", slice=s, rank=rank, seconds=round(seconds, 3), **{FOREGROUND_DICE_KEY: dice},
+                         estimated_dice_gain=self.navigation.impact(rank), **entry, **extra)
+            del changed[s]
+            if rank is not None:
+                self.navigation.set_status(rank - 1, "corrected")
+        self._shown_at = time.time()
 
-    def _observe(self) -> None:
-        import slicer
+    def adopt_saved_corrections(self, masks: Masks) -> bool:
+        """Put saved corrections (segment id -> mask) into the segmentation as already accounted: they were
+        logged when they were made (see log_unlogged_corrections for those that were not). Returns whether
+        the segmentation changed."""
+        return self.edits.adopt(masks)
 
-        self._observer = self.segmentation.GetSegmentation().AddObserver(
-            slicer.vtkSegmentation.SourceRepresentationModified, self._on_modified)
+    def log_unlogged_corrections(self, prediction: Masks) -> list[int]:
+        """Slices where the segmentation differs from `prediction` (segment id -> mask) but the log has no
+        correction: saved corrections whose log line a crash cut off (corrections are saved before they are
+        logged). Logged now, marked recovered, so the budget counts them; returns their slice indices."""
+        if self.read_only:
+            return []
+        logged = corrected_slices(self.log.read())
+        changed = {s: entry for s, entry in self.edits.slice_changes(prediction, self.accounted_masks()).items()
+                   if s not in logged}
+        recovered = sorted(changed)
+        if changed:
+            shown_at = self._shown_at
+            self._log_corrections(changed, recovered=True)
+            self._shown_at = shown_at  # no visit is timed by the recovery
+        return recovered
 
+    def measured_foreground_dice(self) -> Optional[float]:
+        """Dice of all segments together against the reference label map (k, j, i), when one is set."""
+        return foreground_dice(self.accounted_masks(), self.reference_segmentation)
+
+    # -- log --------------------------------------------------------------------------------------
     def _append(self, kind: str, **data) -> dict:
-        """A budget-log line, then `on_logged`; a read-only session writes none."""
+        """A budget-log line, then the log views and `on_logged`; a read-only session writes none."""
         if self.read_only:
             return {"kind": kind, **data}
         event = self.log.append(kind, **data)
+        self._show_log()
         for callback in list(self.on_logged):
             try:
                 callback(event)
@@ -266,222 +283,15 @@ class ReviewSession:
                 logging.getLogger(__name__).exception("An on_logged callback failed")
         return event
 
+    def _show_log(self) -> None:
+        self.views.show(self.log.read(), self.log.summary(), with_reference=self.reference_segmentation is not None)
+
     def close(self) -> None:
         """Flush pending edits, stop observing, and give the review folder's lock back."""
         try:
             self.flush_edits()
         finally:
-            if self._observer is not None:
-                self.segmentation.GetSegmentation().RemoveObserver(self._observer)
-                self._observer = None
+            self.edits.stop()
             if self.lock is not None:
                 self.lock.release()
 
-    def _on_modified(self, *_) -> None:
-        """Segmentation changed: note it; the diff is taken when the edit is complete (flush_edits).
-
-        One user stroke or one programmatic update fires several events (a labelmap update
-        clears and refills the segment), so accounting per event would log intermediate states.
-        The GUI calls flush_edits from a zero-delay timer; navigation flushes first too.
-        """
-        self.dirty = True
-        if self.on_dirty is not None:
-            self.on_dirty()
-
-    def accounted_masks(self) -> dict[str, np.ndarray]:
-        """Segment id -> mask as of the last flush: the state the budget log accounts for."""
-        return self._snapshot
-
-    def flush_edits(self) -> int:
-        """Attribute the voxel changes since the last flush to their slices; return slices changed.
-
-        A failed save (disk full) leaves the edit pending; a failed log line leaves the saved correction
-        waiting to be logged. Both are retried by the next flush, so the session goes on once space is back.
-        """
-        if not self.dirty and not self._unlogged:
-            return 0
-        if self.read_only:  # browse only: the edit is undone, nothing is saved or logged
-            self.dirty = False
-            self.adopt_saved_corrections(self._snapshot)
-            return 0
-        changed: dict[int, dict] = {}
-        if self.dirty:
-            self.dirty = False
-            current = self._label_arrays()
-            changed = self._slice_changes(self._snapshot, current)
-            if changed and self.on_accounted is not None:
-                # Saved before logged: a correction the log counts is on disk, whichever path flushed
-                # (a stroke, Next, closing).
-                try:
-                    self.on_accounted(current)
-                except BaseException:
-                    self.dirty = True
-                    raise
-            self._snapshot = current
-            _merge_changes(self._unlogged, changed)
-        if self._unlogged:
-            self._log_corrections(self._unlogged, written=True)
-        return len(changed)
-
-    def _slice_changes(self, before: dict[str, np.ndarray], after: dict[str, np.ndarray]) -> dict[int, dict]:
-        """Slice index -> voxels added/removed per written label, from segment masks before and after."""
-        changed: dict[int, dict[str, dict[str, int]]] = {}
-        other = tuple(a for a in range(3) if a != self.axis)
-        for sid, mask in after.items():
-            previous = before.get(sid, np.zeros_like(mask))
-            added = (mask & ~previous).sum(axis=other)
-            removed = (~mask & previous).sum(axis=other)
-            label = str(self.label_values.get(sid, sid))
-            for s in np.flatnonzero(added + removed):
-                entry = changed.setdefault(int(s), {"voxels_added": {}, "voxels_removed": {}})
-                if added[s]:
-                    entry["voxels_added"][label] = int(added[s])
-                if removed[s]:
-                    entry["voxels_removed"][label] = int(removed[s])
-        return changed
-
-    def _log_corrections(self, changed: dict[int, dict[str, dict[str, int]]], written: bool = False,
-                         **extra) -> None:
-        """One log line per changed slice; with `written`, each slice leaves `changed` once its line is on disk."""
-        measured = self.measured_dice()
-        for s, entry in sorted(changed.items()):
-            seconds = time.time() - self._shown_at if self._shown_at else 0.0
-            rank = self.ranking.index(s) + 1 if s in self.ranking else None
-            self._append("slice_corrected", slice=s, rank=rank, seconds=round(seconds, 3),
-                         measured_dice=measured, estimated_dice_gain=self._impact(rank), **entry, **extra)
-            if written:
-                del changed[s]
-            if rank is not None:
-                self._set_status(rank - 1, "corrected")
-        self._shown_at = time.time()
-        self._mirror_log()
-
-    def adopt_saved_corrections(self, masks: dict[str, np.ndarray]) -> bool:
-        """Put saved corrections (segment id -> mask) into the segmentation as already accounted: they were
-        logged when they were made (see log_unlogged_corrections for those that were not). Returns whether
-        the segmentation changed."""
-        import slicer.util
-
-        current = self._label_arrays()
-        if all(np.array_equal(current.get(sid), mask) for sid, mask in masks.items()):
-            return False
-        for sid, mask in masks.items():
-            if sid in current:
-                slicer.util.updateSegmentBinaryLabelmapFromArray(mask.astype(np.uint8), self.segmentation, sid,
-                                                                 self.volume)
-        self._snapshot = self._label_arrays()
-        self.dirty = False
-        return True
-
-    def log_unlogged_corrections(self, prediction: dict[str, np.ndarray]) -> list[int]:
-        """Slices where the segmentation differs from `prediction` (segment id -> mask) but the log has no
-        correction: saved corrections whose log line a crash cut off (corrections are saved before they are
-        logged). Logged now, marked recovered, so the budget counts them; returns their slice indices."""
-        if self.read_only:
-            return []
-        logged = {int(e["slice"]) for e in self.log.read() if e["kind"] == "slice_corrected"}
-        changed = {s: entry for s, entry in self._slice_changes(prediction, self._snapshot).items() if s not in logged}
-        if changed:
-            shown_at = self._shown_at
-            self._log_corrections(changed, recovered=True)
-            self._shown_at = shown_at  # no visit is timed by the recovery
-        return sorted(changed)
-
-    def _impact(self, rank: Optional[int]) -> float:
-        column = self.table.GetTable().GetColumnByName("impact")
-        return float(column.GetValue(rank - 1)) if rank is not None and column is not None else 0.0
-
-    def measured_dice(self) -> Optional[float]:
-        """Whole-tumour Dice against the reference label map (k, j, i), when one is set."""
-        if self.reference_segmentation is None:
-            return None
-        pred = np.zeros(self.reference_segmentation.shape, bool)
-        for mask in self._snapshot.values():
-            pred |= mask
-        truth = self.reference_segmentation > 0
-        denom = pred.sum() + truth.sum()
-        return float(2 * (pred & truth).sum() / denom) if denom else 1.0
-
-    # -- log mirror and restore -------------------------------------------------------------------
-    def _mirror_log(self) -> None:
-        import vtk
-
-        events = self.log.read()
-        self.log_table.RemoveAllColumns()
-        names = ("kind", "slice", "rank", "seconds", "voxels_changed", "measured_dice")
-        arrays = {n: vtk.vtkStringArray() for n in names}
-        for n, a in arrays.items():
-            a.SetName(n)
-        for e in events:
-            voxels = sum(e.get("voxels_added", {}).values()) + sum(e.get("voxels_removed", {}).values())
-            values = (e["kind"], e.get("slice", ""), e.get("rank", ""), e.get("seconds", ""),
-                      voxels if e["kind"] == "slice_corrected" else "", e.get("measured_dice", ""))
-            for n, v in zip(names, values):
-                arrays[n].InsertNextValue("" if v is None else str(v))
-        for a in arrays.values():
-            self.log_table.AddColumn(a)
-        self.log_table.SetAttribute(ATTR_SUMMARY, json.dumps(self.log.summary().__dict__))
-        self._update_chart(events)
-
-    def _update_chart(self, events: list[dict]) -> None:
-        """Plot chart: measured Dice (or the estimated Dice gain so far) against slices corrected, one point
-        per corrected slice (review/correction_curve.py, the curve of the review report too)."""
-        import vtk
-
-        points = correction_curve(events)
-        x = [float(p["slices"]) for p in points]
-        estimated = [p["estimated_gain"] for p in points]
-        measured = [p["measured_dice"] for p in points]
-        table = self._get_or_add("vtkMRMLTableNode", CURVE_TABLE)
-        table.RemoveAllColumns()
-        columns = {"slices_corrected": x, "estimated_dice_gain": estimated}
-        if self.reference_segmentation is not None:
-            columns["measured_dice"] = measured
-        for name, values in columns.items():
-            array = vtk.vtkDoubleArray()
-            array.SetName(name)
-            for v in values:  # NaN: no measured Dice before a reference was chosen (set after the session began)
-                array.InsertNextValue(float("nan") if v is None else v)
-            table.AddColumn(array)
-        chart = self._get_or_add("vtkMRMLPlotChartNode", CHART)
-        chart.SetXAxisTitle("slices corrected")
-        chart.SetYAxisTitle("Dice" if "measured_dice" in columns else "estimated Dice gain")
-        y_name = "measured_dice" if "measured_dice" in columns else "estimated_dice_gain"
-        series = self._get_or_add("vtkMRMLPlotSeriesNode", f"IWUO {y_name}")
-        series.SetAndObserveTableNodeID(table.GetID())
-        series.SetXColumnName("slices_corrected")
-        series.SetYColumnName(y_name)
-        series.SetPlotType(series.PlotTypeScatter)
-        if not chart.HasPlotSeriesNodeID(series.GetID()):
-            chart.AddAndObservePlotSeriesNodeID(series.GetID())
-
-    def _restore_progress(self, events: list[dict]) -> None:
-        done = {int(e["slice"]) for e in events if e["kind"] == "slice_corrected"}
-        skipped = {int(e["slice"]) for e in events if e["kind"] == "slice_skipped"}
-        shown = {int(e["slice"]) for e in events if e["kind"] == "slice_shown"}
-        for i, s in enumerate(self.ranking):
-            if s in done:
-                self._set_status(i, "corrected")
-            elif s in skipped:
-                self._set_status(i, "skipped")
-            elif s in shown:
-                self._set_status(i, "shown")
-        visited = [i for i, s in enumerate(self.ranking) if s in done | skipped]
-        self.current_rank = max(visited) if visited else -1
-
-    @classmethod
-    def restore(cls, scene, log_path: Optional[str] = None, **kwargs) -> ReviewSession:
-        """Rebuild a session from a reopened scene; the log on disk decides the progress."""
-        table = scene.GetFirstNodeByName(RANKING_TABLE)
-        if table is None:
-            raise ValueError("This scene has no IWUO review session (no ranking table).")
-        path = log_path or table.GetAttribute(ATTR_LOG)
-        if not path or not Path(path).exists():
-            raise FileNotFoundError(f"The budget log of this session ({path}) is missing: the session cannot be "
-                                    "resumed from it. Choose the log file, or start a new session.")
-        volume, segmentation = table.GetNodeReference(ROLE_VOLUME), table.GetNodeReference(ROLE_SEGMENTATION)
-        if volume is None or segmentation is None:
-            raise ValueError("The scene's IWUO ranking table does not reference its volume and segmentation: the "
-                             "session cannot be resumed from this scene; analyse the case again.")
-        kwargs.setdefault("target", table.GetAttribute(ATTR_TARGET))
-        return cls(scene, volume, segmentation, path, ranking=None, axis=int(table.GetAttribute(ATTR_AXIS)), **kwargs)

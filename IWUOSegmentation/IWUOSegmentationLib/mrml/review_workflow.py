@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -24,11 +24,11 @@ from ..data.analysis_files import UNCERTAINTY_MAPS, LoadedAnalysis, read_analysi
 from ..data.analysis_identity import analysis_identity, check_identity, image_identity, model_identity, read_summary
 from ..errors import BadInputError
 from ..review.folder import ReviewFolder
-from ..storage.atomic_files import check_complete
-from ..storage.fault_injection import after_write, before_write
-from ..storage.folder_lock import FolderLock
+from ..storage.atomic_files import atomic_write_image, check_complete
 from .analysis_nodes import ATTR_LABELS, add_heatmap_volume, add_segmentation, place_in_study
-from .review_session import ATTR_SUMMARY, LOG_TABLE, RANKING_TABLE, ReviewSession
+from .log_views import ATTR_SUMMARY, LOG_TABLE
+from .ranking_navigation import RANKING_TABLE
+from .review_session import ReviewSession, SavedReview, SessionOptions, hold_review_folder
 
 #: Heatmaps offered as overlays, the default first: the uncertainty maps and the per-voxel impact proxy.
 OVERLAY_KINDS = ("entropy", *(m for m in UNCERTAINTY_MAPS if m != "entropy"), "impact")
@@ -145,43 +145,42 @@ def load_analysis_into_scene(scene, analysis_folder: str | os.PathLike, volume, 
     return AnalysisInScene(segmentation=segmentation, overlays=overlays, labels=labels, analysis=analysis)
 
 
-def open_review(scene, analysis: LoadedAnalysis, volume, segmentation, labels: dict[str, int],
-                log_path: str | os.PathLike, budget_slices: Optional[int] = None,
-                target: Optional[str] = None, front_end: str = "Slicer", read_only: bool = False,
-                lock: Optional[FolderLock] = None) -> ReviewSession:
-    """The default ranking (strategies.DEFAULT_RANKING, entropy) of the review target as a review session; an
-    existing log resumes its progress, and saved corrections it lacks (a crash between saving and logging) are
-    logged. Every flush saves the corrected label map before logging.
+def open_review(scene, loaded: AnalysisInScene, volume, log_path: str | os.PathLike,
+                options: Optional[SessionOptions] = None) -> ReviewSession:
+    """The default ranking (strategies.DEFAULT_RANKING, entropy) of the review target as a review session of
+    `loaded` (the analysis, its segmentation and written labels, in the scene on `volume`'s grid); an existing log
+    resumes its progress, and saved corrections it lacks (a crash between saving and logging) are logged. A
+    writable session is built with the saver of the review folder's corrected label map: every flush saves
+    before it logs.
 
-    `target` is a structure of the model (a label, a region, or "all foreground"); None resumes the log's
-    target, or takes the default (all foreground: the slices are ranked for every structure at once, as a
+    `options.target` is a structure of the model (a label, a region, or "all foreground"); None resumes the
+    log's target, or takes the default (all foreground: the slices are ranked for every structure at once, as a
     visit corrects them all; WT, TC and ET of a BraTS model). The log records it.
     The session locks the review folder (one writer): if another session has it, FolderLockedError (exit
-    code 2) names that session; `read_only=True` opens it to browse, writing nothing. `lock`: the folder's
-    lock when the caller took it earlier (`iwuo review` does, before analysing into the folder)."""
+    code 2) names that session; `options.read_only` opens it to browse, writing nothing; `options.lock` is the
+    folder's lock when the caller took it earlier (`iwuo review` does, before analysing into the folder)."""
     from ..data.structures import evaluation_regions
     from ..ranking.strategies import rank_case
 
+    options = options or SessionOptions()
+    analysis, labels = loaded.analysis, loaded.labels
     structures = analysis_structures(analysis)
-    structure = structures.get(review_target(analysis.summary, log_path, target))
+    structure = structures.get(review_target(analysis.summary, log_path, options.target))
     if structure.name == structures.get().name:  # the default target: every structure a visit corrects
         ranked = {name: region.structure for name, region in evaluation_regions(structures).items()}
     else:
         ranked = {structure.name: structure}
-    axis, _, rows = rank_case(analysis.label_map, analysis.probabilities, analysis.summary["outputs"],
-                              analysis.summary["region_based"], analysis.uncertainty["entropy"],
-                              analysis.geometry.GetSpacing(), structures=ranked,
-                              member_variance=analysis.member_variance)
+    axis, _, rows = rank_case(analysis, structures=ranked)
     for table in (RANKING_TABLE, LOG_TABLE):
         node = scene.GetFirstNodeByName(table)
         if node is not None:
             scene.RemoveNode(node)
-    session = ReviewSession(scene, volume, segmentation, str(log_path), ranking=rows, axis=axis,
-                            label_values=labels, budget_slices=budget_slices, target=structure.name,
-                            front_end=front_end, read_only=read_only, lock=lock)
-    if not read_only:
+    saver = None if options.read_only else corrections_saver(labels, volume, analysis.geometry,
+                                                             ReviewFolder(Path(log_path).parent).corrected)
+    session = ReviewSession(scene, volume, loaded.segmentation, str(log_path), ranking=rows, axis=axis,
+                            label_values=labels, save_corrections=saver, options=replace(options, target=structure.name))
+    if not options.read_only:
         session.log_unlogged_corrections(masks_from_label_map(analysis.label_map, labels))
-        save_corrections_before_logging(session, analysis.geometry)
     return session
 
 
@@ -189,8 +188,7 @@ def review_target(summary: dict, log_path: str | os.PathLike, target: Optional[s
     """The structure to rank (analysis summary.json given): `target`, else the one the review's log was last
     ranked on, else the default."""
     from ..data.structures import structures_from_summary
-    from ..review.budget_log import BudgetLog
-    from .review_session import logged_target
+    from ..review.budget_log import BudgetLog, logged_target
 
     if target is None and Path(log_path).is_file():
         target = logged_target(BudgetLog(log_path).read())
@@ -213,24 +211,26 @@ def resume_review_from_scene(scene, front_end: str = "Slicer",
     """
     import slicer.util
 
-    # a clear error without the ranking table or the log, or while another session holds the folder
-    session = ReviewSession.restore(scene, front_end=front_end, read_only=read_only)
-    labels = json.loads(session.segmentation.GetAttribute(ATTR_LABELS) or "{}")
-    session.label_values = labels
-    folder = ReviewFolder(session.log.path.parent)
+    saved = SavedReview.from_scene(scene)  # a clear error without the ranking table, its nodes or the log
+    labels = json.loads(saved.segmentation.GetAttribute(ATTR_LABELS) or "{}")
+    folder = ReviewFolder(saved.log_path.parent)
+    lock = None if read_only else hold_review_folder(folder.root, front_end)  # refused while another session has it
     try:
         summary = read_summary(folder.analysis)  # the analysis beside the log must be of the scene's image
-        check_identity(summary, folder.analysis, [volume_identity(session.volume)], first_inputs_only=True)
-        analysis = read_analysis(folder.analysis, summary)
-        corrected = read_corrected_segmentation(folder.corrected, slicer.util.arrayFromVolume(session.volume).shape)
-    except BadInputError:  # no analysis beside the log (its geometry is needed to save), or foreign corrections
-        session.close()
+        check_identity(summary, folder.analysis, [volume_identity(saved.volume)], first_inputs_only=True)
+        analysis = read_analysis(folder.analysis, summary)  # its geometry is the saved corrections'
+        corrected = read_corrected_segmentation(folder.corrected, slicer.util.arrayFromVolume(saved.volume).shape)
+        saver = None if read_only else corrections_saver(labels, saved.volume, analysis.geometry, folder.corrected)
+        session = ReviewSession.restore(scene, saver, options=SessionOptions(front_end=front_end, read_only=read_only,
+                                                                              lock=lock), label_values=labels)
+    except BaseException:
+        if lock is not None:
+            lock.release()
         raise
     if corrected is not None:
         session.adopt_saved_corrections(masks_from_label_map(corrected, labels))
     if not read_only:
         session.log_unlogged_corrections(masks_from_label_map(analysis.label_map, labels))
-        save_corrections_before_logging(session, analysis.geometry)
     return session, analysis
 
 
@@ -259,43 +259,21 @@ def segmentation_label_map(segmentation, volume, labels: dict[str, int]) -> np.n
 
 
 def save_corrected_segmentation(label_map: np.ndarray, geometry, path: str | os.PathLike) -> Path:
-    """Write the corrected label map atomically (temp file + rename) with the input image's geometry."""
-    import SimpleITK as sitk
-
+    """Write the corrected label map atomically (temp file, fsync, rename) with the input image's geometry."""
     from ..data.case_images import image_from_array
 
-    path = Path(path)
-    image = image_from_array(label_map, like=geometry)
-    tmp = path.with_name(f".{path.name}.partial.nii.gz")
-    try:
-        before_write("corrected.tmp", path)
-        sitk.WriteImage(image, str(tmp), True)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        after_write("corrected.tmp", tmp)
-        before_write("corrected.saved", path)
-        os.replace(tmp, path)
-    except BaseException:  # a failed write (disk full, read-only folder) leaves the saved file as it was
-        tmp.unlink(missing_ok=True)
-        raise
-    after_write("corrected.saved")
-    return path
+    return atomic_write_image(path, image_from_array(label_map, like=geometry), tmp_point="corrected.tmp",
+                              done_point="corrected.saved")
 
 
-def save_session_corrections(session: ReviewSession, geometry, masks: dict[str, np.ndarray]) -> Path:
-    """Segment masks of the session (as its flush has just accounted for them; no second extraction), written
-    as the corrected label map of the review folder the log is in."""
+def corrections_saver(labels: dict[str, int], volume, geometry, path: str | os.PathLike) -> Callable[[dict], Path]:
+    """What a writable session saves its corrections with: the segment masks (segment id -> mask, as the flush has
+    just accounted for them; no second extraction) as one label map of written `labels`, with the analysed
+    image's `geometry`, written atomically to `path` (the review folder's corrected segmentation)."""
     import slicer.util
 
-    label_map = label_map_from_masks(masks, session.label_values, slicer.util.arrayFromVolume(session.volume).shape)
-    return save_corrected_segmentation(label_map, geometry, ReviewFolder(session.log.path.parent).corrected)
-
-
-def save_corrections_before_logging(session: ReviewSession, geometry) -> None:
-    """Make every flush of the session write the corrected label map before its log lines, so whatever path
-    flushes (a stroke, Next, closing) a correction the log counts is saved; a crash in between leaves a saved
-    but unlogged correction, which `open_review` logs on resume."""
-    session.on_accounted = lambda masks: save_session_corrections(session, geometry, masks)
+    shape = slicer.util.arrayFromVolume(volume).shape
+    return lambda masks: save_corrected_segmentation(label_map_from_masks(masks, labels, shape), geometry, path)
 
 
 def read_corrected_segmentation(path: str | os.PathLike, shape: tuple[int, ...]) -> Optional[np.ndarray]:

@@ -14,6 +14,7 @@ shipped images again with the bundled demo model and compares with the shipped a
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ def replay_expert(session, segmentation, volume, corrected_written: np.ndarray, 
     """Correct the next `n_slices` ranked slices by writing them into the segmentation node."""
     import slicer.util
 
-    dice = [session.measured_dice()]
+    dice = [session.measured_foreground_dice()]
     for _ in range(n_slices):
         k = session.next()
         for segment_id, value in label_values.items():
@@ -38,7 +39,7 @@ def replay_expert(session, segmentation, volume, corrected_written: np.ndarray, 
             mask[k] = target
             slicer.util.updateSegmentBinaryLabelmapFromArray(mask.astype(np.uint8), segmentation, segment_id, volume)
         session.flush_edits()
-        dice.append(session.measured_dice())
+        dice.append(session.measured_foreground_dice())
     return dice
 
 
@@ -91,7 +92,7 @@ def run_self_test(scene, work_dir: str, n_review: int = 5) -> dict:
         scene_labels[slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segment_id, flair) > 0] = value
     assert np.array_equal(scene_labels, analysis.label_map), "segmentation in the scene differs from the analysis"
 
-    session = open_review(scene, analysis, flair, segmentation, written, work / "perfect.budget.jsonl")
+    session = open_review(scene, loaded, flair, work / "perfect.budget.jsonl")
     session.reference_segmentation = reference
     axis, ranking = session.axis, session.ranking
     perfect = replay_expert(session, segmentation, flair,
@@ -108,7 +109,7 @@ def run_self_test(scene, work_dir: str, n_review: int = 5) -> dict:
     reference_written = np.vectorize(REFERENCE_TO_WRITTEN.get)(reference).astype(np.uint8)
     noisy_truth = NoisyExpert().correct(reference > 0, axis, seed=7)
     noisy_written = np.where(noisy_truth, np.where(reference_written > 0, reference_written, 2), 0).astype(np.uint8)
-    noisy_session = open_review(scene, analysis, flair, noisy_seg, written, work / "noisy" / "review.budget.jsonl")
+    noisy_session = open_review(scene, replace(loaded, segmentation=noisy_seg), flair, work / "noisy" / "review.budget.jsonl")
     noisy_session.reference_segmentation = reference
     noisy = replay_expert(noisy_session, noisy_seg, flair, noisy_written, written, n_review)
     noisy_session.close()
@@ -138,17 +139,18 @@ def _scores_for_random(analysis):
 
 def run_inference_check(work_dir: str) -> dict:
     """Analyse the shipped images with the bundled demo model (needs torch and nnU-Net) and compare."""
-    from ..data.analysis_files import read_analysis, write_analysis
+    from ..data.analysis_files import read_analysis
     from ..data.analysis_identity import check_analysis_folder
+    from ..data.case_images import CaseImages
     from ..data.self_test_case import analysis_folder, channel_paths
-    from ..nnunet.inference import CaseImages, MemberPredictor
-    from ..nnunet.model_folder import open_model
+    from ..nnunet.analysis import CaseAnalyzer  # torch and nnU-Net: imported only here
+    from ..nnunet.analysis_settings import AnalysisSettings
     from ..ranking.slice_scores import region_mask
 
-    model = open_model(None)
     case = CaseImages.from_files([str(p) for p in channel_paths()])
-    result = MemberPredictor(model, device="cpu", members=("flips", "folds")).analyze(case)
-    fresh = write_analysis(result, case, Path(work_dir) / "analysis", model.describe())
+    fresh = Path(work_dir) / "analysis"
+    # on the CPU, as the shipped analysis was made (scripts/make_self_test_case.py)
+    result = CaseAnalyzer.open(None, AnalysisSettings(device="cpu")).analyze_into(case, fresh)
     recorded = read_analysis(fresh).summary["identity"]
     check_analysis_folder(analysis_folder(), recorded["inputs"], recorded["model"])  # same inputs, same model
     shipped = read_analysis(analysis_folder())

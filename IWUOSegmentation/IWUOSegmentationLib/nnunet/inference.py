@@ -12,21 +12,21 @@ from __future__ import annotations
 
 import itertools
 import time
-from typing import Callable, Optional
+from typing import Callable
 
 import numpy as np
 import torch
 
 from ..data.case_images import AnalysisResult, CaseImages, same_geometry  # noqa: F401  (re-exported)
 from ..errors import BadInputError, BadModelError, CancelledError, OutOfMemoryError
+from .analysis_settings import DEFAULT_DEVICE, DEFAULT_SETTINGS, MEMBER_KINDS, AnalysisSettings
 from .member_statistics import PatchMembers, VolumeStatistics
 from .model_folder import ModelFolder, check_channels, load_checkpoint
 
 ProgressCallback = Callable[[float, str], None]
-MEMBER_KINDS = ("flips", "folds", "dropout")
 
 
-def resolve_device(device: str = "auto") -> torch.device:
+def resolve_device(device: str = DEFAULT_DEVICE) -> torch.device:
     """`auto` picks cuda, then mps, then cpu; an explicit device that is absent is an error."""
     if device == "auto":
         if torch.cuda.is_available():
@@ -34,7 +34,10 @@ def resolve_device(device: str = "auto") -> torch.device:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise BadInputError(f"Unknown device {device!r}; use auto, cpu, cuda or mps.") from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise BadInputError("Device 'cuda' was requested but no CUDA GPU is available; use --device cpu or auto.")
     return dev
@@ -64,29 +67,27 @@ def _enable_dropout(network: torch.nn.Module, on: bool) -> int:
 class MemberPredictor:
     """Runs a trained nnU-Net model and streams its members' statistics."""
 
-    def __init__(self, model: ModelFolder, device: str = "cpu", members: tuple[str, ...] = ("flips", "folds"),
-                 dropout_samples: int = 5, tile_step_size: float = 0.5, trust_model: bool = False, seed: int = 0,
-                 cpu_fallback: bool = False, tta: bool = True):
+    def __init__(self, model: ModelFolder, settings: AnalysisSettings = DEFAULT_SETTINGS):
         from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
         from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
         from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
         from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-        unknown = set(members) - set(MEMBER_KINDS)
+        unknown = set(settings.members) - set(MEMBER_KINDS)
         if unknown:
             raise BadInputError(f"Unknown member kind(s) {sorted(unknown)}; choose from {', '.join(MEMBER_KINDS)}.")
         self.model = model
-        self.members = tuple(members)
-        self.device = resolve_device(device)
-        self.seed = seed
-        self.cpu_fallback = cpu_fallback
+        self.members = tuple(settings.members)
+        self.device = resolve_device(settings.device)
+        self.seed = settings.seed
+        self.cpu_fallback = settings.cpu_fallback
         self.notes: list[str] = []
-        if device == "auto" and self.device.type == "cpu":
+        if settings.device == "auto" and self.device.type == "cpu":
             self.notes.append("no GPU found: running on the CPU (slower, same results)")
         self.plans_manager = PlansManager(model.plans)
         self.configuration_manager = self.plans_manager.get_configuration(model.configuration)
         self.label_manager = self.plans_manager.get_label_manager(model.dataset_json)
-        checkpoints = [load_checkpoint(model.checkpoint_path(f), trust_model=trust_model) for f in model.folds]
+        checkpoints = [load_checkpoint(model.checkpoint_path(f), trust_model=settings.trust_model) for f in model.folds]
         n_in = determine_num_input_channels(self.plans_manager, self.configuration_manager, model.dataset_json)
         n_out = self.label_manager.num_segmentation_heads
         self.networks = []
@@ -98,20 +99,20 @@ class MemberPredictor:
                 raise BadModelError(f"The checkpoint does not fit the network in plans.json: {exc}") from exc
             self.networks.append(net.to(self.device).eval())
         # nnU-Net's test-time mirroring (on by default, as in nnUNetv2_predict; off = its --disable_tta).
-        self.mirror_axes = checkpoints[0].get("inference_allowed_mirroring_axes") if tta else None
+        self.mirror_axes = checkpoints[0].get("inference_allowed_mirroring_axes") if settings.tta else None
         self.dropout_samples = 0
         if "dropout" in self.members:
             n_dropout = _enable_dropout(self.networks[0], False)
             if n_dropout and model.has_dropout:
-                self.dropout_samples = int(dropout_samples)
+                self.dropout_samples = int(settings.dropout_samples)
             else:
                 self.notes.append("dropout members unavailable: this network has no dropout layers "
                                   "(default nnU-Net plans use dropout_op None); no dropout samples were drawn")
         if "flips" in self.members and not self.mirror_axes:
-            self.notes.append("flip members unavailable: " + ("test-time mirroring is disabled" if not tta else
+            self.notes.append("flip members unavailable: " + ("test-time mirroring is disabled" if not settings.tta else
                                                               "the checkpoint allows no mirroring at inference"))
         # nnU-Net's own predictor object, used for its slicers and export helpers (never for loading).
-        self.nn = nnUNetPredictor(tile_step_size=tile_step_size, use_gaussian=True, use_mirroring=True,
+        self.nn = nnUNetPredictor(tile_step_size=settings.tile_step_size, use_gaussian=True, use_mirroring=True,
                                   perform_everything_on_device=False, device=self.device, verbose=False,
                                   verbose_preprocessing=False, allow_tqdm=False)
         self.nn.manual_initialization(self.networks[0], self.plans_manager, self.configuration_manager,
@@ -279,11 +280,3 @@ class MemberPredictor:
             start += size
         return out
 
-
-def analyze(model: ModelFolder, case: CaseImages, device: str = "cpu", members: tuple[str, ...] = ("flips", "folds"),
-            dropout_samples: int = 5, trust_model: bool = False, progress: Optional[ProgressCallback] = None,
-            cancel: Optional[Callable[[], bool]] = None, cpu_fallback: bool = False) -> AnalysisResult:
-    """One-call analysis of a case with a model folder."""
-    predictor = MemberPredictor(model, device=device, members=members, dropout_samples=dropout_samples,
-                                trust_model=trust_model, cpu_fallback=cpu_fallback)
-    return predictor.analyze(case, progress=progress, cancel=cancel)

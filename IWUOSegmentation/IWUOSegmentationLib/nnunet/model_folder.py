@@ -16,12 +16,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from ..errors import BadInputError, BadModelError, UntrustedModelError
+from ..errors import BadInputError, BadModelError, MissingInputError, UntrustedModelError
+from ..storage.atomic_files import folder_swapped_in
 
 CHECKPOINT_NAMES = ("checkpoint_final.pth", "checkpoint_best.pth")
 _CONFIG_RE = re.compile(r"^(?P<trainer>[^_].*?)__(?P<plans>.+?)__(?P<configuration>.+)$")
@@ -107,7 +107,7 @@ def open_model(path: str | os.PathLike | None, configuration: str | None = None,
         path = demo_model_folder()
     path = Path(path)
     if not path.exists():
-        raise BadModelError(f"Model not found: {path} does not exist.")
+        raise MissingInputError(f"Model not found: {path} does not exist.")
     if path.is_file() and zipfile.is_zipfile(path):
         path = install_model_zip(path, models_dir or Path.home() / ".iwuo" / "models")
     if not (path / "plans.json").is_file():
@@ -188,14 +188,8 @@ def install_model_zip(zip_path: str | os.PathLike, models_dir: str | os.PathLike
             if mode == 0o120000:
                 raise BadModelError(f"Refusing {zip_path.name}: entry '{info.filename}' is a symbolic link.")
         target = models_dir / zip_path.stem
-        tmp = models_dir / f".{zip_path.stem}.partial"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
-        archive.extractall(tmp)
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(tmp, target)
+        with folder_swapped_in(target) as built:
+            archive.extractall(built)
     return target
 
 

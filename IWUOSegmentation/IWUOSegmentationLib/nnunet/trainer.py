@@ -83,10 +83,7 @@ def write_training_record(trainer: nnUNetTrainer, record: dict) -> None:
         json.dump(record, f, indent=2)
 
 
-def main(argv: list[str] | None = None) -> None:
-    from nnunetv2.paths import nnUNet_preprocessed
-    from nnunetv2.run.run_training import maybe_load_checkpoint
-
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--configuration", default="3d_fullres")
@@ -101,9 +98,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-final-validation", action="store_true",
                         help="skip nnU-Net's full-resolution validation of the fold after training")
     parser.add_argument("--continue", dest="continue_training", action="store_true")
-    args = parser.parse_args(argv)
-    fold = args.fold if args.fold == "all" else int(args.fold)
+    return parser
 
+
+def prepare_trainer(args: argparse.Namespace) -> tuple[IWUOTrainer, dict]:
+    """The trainer of one fold with its start weights in place (pretrained, resumed or new), and its record so far."""
+    from nnunetv2.paths import nnUNet_preprocessed
+    from nnunetv2.run.run_training import maybe_load_checkpoint
+
+    fold = args.fold if args.fold == "all" else int(args.fold)
     base = os.path.join(nnUNet_preprocessed, args.dataset)
     with open(os.path.join(base, f"{args.plans}.json")) as f:
         plans = json.load(f)
@@ -122,6 +125,12 @@ def main(argv: list[str] | None = None) -> None:
         record["transferred"] = load_pretrained_network_weights(trainer, args.pretrained_weights, args.trust_model)
     else:
         maybe_load_checkpoint(trainer, args.continue_training, False, None)
+    return trainer, record
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    trainer, record = prepare_trainer(args)
     start = time.time()
     trainer.run_training()
     record["training_seconds"] = round(time.time() - start, 1)

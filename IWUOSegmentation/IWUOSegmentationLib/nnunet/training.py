@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import BadInputError, IWUOError
-from ..storage.atomic_files import atomic_write_text
+from ..errors import BadInputError, IWUOError, MissingInputError
+from ..storage.atomic_files import atomic_write_file, atomic_write_text
 
 
 @dataclass
@@ -81,7 +81,7 @@ def resolve_pretrained(path: str | os.PathLike) -> Pretrained:
 
     path = Path(path).resolve()
     if not path.exists():
-        raise BadInputError(f"Pretrained weights not found: {path} does not exist.")
+        raise MissingInputError(f"Pretrained weights not found: {path} does not exist.")
     if path.is_dir():
         folds = [path] if path.name.startswith("fold_") else sorted(
             path.glob("fold_*"), key=lambda p: (p.name != "fold_all", p.name))
@@ -95,8 +95,7 @@ def resolve_pretrained(path: str | os.PathLike) -> Pretrained:
     model_dir = checkpoint.parent.parent
     match = _CONFIG_RE.match(model_dir.name)
     if (model_dir / "plans.json").is_file() and (model_dir / "dataset.json").is_file() and match:
-        plans = json.loads((model_dir / "plans.json").read_text())
-        dataset_json = json.loads((model_dir / "dataset.json").read_text())
+        plans, dataset_json = (_read_json(model_dir / name) for name in ("plans.json", "dataset.json"))
         configuration = match.group("configuration")
     else:
         from .model_folder import load_checkpoint
@@ -110,6 +109,14 @@ def resolve_pretrained(path: str | os.PathLike) -> Pretrained:
         raise BadInputError(f"The pretrained plans have no configuration '{configuration}'.")
     return Pretrained(checkpoint=checkpoint, plans=plans, configuration=configuration, dataset_json=dataset_json,
                       source=str(path))
+
+
+def _read_json(path: Path) -> dict:
+    """A JSON file the user gave (a dataset's or a pretrained model's); a garbled one is one line naming it."""
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"{path} cannot be read as JSON ({exc}).") from exc
 
 
 def dataset_id_from_folder(folder: Path) -> int:
@@ -133,11 +140,13 @@ def check_raw_dataset(folder: str | os.PathLike, model_dataset_json: dict | None
     label values ones its outputs know.
     """
     folder = Path(folder)
+    if not folder.is_dir():
+        raise MissingInputError(f"Dataset folder {folder} does not exist.")
     dataset_id_from_folder(folder)
     ds_file = folder / "dataset.json"
     if not ds_file.is_file():
         raise BadInputError(f"{folder} has no dataset.json.")
-    ds = json.loads(ds_file.read_text())
+    ds = _read_json(ds_file)
     ending = ds.get("file_ending", ".nii.gz")
     channels = ds.get("channel_names") or ds.get("modality")
     if not channels:
@@ -409,9 +418,7 @@ def slim_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     checkpoint = torch.load(src, map_location="cpu", weights_only=False)
     checkpoint["optimizer_state"] = None
     checkpoint["grad_scaler_state"] = None
-    tmp = Path(str(dst) + ".tmp")
-    torch.save(checkpoint, tmp)
-    os.replace(tmp, dst)
+    atomic_write_file(dst, lambda tmp: torch.save(checkpoint, tmp))
 
 
 def export_model(model_folder: str | os.PathLike, dest: str | os.PathLike, folds: list[int]) -> Path:

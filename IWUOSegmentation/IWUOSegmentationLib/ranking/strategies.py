@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Optional, Protocol, Union
+from typing import TYPE_CHECKING, Optional, Protocol, Union
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from ..data.structures import Structure
 from .case_scores import CaseScores
 from .slice_counts import SliceCounts
 from .slice_scores import SliceScores
+
+if TYPE_CHECKING:
+    from ..data.analysis_files import LoadedAnalysis
 
 
 @dataclass
@@ -234,35 +237,34 @@ def make_strategy(name: str) -> Strategy:
     return STRATEGIES[name]()
 
 
-def rank_case(label_map: np.ndarray, probabilities: np.ndarray, output_names: list[str], region_based: bool,
-              uncertainty: np.ndarray, spacing_xyz, structures: Optional[Mapping[str, Structure]] = None,
-              member_variance: Optional[np.ndarray] = None, strategy: str = DEFAULT_RANKING,
-              label_values: Optional[dict] = None, limit: Optional[int] = None) -> tuple[int, CaseScores, list[dict]]:
+def rank_case(analysis: LoadedAnalysis, structures: Optional[Mapping[str, Structure]] = None,
+              strategy: str = DEFAULT_RANKING, limit: Optional[int] = None) -> tuple[int, CaseScores, list[dict]]:
     """The product's slice ranking of an analysed case over all `structures` at once (one visit corrects
-    every structure on the slice).
+    every structure on the slice), with the analysis' entropy as its uncertainty and its member variance
+    (per output) for the disagreement terms.
 
     `structures`: name -> structures.Structure; None takes the regions the evaluation scores (WT/TC/ET of a
-    BraTS model, else each structure of the model), which is what the default review target (all foreground)
-    ranks. Returns (axis, scores, rows of slice/iwuo/impact/uncertainty, best first), the shape of
-    `slice_scores.iwuo_ranking`. `member_variance` is the analysis' per-output member variance (channel order
-    of `output_names`); without it the disagreement terms use the uncertainty map.
+    BraTS model, else each structure of the model, as the analysis' summary.json records them), which is what
+    the default review target (all foreground) ranks. Returns (axis, scores, rows of
+    slice/iwuo/impact/uncertainty, best first), the shape of `slice_scores.iwuo_ranking`.
     """
-    from ..data.structures import evaluation_regions
+    from ..data.structures import evaluation_regions, structures_from_summary
     from .case_scores import score_case
-    from .slice_scores import model_structures, slice_axis
+    from .slice_scores import slice_axis
 
     if strategy in ORACLES:
         raise ValueError(f"{strategy} needs the ground truth; choose a ground-truth-free ranking.")
     if structures is None:
-        model = model_structures(output_names, region_based, label_values)
+        model = structures_from_summary(analysis.summary)
         structures = {name: region.structure for name, region in evaluation_regions(model).items()}
+    spacing_xyz = analysis.geometry.GetSpacing()
     axis = slice_axis(spacing_xyz)
-    probs = {r: s.probability(probabilities) for r, s in structures.items()}
-    preds = {r: s.mask(label_map) for r, s in structures.items()}
+    probs = {r: s.probability(analysis.probabilities) for r, s in structures.items()}
+    preds = {r: s.mask(analysis.label_map) for r, s in structures.items()}
     variances = None
-    if member_variance is not None:  # per output, combined per structure as its probability is
-        variances = {r: s.probability(member_variance) for r, s in structures.items()}
-    scores = score_case(probs, preds, uncertainty, axis, spacing_xyz, variances)
+    if analysis.member_variance is not None:  # per output, combined per structure as its probability is
+        variances = {r: s.probability(analysis.member_variance) for r, s in structures.items()}
+    scores = score_case(probs, preds, analysis.uncertainty["entropy"], axis, spacing_xyz, variances)
     order = make_strategy(strategy).order(RankingContext(scores))[:limit]
     iwuo, impact, unc = scores.iwuo, scores.impact, scores.uncertainty
     rows = [{"slice": int(s), "iwuo": float(iwuo[s]), "impact": float(impact[s]), "uncertainty": float(unc[s])}

@@ -17,8 +17,36 @@ from typing import Optional
 from ..errors import CorruptLogError
 from ..storage.fault_injection import after_write, before_write
 
-EVENT_KINDS = ("session_started", "slice_shown", "slice_corrected", "slice_skipped", "reference_dice", "note",
-               "target_changed")
+EVENT_KINDS = ("session_started", "slice_shown", "slice_corrected", "slice_marked_corrected", "slice_skipped",
+               "reference_dice", "note", "target_changed")
+#: Events that count their slice as corrected: an edit of the segmentation (`slice_corrected`, with the voxels it
+#: changed) and the reviewer's "this slice is done" (`slice_marked_corrected`, Mark corrected, no voxels). Logs
+#: written before the second kind existed record the mark as a `slice_corrected` of zero voxels.
+CORRECTION_KINDS = ("slice_corrected", "slice_marked_corrected")
+#: Events that end a visit of a slice and carry its seconds.
+VISIT_KINDS = ("slice_shown", "slice_skipped", *CORRECTION_KINDS)
+#: The log key of the Dice of all foreground segments together against the reference, when one is set
+#: (`measured_dice` in older logs, which are read the same).
+FOREGROUND_DICE_KEY = "measured_foreground_dice"
+#: Slices of the correction budget when a front end sets none (`iwuo review --budget-slices`, the Slicer module).
+DEFAULT_BUDGET_SLICES = 20
+
+
+def logged_foreground_dice(event: dict) -> Optional[float]:
+    """The all-foreground Dice an event recorded, under its current key or the older `measured_dice`."""
+    value = event.get(FOREGROUND_DICE_KEY)
+    return event.get("measured_dice") if value is None else value
+
+
+def corrected_slices(events: list[dict]) -> set[int]:
+    """Slices the log counts as corrected (edited, or marked done by the reviewer)."""
+    return {int(e["slice"]) for e in events if e["kind"] in CORRECTION_KINDS}
+
+
+def logged_target(events: list[dict]) -> Optional[str]:
+    """The review target a budget log was last ranked on (session start or a later change), if it says."""
+    targets = [e.get("target") for e in events if e["kind"] in ("session_started", "target_changed") and e.get("target")]
+    return targets[-1] if targets else None
 
 
 @dataclass
@@ -28,7 +56,7 @@ class BudgetSummary:
     seconds_used: float
     voxels_changed: int
     estimated_dice_gain: float
-    measured_dice: Optional[float]
+    measured_foreground_dice: Optional[float]  # the last logged Dice of all foreground segments vs the reference
     budget_slices: Optional[int]
     budget_seconds: Optional[float]
     corrected_slices: list[int] = field(default_factory=list)
@@ -60,15 +88,15 @@ class _Tally:
         if kind == "session_started":
             self.started = True
             self.budget_slices, self.budget_seconds = e.get("budget_slices"), e.get("budget_seconds")
-        elif kind == "slice_corrected":
+        elif kind in CORRECTION_KINDS:
             self.corrected[int(e["slice"])] = float(e.get("estimated_dice_gain", 0.0))
             self.voxels += sum(e.get("voxels_added", {}).values()) + sum(e.get("voxels_removed", {}).values())
         elif kind == "slice_shown":
             self.shown.add(e["slice"])
-        if kind in ("slice_corrected", "slice_skipped", "slice_shown"):
+        if kind in VISIT_KINDS:
             self.seconds += e.get("seconds", 0.0)
-        if e.get("measured_dice") is not None:
-            self.measured = e["measured_dice"]
+        if logged_foreground_dice(e) is not None:
+            self.measured = logged_foreground_dice(e)
 
 
 class BudgetLog:
@@ -167,5 +195,6 @@ class BudgetLog:
         return BudgetSummary(
             slices_corrected=len(tally.corrected), slices_shown=len(tally.shown), seconds_used=float(tally.seconds),
             voxels_changed=int(tally.voxels), estimated_dice_gain=float(sum(tally.corrected.values())),
-            measured_dice=float(tally.measured) if tally.measured is not None else None, budget_slices=budget_slices,
+            measured_foreground_dice=float(tally.measured) if tally.measured is not None else None,
+            budget_slices=budget_slices,
             budget_seconds=budget_seconds, corrected_slices=sorted(tally.corrected))

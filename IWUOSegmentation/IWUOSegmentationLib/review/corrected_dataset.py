@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -22,8 +21,10 @@ from typing import Callable, Optional
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import BadInputError
-from .budget_log import BudgetLog
+from ..data.analysis_identity import read_summary
+from ..errors import BadInputError, MissingInputError
+from ..storage.atomic_files import folder_swapped_in
+from .budget_log import BudgetLog, corrected_slices
 from .folder import ReviewFolder
 
 
@@ -66,7 +67,7 @@ def find_review_folders(paths: list[str | os.PathLike]) -> list[ReviewFolder]:
     for path in paths:
         folder = ReviewFolder(path)
         if not folder.root.is_dir():
-            raise BadInputError(f"Review folder {folder.root} does not exist.")
+            raise MissingInputError(f"Review folder {folder.root} does not exist.")
         if folder.has_analysis() or folder.log.is_file():
             found.append(folder)
             continue
@@ -78,55 +79,86 @@ def find_review_folders(paths: list[str | os.PathLike]) -> list[ReviewFolder]:
     return found
 
 
-def inspect_review(folder: ReviewFolder, channel_names: Optional[list[str]] = None,
-                   labels: Optional[dict] = None) -> ReviewedCase:
-    """Check one review for export; raise BadInputError saying what is wrong and what to do."""
+@dataclass
+class ReviewState:
+    """What a review folder holds, read and checked for consistency: its analysis' summary, its log, the
+    prediction and the corrected label map (the prediction where no correction was saved)."""
+
+    name: str
+    summary: dict
+    events: list[dict]
+    axis: int
+    prediction_image: sitk.Image
+    prediction: np.ndarray
+    corrected_image: Optional[sitk.Image]
+    corrected: np.ndarray
+    logged_slices: set[int]  # slices with a logged correction (an edit, or marked done)
+
+
+def read_review_state(folder: ReviewFolder, channel_names: Optional[list[str]] = None,
+                      labels: Optional[dict] = None) -> ReviewState:
+    """Read a review (read-only); raise BadInputError saying what is wrong and what to do."""
     name = folder.root.name
     if not folder.has_analysis():
         raise BadInputError(f"Review '{name}' ({folder.root}) has no analysis (analysis/summary.json).")
-    summary = json.loads((folder.analysis / "summary.json").read_text())
+    summary = read_summary(folder.analysis)  # a damaged summary.json: one line naming the folder
     model_info = summary.get("model", {})
     if channel_names is not None and list(model_info.get("channels", channel_names)) != list(channel_names):
         raise BadInputError(f"Review '{name}' was analysed with a model whose channels are "
                             f"{model_info.get('channels')}, not {channel_names}.")
     if labels is not None and model_info.get("labels") not in (None, labels):
         raise BadInputError(f"Review '{name}' was analysed with a model with other labels ({model_info.get('labels')}).")
-    channel_names = channel_names or list(model_info.get("channels", []))
-    labels = labels if labels is not None else model_info.get("labels", {})
     events = BudgetLog(folder.log).read()
     started = [e for e in events if e["kind"] == "session_started"]
     if not started:
         raise BadInputError(f"Review '{name}' has no budget log ({folder.log.name}): it was analysed but never reviewed.")
-    axis = int(started[0].get("axis", 0))
     prediction_image = sitk.ReadImage(str(folder.analysis / f"segmentation{summary.get('extension', '.nii.gz')}"))
     prediction = sitk.GetArrayFromImage(prediction_image)
     corrected_image = sitk.ReadImage(str(folder.corrected)) if folder.corrected.is_file() else None
-    logged = {int(e["slice"]) for e in events if e["kind"] == "slice_corrected"}
+    logged = corrected_slices(events)
     logged_edits = {int(e["slice"]) for e in events if e["kind"] == "slice_corrected"
                     and sum(e.get("voxels_added", {}).values()) + sum(e.get("voxels_removed", {}).values()) > 0}
     if corrected_image is None:
         if logged_edits:
             raise BadInputError(f"Review '{name}': the budget log counts {len(logged_edits)} corrected slice(s) but "
-                                f"{folder.corrected.name} is missing, so the corrections cannot be exported.")
-        corrected, changed = prediction, np.zeros(prediction.shape, bool)
+                                f"{folder.corrected.name} is missing, so the corrections cannot be read.")
+        corrected = prediction
     else:
         corrected = sitk.GetArrayFromImage(corrected_image)
         if corrected.shape != prediction.shape:
             raise BadInputError(f"Review '{name}': {folder.corrected.name} has grid {corrected.shape[::-1]}, the analysis "
                                 f"{prediction.shape[::-1]}: they are not of the same case.")
-        changed = corrected != prediction
-    other = tuple(a for a in range(changed.ndim) if a != axis)
-    corrected_slices = [int(s) for s in np.flatnonzero(changed.any(axis=other))]
-    unlogged = sorted(set(corrected_slices) - logged)
+    return ReviewState(name=name, summary=summary, events=events, axis=int(started[0].get("axis", 0)),
+                       prediction_image=prediction_image, prediction=prediction, corrected_image=corrected_image,
+                       corrected=corrected, logged_slices=logged)
+
+
+def check_label_values(state: ReviewState, labels: dict) -> None:
+    """Refuse a corrected segmentation with label values the model does not write."""
+    unknown = set(np.unique(state.corrected).tolist()) - _label_values(labels) - {0}
+    if unknown:
+        raise BadInputError(f"Review '{state.name}': the corrected segmentation has label values {sorted(unknown)} that "
+                            f"the model does not write ({sorted(_label_values(labels))}).")
+
+
+def inspect_review(folder: ReviewFolder, channel_names: Optional[list[str]] = None,
+                   labels: Optional[dict] = None) -> ReviewedCase:
+    """Check one review for export; raise BadInputError saying what is wrong and what to do."""
+    state = read_review_state(folder, channel_names, labels)
+    name, summary = state.name, state.summary
+    model_info = summary.get("model", {})
+    channel_names = channel_names or list(model_info.get("channels", []))
+    labels = labels if labels is not None else model_info.get("labels", {})
+    changed = state.corrected != state.prediction
+    other = tuple(a for a in range(changed.ndim) if a != state.axis)
+    changed_slices = [int(s) for s in np.flatnonzero(changed.any(axis=other))]
+    unlogged = sorted(set(changed_slices) - state.logged_slices)
     if unlogged:
         shown = ", ".join(map(str, unlogged[:8])) + (" ..." if len(unlogged) > 8 else "")
         raise BadInputError(f"Review '{name}': slice(s) {shown} differ from the prediction but the budget log has no "
                             "correction there; open the review again (Slicer module or `iwuo review`), which logs "
                             "them, then export.")
-    unknown = set(np.unique(corrected).tolist()) - _label_values(labels) - {0}
-    if unknown:
-        raise BadInputError(f"Review '{name}': the corrected segmentation has label values {sorted(unknown)} that the "
-                            f"model does not write ({sorted(_label_values(labels))}).")
+    check_label_values(state, labels)
     images = folder.input_images()
     if not images:
         recorded = [Path(p) for p in summary.get("inputs", [])]
@@ -138,10 +170,10 @@ def inspect_review(folder: ReviewFolder, channel_names: Optional[list[str]] = No
     if channel_names and len(images) != len(channel_names):
         raise BadInputError(f"Review '{name}' has {len(images)} input image(s); the model takes {len(channel_names)} "
                             f"({', '.join(channel_names)}).")
-    label = corrected_image if corrected_image is not None else prediction_image
+    label = state.corrected_image if state.corrected_image is not None else state.prediction_image
     label = sitk.Cast(label, sitk.sitkUInt8)
-    label.CopyInformation(prediction_image)
-    return ReviewedCase(folder=folder, images=images, label=label, corrected_slices=corrected_slices,
+    label.CopyInformation(state.prediction_image)
+    return ReviewedCase(folder=folder, images=images, label=label, corrected_slices=changed_slices,
                         voxels_changed=int(changed.sum()), model_path=str(model_info.get("path", "")))
 
 
@@ -170,7 +202,7 @@ def export_reviews(reviews: list[str | os.PathLike], out: str | os.PathLike, mod
         raise BadInputError(f"{out} already exists and is not empty; choose a new DatasetXXX_Name (or remove it).")
     folders = find_review_folders(reviews)
     if model_path is None:
-        recorded = {json.loads((f.analysis / "summary.json").read_text()).get("model", {}).get("path")
+        recorded = {read_summary(f.analysis).get("model", {}).get("path")
                     for f in folders if f.has_analysis()}
         if len(recorded) != 1 or None in recorded:
             raise BadInputError("The reviews were analysed with different models (or record none): name the model "
@@ -200,18 +232,10 @@ def export_reviews(reviews: list[str | os.PathLike], out: str | os.PathLike, mod
                     "description": f"Expert-corrected cases exported by iwuo export-dataset from {len(chosen)} review(s) "
                                    f"analysed with {model.path}"}
     dataset_json.pop("file_ending", None)
-    staging = out.parent / f".{out.name}.partial"
-    if staging.exists():
-        shutil.rmtree(staging)
-    try:
-        if progress:
-            progress(0.85, f"writing {len(chosen)} case(s)")
-        export_corrected_dataset(chosen, staging / out.name, {**dataset_json, "file_ending": ".nii.gz"})
-        if out.exists():
-            out.rmdir()
-        os.replace(staging / out.name, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    if progress:
+        progress(0.85, f"writing {len(chosen)} case(s)")
+    with folder_swapped_in(out) as built:  # out is absent or empty (checked above)
+        export_corrected_dataset(chosen, built, {**dataset_json, "file_ending": ".nii.gz"})
     if progress:
         progress(1.0, f"{out} written")
     return result

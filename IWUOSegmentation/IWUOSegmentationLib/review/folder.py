@@ -15,6 +15,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..storage.atomic_files import atomic_write_file, atomic_write_image
+
 #: Formats kept as the user's own file (copied byte for byte); anything else is written as NIfTI.
 _SINGLE_FILE_FORMATS = (".nii.gz", ".nii", ".nrrd", ".mha")
 _INPUT_RE = re.compile(r"^input_(\d{4})\.")
@@ -61,13 +63,11 @@ class ReviewFolder:
             source = Path(source)
             ending = next((e for e in _SINGLE_FILE_FORMATS if source.name.lower().endswith(e)), None)
             target = self.inputs / f"input_{channel:04d}{ending or '.nii.gz'}"
-            tmp = target.with_name(f".{target.name}.partial")
             if ending:
-                shutil.copyfile(source, tmp)
+                atomic_write_file(target, lambda tmp, source=source: shutil.copyfile(source, tmp))
             else:  # e.g. .mhd with its raw file beside it
                 import SimpleITK as sitk
 
-                sitk.WriteImage(sitk.ReadImage(str(source)), str(tmp), True, imageIO="NiftiImageIO")
-            os.replace(tmp, target)
+                atomic_write_image(target, sitk.ReadImage(str(source)), image_io="NiftiImageIO")
             saved.append(target)
         return saved

@@ -2,7 +2,8 @@
 
 Read from the BudgetLog alone (the source of truth), so the desktop module, the browser app and
 `iwuo review-report` give the same report for the same session: `review_report.md`, the events as
-`review_log.csv`, and `review_curve.png` (Dice gain against slices corrected and against time).
+`review_log.csv`, and `review_curve.svg` (Dice gain against slices corrected and against time, drawn
+without a plotting library: review/curve_figure.py, so stock Slicer exports it too).
 """
 
 from __future__ import annotations
@@ -13,16 +14,16 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from ..errors import BadInputError, CorruptLogError
-from ..storage.atomic_files import atomic_write_text
-from ..storage.fault_injection import after_write, before_write
-from .budget_log import BudgetLog
+from ..errors import BadInputError, CorruptLogError, MissingInputError
+from ..storage.atomic_files import atomic_write_text, make_folder
+from .budget_log import CORRECTION_KINDS, FOREGROUND_DICE_KEY, BudgetLog, logged_foreground_dice
 from .corrected_dataset import export_readiness
 from .correction_curve import correction_curve
+from .curve_figure import curve_svg
 from .folder import ReviewFolder
 
 CSV_COLUMNS = ("kind", "rank", "slice", "seconds", "voxels_added", "voxels_removed", "estimated_dice_gain",
-               "measured_dice")
+               FOREGROUND_DICE_KEY)
 
 
 def _csv(events: list[dict]) -> str:
@@ -34,46 +35,24 @@ def _csv(events: list[dict]) -> str:
             continue
         added = sum(e.get("voxels_added", {}).values())
         removed = sum(e.get("voxels_removed", {}).values())
+        dice = logged_foreground_dice(e)
         writer.writerow([e["kind"], e.get("rank", ""), e.get("slice", ""), e.get("seconds", ""),
-                         added if e["kind"] == "slice_corrected" else "",
-                         removed if e["kind"] == "slice_corrected" else "",
-                         e.get("estimated_dice_gain", ""), "" if e.get("measured_dice") is None else e["measured_dice"]])
+                         added if e["kind"] in CORRECTION_KINDS else "",
+                         removed if e["kind"] in CORRECTION_KINDS else "",
+                         e.get("estimated_dice_gain", ""), "" if dice is None else dice])
     return out.getvalue()
 
 
-def _plot(points: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), constrained_layout=True)
-    measured = [p["measured_dice"] for p in points]
-    for ax, x_key, x_label in ((axes[0], "slices", "slices corrected"), (axes[1], "seconds", "review time (s)")):
-        x = [p[x_key] for p in points]
-        ax.step(x, [p["estimated_gain"] for p in points], where="post", color="tab:orange", label="estimated Dice gain")
-        ax.set_xlabel(x_label)
-        ax.set_ylabel("estimated Dice gain")
-        ax.grid(alpha=0.3)
-        if any(m is not None for m in measured):
-            twin = ax.twinx()
-            twin.plot([xi for xi, m in zip(x, measured) if m is not None], [m for m in measured if m is not None],
-                      "o-", color="tab:blue", label="measured Dice")
-            twin.set_ylabel("measured Dice (vs reference)")
-    axes[0].legend(loc="lower right", fontsize=8)
-    tmp = path.with_name(f".{path.name}.partial.png")
-    before_write("figure.tmp", path)
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    after_write("figure.tmp", tmp)
-    os.replace(tmp, path)
+def _write_figure(points: list[dict], path: Path) -> None:
+    """The curve's SVG through the atomic writer (the report figure's write point `figure.tmp`)."""
+    atomic_write_text(path, curve_svg(points), tmp_point="figure.tmp", done_point=None)
 
 
 def write_review_report(log_path: str | os.PathLike, out_dir: Optional[str | os.PathLike] = None) -> Path:
     """Write the report files next to the log (or into `out_dir`); return the report's path."""
     log = BudgetLog(log_path)
     if not log.path.is_file():
-        raise BadInputError(f"No budget log at {log.path}: nothing has been reviewed there yet.")
+        raise MissingInputError(f"No budget log at {log.path}: nothing has been reviewed there yet.")
     events = log.read()
     if not events and log.warnings:
         raise CorruptLogError(f"{log.path} is corrupt: none of its lines is a readable event ({log.warnings[0]})")
@@ -81,9 +60,9 @@ def write_review_report(log_path: str | os.PathLike, out_dir: Optional[str | os.
         raise BadInputError(f"{log.path} has no session_started event: it is not an IWUO review log.")
     summary = log.summary()
     out = Path(out_dir) if out_dir else log.path.parent
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     points = correction_curve(events)
-    _plot(points, out / "review_curve.png")
+    _write_figure(points, out / "review_curve.svg")
     atomic_write_text(out / "review_log.csv", _csv(events))
     minutes, seconds = divmod(int(summary.seconds_used), 60)
     budget = f" of {summary.budget_slices}" if summary.budget_slices else ""
@@ -97,16 +76,16 @@ def write_review_report(log_path: str | os.PathLike, out_dir: Optional[str | os.
         f"| voxels changed | {summary.voxels_changed} |",
         f"| estimated Dice gain (sum of the corrected slices' impact) | {summary.estimated_dice_gain:+.4f} |",
     ]
-    if summary.measured_dice is not None:
-        lines.append(f"| measured Dice (last, against the reference) | {summary.measured_dice:.4f} |")
+    if summary.measured_foreground_dice is not None:
+        lines.append(f"| measured all-foreground Dice (last, against the reference) | {summary.measured_foreground_dice:.4f} |")
     targets = [e["target"] for e in events if e["kind"] in ("session_started", "target_changed") and e.get("target")]
     if targets:  # the structures the slices were ranked for, in order
         lines.append(f"| review target | {' → '.join(dict.fromkeys(targets))} |")
-    lines += ["", "![Dice gain against slices corrected and time](review_curve.png)", "",
+    lines += ["", "![Dice gain against slices corrected and time](review_curve.svg)", "",
               "## Corrected slices", "", "| rank | slice | seconds | voxels added | voxels removed | estimated gain |",
               "|---|---|---|---|---|---|"]
     for e in events:
-        if e["kind"] == "slice_corrected":
+        if e["kind"] in CORRECTION_KINDS:
             lines.append(f"| {e.get('rank') or '-'} | {e['slice']} | {float(e.get('seconds', 0.0)):.1f} | "
                          f"{sum(e.get('voxels_added', {}).values())} | {sum(e.get('voxels_removed', {}).values())} | "
                          f"{float(e.get('estimated_dice_gain') or 0.0):+.4f} |")

@@ -37,14 +37,14 @@ def region_names(regions) -> list[str] | None:
     return [r for r in regions if r]
 
 
-def evaluate_folder_case(folder: Path, model, predictor, out_case: Path, config: EvaluationConfig,
+def evaluate_folder_case(folder: Path, model, analyzer, out_case: Path, config: EvaluationConfig,
                          progress=None) -> dict:
     """Analyse (or reuse the analysis of) one case folder and replay all strategies on it, as `config` says.
 
-    `model` and `predictor` may be None when the analysis is already saved (replay only)."""
+    `model` and `analyzer` (nnunet/analysis.CaseAnalyzer) may be None when the analysis is already saved (replay only)."""
     import SimpleITK as sitk
 
-    from ..data.analysis_files import read_analysis, write_analysis
+    from ..data.analysis_files import read_analysis
     from ..data.case_folders import find_case_files
     from ..data.structures import (
         describe_labels,
@@ -65,17 +65,16 @@ def evaluate_folder_case(folder: Path, model, predictor, out_case: Path, config:
     if files.reference is None:
         raise BadInputError(f"Case {folder.name} has no reference label file (label*, seg*, OTMultiClass*).")
     analysis_dir = out_case / "analysis"
-    # with a predictor, an analysis of other images or another model is redone; without one (replay only) the
+    # with an analyzer, an analysis of other images or another model is redone; without one (replay only) the
     # saved analysis is what there is
-    case = CaseImages.from_files([str(p) for p in files.images]) if predictor is not None else None
-    stale = _stale_analysis(analysis_dir, case, model if predictor is not None else None)
+    case = CaseImages.from_files([str(p) for p in files.images]) if analyzer is not None else None
+    stale = _stale_analysis(analysis_dir, case, model if analyzer is not None else None)
     if stale:
-        if predictor is None:
+        if analyzer is None:
             raise BadInputError(f"Case {folder.name}: {stale}; run without --replay-only.")
         if (analysis_dir / "summary.json").is_file() and progress is not None:
             progress(0.0, f"the saved analysis is not reused ({stale})")
-        result = predictor.analyze(case, progress=progress)
-        write_analysis(result, case, analysis_dir, model.describe())
+        analyzer.analyze_into(case, analysis_dir, progress=progress)
     analysis = read_analysis(analysis_dir)
     try:
         ref_image = sitk.ReadImage(str(files.reference))

@@ -1,9 +1,9 @@
 """Browser front end of the guided review: a trame-slicer app on the shared MRML layer.
 
 The Slicer MRML scene, slice views and Segment Editor effects are trame-slicer's (rendered on
-the server, streamed to the page). Everything the review does goes through
-`mrml.review_workflow` and `mrml.review_session` — the same code the desktop module calls — so
-the BudgetLog and the saved corrections are the desktop module's too.
+the server, streamed to the page). Everything the review does goes through the review controller
+(`mrml.review_controller.ReviewController`) — the one the desktop module calls — so the BudgetLog and
+the saved corrections are the desktop module's too; the app never touches the session itself.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import asyncio
 import logging
 import os
 import types
-from typing import Optional
+from typing import Callable, Optional
 
-from ..mrml.review_controller import ACTIONS, SHORTCUTS, ReviewController, budget_of, budget_text, red_node
-from ..mrml.review_session import COLUMN_STATUS, ReviewSession, slice_index_of_view
+from ..mrml.review_controller import ACTIONS, ReviewController, red_node
 from ..mrml.review_workflow import OVERLAY_KINDS, add_volume_from_image
+from ..review.budget_log import DEFAULT_BUDGET_SLICES
 from ..review.preparation import BROWSER_FRONT_END, ReviewCase
 
 log = logging.getLogger("iwuo.review")
@@ -43,9 +43,9 @@ def _adopt_scene(slicer_app) -> None:
 
 
 class ReviewApp:
-    """One case under review in the browser; owns the trame server, the scene and the session."""
+    """One case under review in the browser; owns the trame server, the scene and the review controller."""
 
-    def __init__(self, case: ReviewCase, server=None, budget_slices: int = 20):
+    def __init__(self, case: ReviewCase, server=None, budget_slices: int = DEFAULT_BUDGET_SLICES):
         if not os.environ.get("DISPLAY"):
             os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
         from trame.app import get_server
@@ -62,11 +62,11 @@ class ReviewApp:
         self.layout_manager = LayoutManager(self.slicer_app.scene, self.slicer_app.view_manager, self.server)
         self.layout_manager.register_layout_dict(LayoutManager.default_grid_configuration())
         self.layout_manager.set_layout("Axial Only")
+        self.controller = ReviewController(self.slicer_app.scene, schedule=self._after_current_event,
+                                           front_end=BROWSER_FRONT_END, on_logged=self._publish_budget)
         # The layout's views exist before any data is loaded: trame-slicer's brush effects are known to fail
         # when a volume comes first (the end-to-end test paints after this order).
         self._build_ui()
-        self._flush_scheduled = False
-        self.session: Optional[ReviewSession] = None
         self._load(budget_slices)
         self.server.controller.on_client_exited.add(self.save_now)
         self.server.controller.on_server_exited.add(self.save_now)
@@ -75,19 +75,13 @@ class ReviewApp:
     def _load(self, budget_slices: int) -> None:
         case = self.case
         volume = add_volume_from_image(case.images[0], case.channel_names[0])
-        self.volume = volume
         # views reset first: the session then centres them on the slice where the log says the reviewer stopped
         self.slicer_app.display_manager.show_volume(volume, do_reset_views=True)
-        self.controller = ReviewController(self.slicer_app.scene, on_dirty=self._schedule_flush,
-                                           front_end=BROWSER_FRONT_END, on_logged=self._publish_budget)
-        self.session = self.controller.open_case(case.folder.root, volume, case.written_labels, case.identity,
-                                                 analysis_dir=case.analysis_dir, budget_slices=budget_slices,
-                                                 target=case.target, read_only=case.read_only, lock=case.lock)
-        self.segmentation, self.overlays = self.session.segmentation, self.controller.overlays
-        self.labels = self.session.label_values
+        self.controller.open_case(case.folder.root, volume, case.written_labels, case.identity,
+                                  analysis_dir=case.analysis_dir, budget_slices=budget_slices, target=case.target,
+                                  read_only=case.read_only, lock=case.lock)
         self.state.iwuo_targets = self.controller.targets()
-        self.state.iwuo_target = self.session.target
-        self.slicer_app.segmentation_editor.set_active_segmentation(self.segmentation, volume)
+        self.slicer_app.segmentation_editor.set_active_segmentation(self.controller.segmentation, volume)
         if case.read_only:
             self.state.iwuo_message = "Read-only: another session holds this review; edits are not kept."
         self._set_overlay(self.state.iwuo_map, self.state.iwuo_opacity)
@@ -111,52 +105,41 @@ class ReviewApp:
         return f"{node.GetName()} @ {composite.GetForegroundOpacity():.2f}" if node else "none"
 
     def _publish(self) -> None:
-        """Copy the session (table node, log summary, the Red view's actual slice) into the page state."""
-        session = self.session
-        table = session.table.GetTable()
-        status = table.GetColumnByName(COLUMN_STATUS)
-        iwuo = table.GetColumnByName("iwuo")  # the score shown: the ranking's own
-        rows = [{"rank": r + 1, "slice": s, "score": f"{iwuo.GetValue(r):.4f}", "status": status.GetValue(r)}
-                for r, s in enumerate(session.ranking)]
-        red = self._red("vtkMRMLSliceNode")
+        """Copy the review's progress (ranking rows, rank, the Red view's actual slice, budget) into the page state."""
+        progress = self.controller.progress()
+        rows = [{"rank": row["rank"], "slice": row["slice"], "score": f"{row['iwuo']:.4f}", "status": row["status"]}
+                for row in progress.rows]  # the score shown: the ranking's own
         with self.state:
             self.state.iwuo_rows = rows
-            self.state.iwuo_current_rank = session.current_rank + 1
-            self.state.iwuo_view_slice = slice_index_of_view(red, self.volume, session.axis) if red else -1
+            self.state.iwuo_current_rank = progress.rank
+            self.state.iwuo_view_slice = progress.view_slice
+            self.state.iwuo_target = progress.target
             self.state.iwuo_foreground = self._foreground_description()
         self._publish_budget()
 
     def _publish_budget(self, _event: Optional[dict] = None) -> None:
         """The budget bar and text, from the log's events in memory: after each logged event (on_logged)."""
-        session = self.controller.session
-        if session is None:
-            return
+        progress = self.controller.progress()
         with self.state:
-            self.state.iwuo_slices_used = session.log.summary().slices_corrected
-            self.state.iwuo_budget = budget_of(session)
-            self.state.iwuo_budget_text = budget_text(session)
+            self.state.iwuo_slices_used = progress.slices_corrected
+            self.state.iwuo_budget = progress.budget_slices
+            self.state.iwuo_budget_text = progress.budget_text
 
-    # -- edits ------------------------------------------------------------------------------------
-    def _schedule_flush(self) -> None:
-        """A stroke fires several segmentation events; account for them once, after the current event."""
-        if self._flush_scheduled:
-            return
-        self._flush_scheduled = True
+    def _after_current_event(self, account: Callable[[], None]) -> None:
+        """The controller's scheduler (asyncio's call_soon; at once when no loop runs, in scripted use): a stroke is
+        accounted for (saved, then logged) once the event that made it is over, then shown."""
+        def account_and_show() -> None:
+            account()
+            self._publish()
+
         try:
-            asyncio.get_running_loop().call_soon(self._flush)
-        except RuntimeError:  # no loop (scripted use): account now
-            self._flush()
-
-    def _flush(self) -> None:
-        """Account for the stroke: the session saves the corrected segmentation, then logs it."""
-        self._flush_scheduled = False
-        self.session.flush_edits()
-        self._publish()
+            asyncio.get_running_loop().call_soon(account_and_show)
+        except RuntimeError:
+            account_and_show()
 
     def save_now(self, **_) -> None:
-        """Flush pending edits to the saved segmentation and the log (browser gone, server stopping)."""
-        if self.session is not None:
-            self.session.flush_edits()
+        """Account for pending edits: saved segmentation, then log (browser gone, server stopping)."""
+        self.controller.flush()
 
     # -- actions ----------------------------------------------------------------------------------
     def act(self, action: str) -> None:
@@ -167,18 +150,16 @@ class ReviewApp:
         self.state.iwuo_message = f"Report written: {self.controller.export_report()}"
 
     def on_key(self, key: str) -> None:
-        if key in SHORTCUTS:
-            self.act(SHORTCUTS[key])
+        self.controller.key(key)
+        self._publish()
 
     def set_target(self, target: str) -> None:
         """Rank the slices for another structure: the log records the change and keeps the progress per slice."""
         self.controller.set_target(target)
-        self.session = self.controller.session
-        self.state.iwuo_target = self.session.target
         self._publish()
 
     def go_to_rank(self, rank: int) -> None:
-        self.session.go_to(int(rank) - 1)
+        self.controller.go_to(int(rank) - 1)
         self._publish()
 
     def set_effect(self, name: Optional[str]) -> None:
@@ -219,8 +200,8 @@ class ReviewApp:
         state.iwuo_targets = []
         state.iwuo_target = None
         state.iwuo_case = self.case.name
-        state.change("iwuo_map", "iwuo_opacity")(lambda iwuo_map, iwuo_opacity, **_: (
-            self._set_overlay(iwuo_map, iwuo_opacity) if self.session else None))
+        state.change("iwuo_map", "iwuo_opacity")(lambda iwuo_map, iwuo_opacity, **_: self._set_overlay(iwuo_map,
+                                                                                                       iwuo_opacity))
         ctrl.trigger("iwuo_key")(self.on_key)
         ctrl.trigger("iwuo_action")(self.act)
         ctrl.trigger("iwuo_rank")(self.go_to_rank)
@@ -307,7 +288,7 @@ class ReviewApp:
         self.server.start(port=port, host=host, open_browser=False, show_connection_info=False, **kwargs)
 
 
-def run_review(case: ReviewCase, port: int, host: str = "127.0.0.1", budget_slices: int = 20) -> None:
+def run_review(case: ReviewCase, port: int, host: str = "127.0.0.1", budget_slices: int = DEFAULT_BUDGET_SLICES) -> None:
     """Serve the review of `case` (its `target` is the structure ranked first; the page can change it)."""
     ReviewApp(case, budget_slices=budget_slices).start(port, host=host)
 

@@ -3,7 +3,7 @@
 Installed with the extension (IWUOSegmentationLib is in the module's folder), so it works outside
 a checkout:
 
-    Slicer --no-main-window --python-script <module folder>/IWUOSegmentationLib/gui/slicer_headless_evaluate.py -- \
+    Slicer --no-main-window --python-script <module folder>/IWUOSegmentationLib/cli/slicer_headless_evaluate.py -- \
         --cases DIR --model MODEL_FOLDER --out DIR [any other `iwuo evaluate` option]
 
 The module folder is printed by `slicer.modules.iwuosegmentation.path` in Slicer's Python console.
@@ -31,12 +31,7 @@ if __name__ == "__main__":
     if args and args[0] == "--":
         args = args[1:]
     code = run(args)
-    try:
-        import slicer
-
-        app = getattr(slicer, "app", None)
-    except ImportError:
-        app = None
-    if app is not None:
-        slicer.util.exit(code)
+    slicer = sys.modules.get("slicer")  # loaded by Slicer before it runs a --python-script; never imported here
+    if getattr(slicer, "app", None) is not None:
+        slicer.util.exit(code)  # Slicer's own exit, with this exit code
     sys.exit(code)

@@ -1,0 +1,136 @@
+"""Edit accounting: the reviewed segmentation's voxel edits, attributed to the slices they changed, saved, then logged.
+
+One user stroke, or one programmatic update, fires several segmentation events (a labelmap update clears and
+refills the segment), so an edit is only noted when it happens (`dirty`, and `on_edit`: the front end's "after
+this event" scheduler), and diffed when it is complete (`flush`, also called by navigation and on close).
+
+Saved before logged, by construction: a writable accounting is built with its saver, and `flush` writes the
+segmentation through it before it hands the changed slices to the log, so a correction the log counts is on
+disk whichever path flushed it (a stroke, Next, closing). An accounting without a saver is read-only: its
+edits are undone and nothing is saved or logged.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import numpy as np
+
+#: Slice index -> {"voxels_added": {label: n}, "voxels_removed": {label: n}}.
+SliceChanges = dict[int, dict[str, dict[str, int]]]
+Masks = dict[str, np.ndarray]  # segment id -> boolean mask (k, j, i)
+
+
+def merge_changes(into: SliceChanges, changed: SliceChanges) -> None:
+    """Add the per-slice voxel counts of `changed` into `into`."""
+    for s, entry in changed.items():
+        target = into.setdefault(s, {"voxels_added": {}, "voxels_removed": {}})
+        for key in ("voxels_added", "voxels_removed"):
+            for label, n in entry.get(key, {}).items():
+                target[key][label] = target[key].get(label, 0) + n
+
+
+class EditAccounting:
+    """Edits of `segmentation` (on `volume`'s grid) per slice along array axis `axis`.
+
+    `save(masks)` writes the corrected segmentation (None: read-only); `log_changes(changes)` writes one log line
+    per changed slice and removes each slice from `changes` once its line is on disk, so a failed line is
+    retried by the next flush. `label_values` names the written label of each segment in the logged counts."""
+
+    def __init__(self, segmentation, volume, axis: int, label_values: dict[str, int],
+                 save: Optional[Callable[[Masks], object]], log_changes: Callable[[SliceChanges], None],
+                 on_edit: Callable[[], None]):
+        import slicer
+
+        self.segmentation, self.volume, self.axis, self.label_values = segmentation, volume, axis, label_values
+        self.save, self._log_changes, self._on_edit = save, log_changes, on_edit
+        self._snapshot = self.label_arrays()
+        self.dirty = False
+        self._unlogged: SliceChanges = {}  # saved corrections whose log line failed (disk full), to retry
+        self._observer = segmentation.GetSegmentation().AddObserver(
+            slicer.vtkSegmentation.SourceRepresentationModified, self._on_modified)
+
+    @property
+    def read_only(self) -> bool:
+        return self.save is None
+
+    def label_arrays(self) -> Masks:
+        """The segmentation as it is now: segment id -> mask on the volume's grid."""
+        import slicer.util
+
+        seg = self.segmentation.GetSegmentation()
+        return {sid: slicer.util.arrayFromSegmentBinaryLabelmap(self.segmentation, sid, self.volume) > 0
+                for sid in (seg.GetNthSegmentID(i) for i in range(seg.GetNumberOfSegments()))}
+
+    def accounted_masks(self) -> Masks:
+        """Segment id -> mask as of the last flush: the state the budget log accounts for."""
+        return self._snapshot
+
+    def _on_modified(self, *_) -> None:
+        self.dirty = True
+        self._on_edit()
+
+    def stop(self) -> None:
+        """Stop observing the segmentation (pending edits stay unaccounted: flush first)."""
+        if self._observer is not None:
+            self.segmentation.GetSegmentation().RemoveObserver(self._observer)
+            self._observer = None
+
+    def flush(self) -> int:
+        """Attribute the voxel changes since the last flush to their slices: saved, then logged; returns the number
+        of slices changed. A failed save (disk full) leaves the edit pending; a failed log line leaves the saved
+        correction waiting to be logged. Both are retried by the next flush."""
+        if not self.dirty and not self._unlogged:
+            return 0
+        if self.read_only:  # browse only: the edit is undone, nothing is saved or logged
+            self.dirty = False
+            self.adopt(self._snapshot)
+            return 0
+        changed: SliceChanges = {}
+        if self.dirty:
+            self.dirty = False
+            current = self.label_arrays()
+            changed = self.slice_changes(self._snapshot, current)
+            if changed:
+                try:
+                    self.save(current)
+                except BaseException:
+                    self.dirty = True
+                    raise
+            self._snapshot = current
+            merge_changes(self._unlogged, changed)
+        if self._unlogged:
+            self._log_changes(self._unlogged)
+        return len(changed)
+
+    def slice_changes(self, before: Masks, after: Masks) -> SliceChanges:
+        """Slice index -> voxels added/removed per written label, from segment masks before and after."""
+        changed: SliceChanges = {}
+        other = tuple(a for a in range(3) if a != self.axis)
+        for sid, mask in after.items():
+            previous = before.get(sid, np.zeros_like(mask))
+            added = (mask & ~previous).sum(axis=other)
+            removed = (~mask & previous).sum(axis=other)
+            label = str(self.label_values.get(sid, sid))
+            for s in np.flatnonzero(added + removed):
+                entry = changed.setdefault(int(s), {"voxels_added": {}, "voxels_removed": {}})
+                if added[s]:
+                    entry["voxels_added"][label] = int(added[s])
+                if removed[s]:
+                    entry["voxels_removed"][label] = int(removed[s])
+        return changed
+
+    def adopt(self, masks: Masks) -> bool:
+        """Put `masks` into the segmentation as already accounted for; returns whether the segmentation changed."""
+        import slicer.util
+
+        current = self.label_arrays()
+        if all(np.array_equal(current.get(sid), mask) for sid, mask in masks.items()):
+            return False
+        for sid, mask in masks.items():
+            if sid in current:
+                slicer.util.updateSegmentBinaryLabelmapFromArray(mask.astype(np.uint8), self.segmentation, sid,
+                                                                 self.volume)
+        self._snapshot = self.label_arrays()
+        self.dirty = False
+        return True

@@ -1,0 +1,365 @@
+"""The named mutations: for each README guarantee, the smallest realistic break and the test that must catch it.
+
+Each entry quotes the README's words it protects (`claim`, found in README.md up to line breaks), names the
+file, the exact `old` snippet (found exactly once there, or the mutation is stale) and its replacement `new`,
+and the pytest node ids that must fail once `new` is in place. `scripts/run_mutations.py` applies each one to a
+scratch copy of the checkout and runs only its tests; `Testing/test_mutation_table.py` checks in seconds that
+every snippet, test and claim still exists, so a refactor cannot silently disable a mutation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+LIB = "IWUOSegmentation/IWUOSegmentationLib"
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    claim: str  # the README's words (whitespace-insensitive substring of README.md)
+    file: str  # relative to the repository root
+    old: str  # exact snippet, found exactly once in `file`
+    new: str
+    tests: tuple[str, ...]  # pytest node ids (relative to the repository root); each must fail
+    note: str = ""  # what the break does, when the snippets do not say it
+
+
+T_INFERENCE = "Testing/test_inference.py"
+T_FAULTS = "Testing/test_fault_injection.py"
+T_MODELS = "Testing/test_model_folder.py"
+T_EXIT = "Testing/test_cli_exit_codes.py"
+T_LEARN = "Testing/test_learn_from_corrections.py"
+AGREEMENT = f"{T_INFERENCE}::test_label_map_and_probabilities_match_nnunet_predict"
+STREAMED = f"{T_INFERENCE}::test_streamed_member_statistics_equal_the_stacked_members"
+REPLAY = "Testing/test_replay_and_ranking.py::test_replay_equals_brute_force_on_random_orderings"
+HOSTILE_IMAGES = f"{T_FAULTS}::test_hostile_images_get_exit_2_and_one_line"
+HOSTILE_MODELS = f"{T_FAULTS}::test_hostile_model_zips_and_checkpoints_get_exit_3_and_never_run_code"
+DAMAGED = f"{T_FAULTS}::test_damaged_analysis_and_budget_log_are_refused_or_skipped_clearly"
+IDENTITY_RULE = "Testing/test_analysis_identity.py::test_the_rule_names_what_differs"
+WEIGHTS = f"{T_LEARN}::test_the_fine_tune_starts_from_every_pretrained_tensor"
+
+MUTATIONS: tuple[Mutation, ...] = (
+    # -- the same computation as nnUNetv2_predict ----------------------------------------------------------------
+    Mutation(
+        "logits-accumulated-in-float32",
+        "float32 mirror averaging, **float16** logit accumulation",
+        f"{LIB}/nnunet/inference.py",
+        "fold_logits = [torch.zeros((n_heads, *padded.shape[1:]), dtype=torch.half) for _ in self.networks]",
+        "fold_logits = [torch.zeros((n_heads, *padded.shape[1:]), dtype=torch.float32) for _ in self.networks]",
+        (AGREEMENT,),
+        "the sliding-window sum kept in float32 where nnU-Net keeps float16: probabilities drift from nnU-Net's"),
+    Mutation(
+        "mirror-average-in-float16",
+        "float32 mirror averaging, **float16** logit accumulation",
+        f"{LIB}/nnunet/inference.py",
+        "        prediction = net(x)\n",
+        "        prediction = net(x).half()\n",
+        (AGREEMENT,),
+        "the flips summed and averaged in float16 instead of nnU-Net's float32"),
+    Mutation(
+        "seven-flips-not-eight",
+        "16 members (8 flips × 2 folds)",
+        f"{LIB}/nnunet/inference.py",
+        "combos = [c for i in range(len(axes)) for c in itertools.combinations(axes, i + 1)]",
+        "combos = [c for i in range(len(axes) - 1) for c in itertools.combinations(axes, i + 1)]",
+        (f"{T_INFERENCE}::test_members_and_maps_are_reported",),
+        "the flip of all three axes is left out"),
+    Mutation(
+        "welford-m2-update",
+        "equal those of all members held at once, for region and label models",
+        f"{LIB}/nnunet/member_statistics.py",
+        "self.m2 += delta * (p - self.mean)",
+        "self.m2 += delta * delta",
+        (f"{STREAMED}[region model]",),
+        "Welford's M2 updated with the old mean twice (the textbook slip)"),
+    Mutation(
+        "sample-variance-instead-of-the-members",
+        "equal those of all members held at once, for region and label models",
+        f"{LIB}/nnunet/member_statistics.py",
+        "self.variance[sl] += patch.m2 / patch.n * g",
+        "self.variance[sl] += patch.m2 / (patch.n - 1) * g",
+        (f"{STREAMED}[label model]",)),
+    # -- analyses are reused only for their own case and model -------------------------------------------------
+    Mutation(
+        "identity-grid-only",
+        "another patient (even on the same grid), swapped channels or another model are refused",
+        f"{LIB}/data/analysis_identity.py",
+        'if recorded.get("voxels_sha256") != expected.get("voxels_sha256"):',
+        'if recorded.get("size_xyz") != expected.get("size_xyz"):',
+        (IDENTITY_RULE, f"{T_EXIT}::test_exit_2_for_an_analysis_of_another_case_on_the_same_grid"),
+        "the voxels are no longer compared, only the grid"),
+    Mutation(
+        "identity-model-ignored",
+        "another patient (even on the same grid), swapped channels or another model are refused",
+        f"{LIB}/data/analysis_identity.py",
+        "differences = identity_differences(recorded, inputs, model, first_inputs_only)",
+        "differences = identity_differences(recorded, inputs, None, first_inputs_only)",
+        (IDENTITY_RULE,)),
+    Mutation(
+        "identity-older-analysis-let-through",
+        "an analysis written before this check is refused with the advice to analyse again (there is no override)",
+        f"{LIB}/data/analysis_identity.py",
+        '    if not recorded or recorded.get("version") != IDENTITY_VERSION:\n',
+        '    if not recorded:\n        return\n    if recorded.get("version") != IDENTITY_VERSION:\n',
+        (IDENTITY_RULE,)),
+    Mutation(
+        "damaged-summary-not-named",
+        "a damaged analysis folder or `summary.json` is refused as damaged",
+        f"{LIB}/data/analysis_identity.py",
+        "    except json.JSONDecodeError as exc:\n        raise BadInputError(f\"The analysis folder",
+        "    except OSError as exc:\n        raise BadInputError(f\"The analysis folder",
+        (DAMAGED,)),
+    # -- one writer per review folder ----------------------------------------------------------------------------
+    Mutation(
+        "folder-lock-shared",
+        "Opening a review takes an exclusive OS lock on the folder",
+        f"{LIB}/storage/folder_lock.py",
+        "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)",
+        "fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)",
+        ("Testing/test_review_lock.py::test_second_opener_is_refused_with_the_holder_named_and_a_killed_holder_"
+         "leaves_no_stale_lock",)),
+    Mutation(
+        "lock-holder-not-found",
+        "is told who holds it (front end, host, process id, since when)",
+        f"{LIB}/storage/folder_lock.py",
+        'atomic_write_text(self.folder / f"{self.name}.json", json.dumps(asdict(holder)))',
+        'atomic_write_text(self.folder / f"{self.name}.holder.json", json.dumps(asdict(holder)))',
+        ("Testing/test_review_lock.py::test_second_opener_is_refused_with_the_holder_named_and_a_killed_holder_"
+         "leaves_no_stale_lock",),
+        "the holder is written where the next opener does not look: 'holder unknown'"),
+    # -- cut files are refused -----------------------------------------------------------------------------------
+    Mutation(
+        "cut-gzip-eof-not-caught",
+        "a cut or corrupt `.nii.gz` is refused when read",
+        f"{LIB}/storage/atomic_files.py",
+        "except (EOFError, gzip.BadGzipFile, zlib.error) as exc:",
+        "except (gzip.BadGzipFile, zlib.error) as exc:",
+        (HOSTILE_IMAGES,),
+        "a gzip stream cut short raises EOFError, which then escapes as an internal error"),
+    Mutation(
+        "cut-file-check-skipped",
+        "a cut or corrupt `.nii.gz` is refused when read",
+        f"{LIB}/storage/atomic_files.py",
+        'if not path.name.endswith(".gz"):',
+        'if not path.name.endswith(".gzip"):',
+        (HOSTILE_IMAGES,)),
+    # -- hostile model files ---------------------------------------------------------------------------------------
+    Mutation(
+        "checkpoint-loaded-with-pickles",
+        "checkpoints load with `weights_only=True` and an allow-list",
+        f"{LIB}/nnunet/model_folder.py",
+        'checkpoint = torch.load(path, map_location="cpu", weights_only=True)',
+        'checkpoint = torch.load(path, map_location="cpu", weights_only=False)',
+        (f"{T_MODELS}::test_malicious_checkpoint_is_refused_without_running_its_code",)),
+    Mutation(
+        "checkpoint-trusted-by-default",
+        "pickled code: exit code 3 unless `--trust-model`",
+        f"{LIB}/nnunet/model_folder.py",
+        "def load_checkpoint(path: str | os.PathLike, trust_model: bool = False) -> dict:",
+        "def load_checkpoint(path: str | os.PathLike, trust_model: bool = True) -> dict:",
+        (f"{T_MODELS}::test_malicious_checkpoint_is_refused_without_running_its_code",),
+        "every caller that does not say otherwise trusts the pickles (the command line passes its option explicitly)"),
+    Mutation(
+        "zip-slip-dotdot",
+        "model zips with absolute paths, `..`, links, or that would unpack to 100× their size (a zip bomb) are "
+        "refused before anything is unpacked",
+        f"{LIB}/nnunet/model_folder.py",
+        'if info.filename.startswith(("/", "\\\\")) or name.is_absolute() or ".." in name.parts \\',
+        'if info.filename.startswith(("/", "\\\\")) or name.is_absolute() \\',
+        (f"{T_MODELS}::test_model_zip_installs_and_unsafe_zips_are_refused",)),
+    Mutation(
+        "zip-link-mode-mask",
+        "model zips with absolute paths, `..`, links, or that would unpack to 100× their size (a zip bomb) are "
+        "refused before anything is unpacked",
+        f"{LIB}/nnunet/model_folder.py",
+        "mode = (info.external_attr >> 16) & 0o170000",
+        "mode = (info.external_attr >> 16) & 0o7777",
+        (f"{T_MODELS}::test_model_zip_installs_and_unsafe_zips_are_refused",),
+        "the permission bits instead of the file type: a symbolic link is no longer recognised"),
+    Mutation(
+        "zip-bomb-compressed-size",
+        "model zips with absolute paths, `..`, links, or that would unpack to 100× their size (a zip bomb) are "
+        "refused before anything is unpacked",
+        f"{LIB}/nnunet/model_folder.py",
+        "unpacked = sum(info.file_size for info in archive.infolist())",
+        "unpacked = sum(info.compress_size for info in archive.infolist())",
+        (f"{T_MODELS}::test_a_zip_bomb_is_refused_before_anything_is_unpacked", HOSTILE_MODELS)),
+    # -- cancel ------------------------------------------------------------------------------------------------------
+    Mutation(
+        "inference-cancel-not-wired",
+        "*Cancel* stops it within seconds",
+        f"{LIB}/nnunet/inference.py",
+        "        self._cancel = cancel\n",
+        "        self._cancel = None\n",
+        (f"{T_INFERENCE}::test_cancel_writes_nothing",)),
+    Mutation(
+        "cancel-file-ignored",
+        "*Cancel* stops it within seconds (through a cancel file and the process's stdin",
+        f"{LIB}/cli/progress.py",
+        "self.cancel_file = Path(cancel_file) if cancel_file else None",
+        "self.cancel_file = None",
+        ("Testing/test_analysis_process.py::test_cancel_reaches_the_real_child_through_a_launcher[cancel_file]",)),
+    Mutation(
+        "stdin-eof-not-requested",
+        "*Cancel* stops it within seconds (through a cancel file and the process's stdin",
+        f"{LIB}/cli/analysis_process.py",
+        '"--cancel-file", str(cancel_file_for(output)), "--cancel-on-stdin-eof"]',
+        '"--cancel-file", str(cancel_file_for(output))]',
+        ("Testing/test_analysis_process.py::test_cancel_reaches_the_real_child_through_a_launcher[stdin_eof]",)),
+    Mutation(
+        "sigterm-not-handled",
+        "exit codes: 0 ok, 1 internal error, 2 bad input, 3 bad model, 4 cancelled",
+        f"{LIB}/cli/progress.py",
+        "for sig in (signal.SIGTERM, signal.SIGINT)}",
+        "for sig in (signal.SIGINT,)}",
+        (f"{T_EXIT}::test_exit_4_cancelled_by_sigterm_writes_nothing",)),
+    # -- the replay is exact -----------------------------------------------------------------------------------------
+    Mutation(
+        "replay-false-positive-sign",
+        "replay exact (= brute-force voxel replay)",
+        f"{LIB}/simulation/budget_curves.py",
+        "dfp = np.concatenate([[0], np.cumsum(counts.fp_fixed[order] - counts.fp[order])])",
+        "dfp = np.concatenate([[0], np.cumsum(counts.fp[order] - counts.fp_fixed[order])])",
+        (REPLAY,)),
+    Mutation(
+        "replay-expert-taken-as-perfect",
+        "replay exact (= brute-force voxel replay)",
+        f"{LIB}/ranking/slice_counts.py",
+        "tpf, fpf, fnf = _count(corrected, truth, axis)",
+        "tpf, fpf, fnf = _count(truth, truth, axis)",
+        (REPLAY,)),
+    # -- learning from corrections ------------------------------------------------------------------------------------
+    Mutation(
+        "fine-tune-keeps-its-own-initial-weights",
+        "All weights are transferred, the output layers included when the labels are the same",
+        f"{LIB}/nnunet/trainer.py",
+        "network.load_state_dict({**own, **{k: weights[k] for k in own if k not in differ}})",
+        "network.load_state_dict(own)",
+        (WEIGHTS,),
+        "the network keeps its random initialisation while the record still says 'all layers'"),
+    Mutation(
+        "fine-tune-drops-the-output-layers",
+        "All weights are transferred, the output layers included when the labels are the same",
+        f"{LIB}/nnunet/trainer.py",
+        "network.load_state_dict({**own, **{k: weights[k] for k in own if k not in differ}})",
+        'network.load_state_dict({**own, **{k: weights[k] for k in own if k not in differ and ".seg_layers." not in k}})',
+        (WEIGHTS,),
+        "nnU-Net's own loader's rule (output layers re-initialised) while the record says 'all layers'"),
+    Mutation(
+        "leave-one-out-trains-on-the-held-out-case",
+        "writes a leave-one-out `splits_final.json` (fold *i* validates on case *i*)",
+        f"{LIB}/nnunet/training.py",
+        'splits = [{"train": [c for c in cases if c != held], "val": [held]} for held in cases]',
+        'splits = [{"train": cases, "val": [held]} for held in cases]',
+        (f"{T_LEARN}::test_few_cases_get_leave_one_out_splits",)),
+    Mutation(
+        "moved-plans-keep-the-old-data-identifier",
+        "the model's plans are moved to it as `nnUNetv2_move_plans_between_datasets` does",
+        f"{LIB}/nnunet/training.py",
+        'config["data_identifier"] = identifier + old[len(source):] if old.startswith(source) else f"{identifier}_{old}"',
+        'config["data_identifier"] = old',
+        (f"{T_LEARN}::test_pretrained_model_folder_gives_its_plans_and_checkpoint",),
+        "preprocessed data of the two plans would share one folder"),
+    Mutation(
+        "uncorrected-reviews-exported-only-without-the-option",
+        "Reviews without any correction are skipped unless `--include-uncorrected`",
+        f"{LIB}/review/corrected_dataset.py",
+        "if not case.corrected and not include_uncorrected:",
+        "if not case.corrected and include_uncorrected:",
+        (f"{T_LEARN}::test_a_review_of_a_folder_of_reviews_and_uncorrected_cases_on_request",)),
+    Mutation(
+        "export-unlogged-difference-reversed",
+        "a slice that differs from the prediction without a logged correction",
+        f"{LIB}/review/corrected_dataset.py",
+        "unlogged = sorted(set(changed_slices) - state.logged_slices)",
+        "unlogged = sorted(state.logged_slices - set(changed_slices))",
+        (f"{T_LEARN}::test_unlogged_corrections_are_refused",)),
+    # -- hostile inputs -------------------------------------------------------------------------------------------------
+    Mutation(
+        "nan-voxels-not-counted",
+        "Hostile inputs get their exit code and one line**: truncated or garbled NIfTI, NaN voxels",
+        f"{LIB}/data/case_images.py",
+        "bad = int(np.size(a) - np.count_nonzero(np.isfinite(a)))",
+        "bad = int(np.isinf(a).sum())",
+        (f"{T_INFERENCE}::test_bad_inputs_get_clear_errors", HOSTILE_IMAGES),
+        "only infinite voxels are refused; NaN ones reach the network"),
+    Mutation(
+        "thin-volume-accepted",
+        "a 1×N×M volume",
+        f"{LIB}/data/case_images.py",
+        "if min(self.arrays[0].shape) < 2:",
+        "if min(self.arrays[0].shape) < 1:",
+        (HOSTILE_IMAGES,)),
+    Mutation(
+        "spacing-upper-bound-loose",
+        "implausible voxel spacing (outside 0.001–1000 mm): exit code 2",
+        f"{LIB}/data/case_images.py",
+        "MIN_SPACING_MM, MAX_SPACING_MM = 1e-3, 1e3",
+        "MIN_SPACING_MM, MAX_SPACING_MM = 1e-3, 1e10",
+        (HOSTILE_IMAGES,)),
+    # -- exit codes -------------------------------------------------------------------------------------------------
+    Mutation(
+        "disk-full-exit-1",
+        "**Disk full or a read-only folder** is a one-line error (`error: cannot write …`, exit code 2 on the command "
+        "line)",
+        f"{LIB}/cli/main.py",
+        '"Free space (or choose a writable folder) and run again.", file=sys.stderr)\n        return BadInputError.exit_code',
+        '"Free space (or choose a writable folder) and run again.", file=sys.stderr)\n        return 1',
+        (f"{T_FAULTS}::test_disk_full_on_the_command_line_is_one_line_and_keeps_the_previous_report",)),
+    Mutation(
+        "internal-error-exit-2",
+        "exit codes: 0 ok, 1 internal error, 2 bad input",
+        f"{LIB}/cli/main.py",
+        "    except Exception:  # an internal error (a FileNotFoundError too: missing user files raise BadInputError)\n"
+        "        traceback.print_exc()\n        return 1\n",
+        "    except Exception:  # an internal error (a FileNotFoundError too: missing user files raise BadInputError)\n"
+        "        traceback.print_exc()\n        return 2\n",
+        (f"{T_EXIT}::test_exit_1_internal_error_shows_the_traceback",)),
+    Mutation(
+        "bad-model-exit-2",
+        "exit codes: 0 ok, 1 internal error, 2 bad input, 3 bad model",
+        f"{LIB}/errors.py",
+        '    """The model folder or zip is incomplete, inconsistent or untrusted."""\n\n    exit_code = 3\n',
+        '    """The model folder or zip is incomplete, inconsistent or untrusted."""\n\n    exit_code = 2\n',
+        (f"{T_EXIT}::test_exit_3_bad_model",)),
+    Mutation(
+        "corrupt-log-exit-1",
+        "4 cancelled, 5 corrupt log, 6 out of memory",
+        f"{LIB}/errors.py",
+        '    """A budget log cannot be read back."""\n\n    exit_code = 5\n',
+        '    """A budget log cannot be read back."""\n\n    exit_code = 1\n',
+        (f"{T_EXIT}::test_exit_5_corrupt_log",)),
+    # -- the budget log ---------------------------------------------------------------------------------------------------
+    Mutation(
+        "garbled-log-bytes-fail-the-read",
+        "garbled budget-log lines are skipped and listed in the review report",
+        f"{LIB}/review/budget_log.py",
+        'lines = raw.decode("utf-8", errors="replace").splitlines()',
+        'lines = raw.decode("utf-8").splitlines()',
+        (DAMAGED,)),
+    Mutation(
+        "append-after-a-cut-line-glues-onto-it",
+        "a log line cut mid-way is skipped and reported",
+        f"{LIB}/review/budget_log.py",
+        'handle.write(("\\n" if needs_newline else "") + line)',
+        "handle.write(line)",
+        ("Testing/test_budget_log.py::test_truncated_last_line_is_reported_skipped_and_appending_resumes",),
+        "the first line after a crash is glued onto the cut one and lost with it"),
+    Mutation(
+        "log-read-from-disk-on-every-edit",
+        "a review edit reads the budget log file 0 times after the session started",
+        f"{LIB}/review/budget_log.py",
+        "        if self._events is None:\n            self._load()\n        self.warnings",
+        "        self._load()\n        self.warnings",
+        ("Testing/test_budget_log_in_memory.py::test_review_edits_read_the_log_file_zero_times_after_the_session_"
+         "started",)),
+    # -- the import graph ----------------------------------------------------------------------------------------------------
+    Mutation(
+        "import-up-a-layer",
+        "import graph: no cycle, no import up a layer",
+        f"{LIB}/errors.py",
+        "from __future__ import annotations\n",
+        "from __future__ import annotations\n\nfrom .storage import atomic_files  # noqa: F401\n",
+        ("Testing/test_import_graph.py::test_imports_run_down_the_layers",)),
+)

@@ -1,0 +1,30 @@
+"""The README's figures are its result files' (scripts/readme_figures.py): none is typed by hand where a file has it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from script_module import load_script
+
+ROOT = Path(__file__).resolve().parent.parent
+FIGURES = load_script("readme_figures")
+
+
+def test_the_readme_quotes_every_result_file_as_the_script_writes_it():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    names = FIGURES.block_names(text)
+    assert sorted(names) == sorted(FIGURES.BLOCKS), "each result file has exactly one generated block in README.md"
+    assert FIGURES.render(text, FIGURES.results(names)) == text, \
+        "README.md's figures differ from benchmarks/results/*.json: run python scripts/readme_figures.py"
+
+
+def test_a_changed_result_file_changes_the_readme():
+    """The check can fail: another number in a result file gives another README."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    data = FIGURES.results(FIGURES.block_names(text))
+    data["fault_injection"] = {**data["fault_injection"], "survived": data["fault_injection"]["survived"] - 1}
+    data["inference"] = {**data["inference"], "time_ratio_median": 1.234}
+    changed = FIGURES.render(text, data)
+    assert changed != text
+    assert f"| survived (every check above held after the restart) | {data['fault_injection']['survived']} |" in changed
+    assert "**time ratio 1.234**" in changed

@@ -1,0 +1,177 @@
+"""Write the README's figures from their result files, so that no figure a file holds is typed by hand.
+
+    python scripts/readme_figures.py           # rewrite README.md's generated blocks from benchmarks/results/
+    python scripts/readme_figures.py --check   # exit 1, showing the difference, when README.md is not current
+
+Each generated block stands between `<!-- figures:NAME -->` and `<!-- /figures:NAME -->` (a table, a
+paragraph, or the inside of one table cell) and is the output of the function NAME below applied to
+benchmarks/results/NAME.json; the words around the numbers live here. Run it after a benchmark rewrites
+its result file (Testing/test_readme_figures.py fails until then).
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import re
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+RESULTS = ROOT / "benchmarks" / "results"
+BLOCK = re.compile(r"(<!-- figures:(?P<name>[a-z_]+) -->)(?P<body>.*?)(<!-- /figures:(?P=name) -->)", re.S)
+
+
+def _link(name: str, suffix: str = "json") -> str:
+    return f"[benchmarks/results/{name}.{suffix}](benchmarks/results/{name}.{suffix})"
+
+
+def _wrap(paragraph: str) -> str:
+    return textwrap.fill(paragraph, width=105, break_long_words=False, break_on_hyphens=False)
+
+
+def fault_injection(r: dict) -> str:
+    points = ", ".join(f"`{p}`" for p in r["points"])
+    rows = [f"| figure ({_link('fault_injection')}) | value |", "|---|---|",
+            f"| write points with faults injected | {len(r['points'])} ({points}) |",
+            f"| faults injected | {r['faults_injected']} |",
+            f"| survived (every check above held after the restart) | {r['survived']} |",
+            f"| corrections lost | {r['corrections_lost']} |"]
+    rows += [f"| … {kind} | {n} |" for kind, n in r["by_kind"].items()]
+    counted = "" if r.get("tally") == "from the checks" else (
+        " These figures predate the tally that counts a fault as survived only after its checks passed "
+        "(before it, most kinds were counted as survived when the fault was made); the next run recounts them.")
+    return ("\n\n" + "\n".join(rows) + "\n\n" + _wrap(f"Reproduce: `{r['command']}` ({r['minutes']} min on 2 shared "
+                                                           f"cores; the non-slow part runs in CI).{counted}") + "\n\n")
+
+
+def finetune_loo(r: dict) -> str:
+    regions = ("WT", "TC", "ET")
+    rows = ["| held-out case | region | Dice before → after | slices to 0.80 | seconds to 0.80 | slices to 0.90 "
+            "| seconds to 0.90 |", "|---|---|---|---|---|---|---|"]
+    for case in r["cases"]:
+        for region in regions:
+            b, a = case["before"][region], case["after"][region]
+            rows.append(f"| {case['held_out']} | {region} | {b['dice']:.3f} → {a['dice']:.3f} | "
+                        + " | ".join(f"{b[key]} → {a[key]}" for key in
+                                     ("slices_to_0.80", "seconds_to_0.80", "slices_to_0.90", "seconds_to_0.90")) + " |")
+    cases = sorted(r["cases"], key=lambda c: c["fold"])
+    n = len(cases)
+    cpu = [c["fine_tune_cpu_seconds"] for c in cases]
+    wall = [c["fine_tune_wall_seconds"] for c in cases]
+    analyses = {c["fold"]: c["analysis_wall_seconds"] for c in cases}
+    first, later = analyses[cases[0]["fold"]].values(), [s for c in cases[1:] for s in analyses[c["fold"]].values()]
+    gains = {g: [c["after"][g]["dice"] - c["before"][g]["dice"] for c in cases] for g in regions}
+
+    def fewer(region: str, key: str) -> int:
+        return sum(c["after"][region][key] < c["before"][region][key] for c in cases)
+
+    def raised(region: str) -> str:
+        up = [g for g in gains[region] if g > 0]
+        by = "" if not up else f" (by {min(up):.3f})" if len(up) == 1 else f" (by {min(up):.3f}-{max(up):.3f})"
+        return f"of {region} on {len(up)}/{n} held-out cases{by}"
+
+    pre = r["preprocessing"]
+    preprocessing = (f"{pre['fingerprint_wall_seconds']} s + {pre['preprocessing_wall_seconds']} s"
+                     if "fingerprint_wall_seconds" in pre else f"within fold 0's {pre['wall_seconds_with_fold_0']} s")
+    text = (f"Fine-tune of one fold (3 training cases, {r['settings']['epochs'] * r['settings']['iterations_per_epoch']} "
+            f"iterations at 2 mm, tiny network): **{min(cpu):.0f}-{max(cpu):.0f} CPU seconds** (all child processes: "
+            f"the trainer with 2 torch threads and its augmentation worker; {', '.join(f'{s:.0f}' for s in cpu)} s for "
+            f"folds {cases[0]['fold']}-{cases[-1]['fold']}, the first ones on the loaded machine), "
+            f"{min(wall):.0f}-{max(wall):.0f} s wall; fingerprint + preprocessing of the {n} cases with the moved plans, "
+            f"once: {preprocessing} wall; one analysis of a "
+            f"240×240×155 case (one network, no mirroring) {min(later):.0f}-{max(later):.0f} s wall for folds "
+            f"{cases[1]['fold']}-{cases[-1]['fold']} ({min(first):.0f}-{max(first):.0f} s for fold {cases[0]['fold']} "
+            f"on the loaded machine). {n} cases and {r['settings']['epochs'] * r['settings']['iterations_per_epoch']} "
+            f"iterations are no evidence of a general gain, and the result is mixed: the fine-tune raised the Dice "
+            f"{raised('WT')}, {raised('ET')} and {raised('TC')}; the simulated effort to "
+            f"reach Dice 0.80 fell for " + "; ".join(
+                f"{g} in slices on {fewer(g, 'slices_to_0.80')}/{n} cases and in seconds on "
+                f"{fewer(g, 'seconds_to_0.80')}/{n}" for g in regions) + ".")
+    return "\n\n" + "\n".join(rows) + "\n\n" + _wrap(text) + "\n\n"
+
+
+#: Table cells of the README's *Measured* table: the words, with the result file's keys where its numbers go.
+INFERENCE = (
+    "median {iwuo_analyze_seconds_median:.1f} s vs {nnunet_predict_seconds_median:.1f} s: **time ratio "
+    "{time_ratio_median}** (range {time_ratio_range[0]}–{time_ratio_range[1]}); peak RSS of the largest single "
+    "process (not the process tree: nnU-Net's workers are not added) {iwuo_peak_rss_mb_median:.0f} MB vs "
+    "{nnunet_peak_rss_mb_median:.0f} MB: **memory ratio {memory_ratio_median}** (range "
+    "{memory_ratio_range[0]}–{memory_ratio_range[1]}); goal ≤ 1.15 and ≤ 1.5. nnU-Net's own command spends extra "
+    "time on its worker processes")
+REPLAY = (
+    "precomputation (scores incl. the noticed gain, the perfect expert's and one correcting-expert draw's outcome and "
+    "added path length of every slice, once) {precompute_seconds:.1f} s; {curves} curves (7 strategies, random × 20 "
+    "seeds, 2 experts, 3 regions, per-region rankings) in **{replay_cpu_seconds_all_curves:.3f} s CPU** "
+    "({replay_seconds_all_curves:.2f} s wall, measured at load average {load_average_1min} on the 2 cores); one expert "
+    "draw as the evaluation replays it ({strategies} strategies, random baselines × {random_seeds} seeds, 3 regions, "
+    "slice and time axes, oracles re-ranked) {replay_seconds_per_expert_draw:.1f} s wall; another correcting-expert "
+    "draw (belief and pieces) and its outcome {correcting_draw_and_outcome_seconds:.1f} s; its {grid_cells}-cell "
+    "sensitivity grid {sensitivity_grid_seconds_per_draw:.1f} s; brute-force voxel replay "
+    "{brute_force_seconds_per_curve:.1f} s per curve ({speedup_vs_brute_force:,.0f}× slower than the {curves}-curve "
+    "replay per curve)")
+WEB_REVIEW = (
+    "`iwuo review` start (incl. a 4 s analysis without mirroring) {server_start_s:.1f} s; first frame "
+    "{first_frame_s:.1f} s after page load; **Next → page on the new rank {next_ms:.0f} ms** (median of 10) vs "
+    "{go_to_ms:.2f} ms for the same `ReviewSession.go_to` in-process (ratio {next_ratio_vs_in_process_go_to:.0f}: "
+    "the time is rendering on llvmpipe and the websocket round trip, not the MRML layer); **stroke release → "
+    "BudgetLog line {stroke_to_log_ms:.0f} ms** (median of 3) vs {edit_and_flush_ms:.1f} ms in-process for a "
+    "brush-sized labelmap edit + `flush_edits`, which saves the corrected label map and then logs (ratio "
+    "{stroke_ratio_vs_in_process_edit_and_flush:.0f})")
+
+
+def inference(r: dict) -> str:
+    return INFERENCE.format(**r)
+
+
+def replay(r: dict) -> str:
+    return REPLAY.format(**r)
+
+
+def web_review(r: dict) -> str:
+    return WEB_REVIEW.format(**r)
+
+
+def mutations(r: dict) -> str:
+    return (f"[{r['mutations']} mutations, {r['caught']} caught](benchmarks/results/mutations.md) "
+            f"({r['seconds_of_the_mutations'] / 60:.0f} min of test runs on {r['machine']['cpu_count']} shared cores)")
+
+
+BLOCKS = {f.__name__: f for f in (fault_injection, finetune_loo, inference, replay, web_review, mutations)}
+
+
+def results(names, folder: Path = RESULTS) -> dict[str, dict]:
+    """The result file of each named block."""
+    return {name: json.loads((folder / f"{name}.json").read_text(encoding="utf-8")) for name in names}
+
+
+def render(text: str, data: dict[str, dict]) -> str:
+    """`text` with every generated block written from `data` (name -> the result file's contents)."""
+    return BLOCK.sub(lambda m: m.group(1) + BLOCKS[m.group("name")](data[m.group("name")]) + m.group(4), text)
+
+
+def block_names(text: str) -> list[str]:
+    return [m.group("name") for m in BLOCK.finditer(text)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="only say whether README.md is current (exit 1 if not)")
+    args = parser.parse_args(argv)
+    text = README.read_text(encoding="utf-8")
+    new = render(text, results(block_names(text)))
+    if args.check:
+        diff = list(difflib.unified_diff(text.splitlines(), new.splitlines(), "README.md", "generated", lineterm=""))
+        print("\n".join(diff) if diff else "README.md figures are current")
+        return 1 if diff else 0
+    if new != text:
+        README.write_text(new, encoding="utf-8")
+    print(f"README.md: {len(block_names(new))} generated blocks ({', '.join(block_names(new))})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
