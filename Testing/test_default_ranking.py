@@ -105,27 +105,15 @@ def test_the_case_separates_the_rankings():
     assert DEFAULT_RANKING in EXPECTED  # the default's formula is written out above
 
 
-@pytest.mark.parametrize("strategy", sorted(EXPECTED))
-def test_rank_case_gives_the_hand_computed_order(strategy):
-    p, label_map, entropy = _case()
-    _, _, rows = rank_case(label_map, p, list(LABELS)[1:], True, entropy, (1.0, 1.0, 1.0), strategy=strategy,
-                           label_values=None)
-    assert [r["slice"] for r in rows] == EXPECTED[strategy]
-
-
-def test_the_product_default_through_rank_case_and_the_review_session(mrml_scene, tmp_path):
-    """`rank_case` without a strategy (the product's) and the module/browser path's session ranking."""
+def _write_case(tmp_path):
+    """The case as an analysis folder of a BraTS-like region model (as `iwuo analyze` writes it), the model, the
+    review folder and the image."""
     from IWUOSegmentationLib.data.analysis_files import UNCERTAINTY_MAPS, write_analysis
-    from IWUOSegmentationLib.data.analysis_identity import read_summary
-    from IWUOSegmentationLib.mrml.review_workflow import add_volume_from_image, load_analysis_into_scene, open_review
     from IWUOSegmentationLib.nnunet.inference import AnalysisResult, CaseImages
     from IWUOSegmentationLib.nnunet.model_folder import ModelFolder
     from IWUOSegmentationLib.review.folder import ReviewFolder
 
     p, label_map, entropy = _case()
-    _, _, rows = rank_case(label_map, p, list(LABELS)[1:], True, entropy, (1.0, 1.0, 1.0))
-    assert [r["slice"] for r in rows] == EXPECTED[DEFAULT_RANKING]
-
     dataset = {"channel_names": {"0": "FLAIR"}, "labels": LABELS, "regions_class_order": ORDER,
                "file_ending": ".nii.gz"}
     model_dir = tmp_path / "model"
@@ -142,10 +130,32 @@ def test_the_product_default_through_rank_case_and_the_review_session(mrml_scene
     folder = ReviewFolder(tmp_path / "review")
     image = CaseImages(arrays=[np.zeros(SHAPE, np.float32)], spacing=(1.0, 1.0, 1.0))
     write_analysis(result, image, folder.analysis, model.describe())
+    return model, folder, image
+
+
+@pytest.mark.parametrize("strategy", sorted(EXPECTED))
+def test_rank_case_gives_the_hand_computed_order(strategy, tmp_path):
+    from IWUOSegmentationLib.data.analysis_files import read_analysis
+
+    _, folder, _ = _write_case(tmp_path)
+    _, _, rows = rank_case(read_analysis(folder.analysis), strategy=strategy)
+    assert [r["slice"] for r in rows] == EXPECTED[strategy]
+
+
+def test_the_product_default_through_rank_case_and_the_review_session(mrml_scene, tmp_path):
+    """`rank_case` without a strategy (the product's) and the module/browser path's session ranking."""
+    from IWUOSegmentationLib.data.analysis_files import read_analysis
+    from IWUOSegmentationLib.data.analysis_identity import read_summary
+    from IWUOSegmentationLib.mrml.review_workflow import add_volume_from_image, load_analysis_into_scene, open_review
+
+    model, folder, image = _write_case(tmp_path)
+    _, _, rows = rank_case(read_analysis(folder.analysis))
+    assert [r["slice"] for r in rows] == EXPECTED[DEFAULT_RANKING]
+
     volume = add_volume_from_image(image.to_image(np.zeros(SHAPE, np.float32)), "FLAIR")
     loaded = load_analysis_into_scene(mrml_scene, folder.analysis, volume, model.written_labels,
                                       expected_identity=read_summary(folder.analysis)["identity"])
-    session = open_review(mrml_scene, loaded.analysis, volume, loaded.segmentation, loaded.labels, folder.log)
+    session = open_review(mrml_scene, loaded, volume, folder.log)
     assert list(session.ranking) == EXPECTED[DEFAULT_RANKING]
     session.close()
     assert sitk.GetArrayFromImage(sitk.ReadImage(str(folder.analysis / "segmentation.nii.gz"))).shape == SHAPE
