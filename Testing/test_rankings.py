@@ -229,6 +229,75 @@ def test_per_region_naubc_of_ground_truth_free_rankings_is_at_most_one_with_per_
     assert len(finite) >= 20 and max(finite) <= 1 + 1e-9
 
 
+def _absent_core_case():
+    """A region-model case whose reference has oedema only (TC and ET absent, as in phantom_0215) while the
+    prediction calls a core, uncertain, on slices 6-9: the perfect expert's TC and ET Dice stay 0 until the last of
+    those slices is fixed, then jump to 1."""
+    from IWUOSegmentationLib.data.structures import structures_from_labels
+    from IWUOSegmentationLib.simulation.evaluation import AnalysedCase
+
+    shape = (14, 40, 40)
+    zz, yy, xx = np.indices(shape)
+    r = np.hypot(yy - 18, xx - 18)
+    reference = np.where((zz >= 1) & (zz <= 12) & (r <= 12), 2, 0).astype(np.int64)
+    label_map = reference.copy()
+    core = (zz >= 6) & (zz <= 9) & (r <= 5)
+    label_map[core] = 1
+    label_map[core & (r <= 3)] = 4
+    probs = np.stack([np.where(np.isin(label_map, v), 0.97, 0.01) for v in ([1, 2, 3, 4], [1, 3, 4], [4])])
+    probs[1][core], probs[2][core & (r <= 3)] = 0.6, 0.55
+    probs = probs.astype(np.float32)
+    p = np.clip(probs, 1e-6, 1 - 1e-6)
+    entropy = -(p * np.log(p) + (1 - p) * np.log(1 - p)).sum(0)
+    return AnalysedCase("absent_core", label_map, probs, entropy, (1.0, 1.0, 1.0),
+                        structures_from_labels(REGION_LABELS)), reference
+
+
+def test_the_oracle_looks_ahead_where_a_region_gains_only_at_its_last_error_slice():
+    """The plain greedy sees no gain in any one slice of an absent-but-predicted region and visits slices by index;
+    the look-ahead completes the region first, and the evaluation's oracle keeps the better of the two."""
+    from IWUOSegmentationLib.simulation.budget_curves import aubc
+    from IWUOSegmentationLib.simulation.evaluation import oracle_order
+
+    n = 12
+    tp, fn = np.zeros(n, int), np.zeros(n, int)
+    fp = np.zeros(n, int)
+    fp[[5, 9]] = (30, 10)
+    absent = {"A": SliceCounts(tp, fp, fn, tp.copy(), np.zeros(n, int), np.zeros(n, int))}
+    assert greedy_order(absent)[:2].tolist() == [0, 1]  # ties: by index
+    assert sorted(greedy_order(absent, look_ahead=True)[:2].tolist()) == [5, 9]
+    # Dice 1 from the second visit on: trapezoid area (0 + 0.5 + 10) / 12 steps
+    assert aubc(dice_curve(absent["A"], oracle_order(absent, None, 600.0))) == pytest.approx(10.5 / 12)
+    seconds = np.full(n, 10.0)
+    assert sorted(oracle_order(absent, seconds, 600.0)[:2].tolist()) == [5, 9]
+    # Where single slices gain, the look-ahead changes nothing.
+    counts = {"A": _random_counts(np.random.default_rng(0)), "B": _random_counts(np.random.default_rng(1))}
+    assert np.array_equal(greedy_order(counts, look_ahead=True), greedy_order(counts))
+
+
+def test_naubc_is_at_most_one_for_both_experts_where_the_plain_greedy_oracle_is_beaten():
+    """Per region and for the mean, with the perfect and the correcting expert: no GT-free ranking above the oracle,
+    on a case where the plain greedy oracle is beaten by far on TC (as on the confirmation's phantom_0215)."""
+    from IWUOSegmentationLib.simulation.budget_curves import aubc
+    from IWUOSegmentationLib.simulation.evaluation import evaluate_case
+    from IWUOSegmentationLib.simulation.evaluation_config import EvaluationConfig
+    from IWUOSegmentationLib.simulation.experts import ExpertCase, PerfectExpert
+
+    analysed, reference = _absent_core_case()
+    result = evaluate_case(analysed, reference, EvaluationConfig(expert_draws=2, random_seeds=30))
+    rows = [r for r in result.rows if r["strategy"] not in ORACLES]
+    assert {r["region"] for r in rows} == {"WT", "TC", "ET", "mean"}
+    for row in rows:
+        for key in ("naubc", "naubc_seconds"):
+            assert not row[key] > 1 + 1e-9, (key, row)
+    values = {"WT": (1, 2, 3, 4), "TC": (1, 3, 4), "ET": (4,)}
+    pred = {r: np.isin(analysed.label_map, v) for r, v in values.items()}
+    outcome = PerfectExpert().outcome(ExpertCase(pred, reference, values, 0, (1.0, 1.0, 1.0)), None)
+    plain = aubc(dice_curve(outcome.counts["TC"], greedy_order({"TC": outcome.counts["TC"]})))
+    impact = next(r for r in rows if r["region"] == "TC" and r["expert"] == "perfect" and r["strategy"] == "impact")
+    assert impact["aubc"] > plain + 0.3
+
+
 def test_the_many_seed_random_baselines_are_within_0_01_of_a_1000_seed_estimate(phantom_cases):
     """A small case (a phantom, 77 slices, with a blurred and noisy prediction): the random baselines' per-case value
     the evaluation reports (its default number of seeds) against 1000 other seeds, in nAUBC units on the time axis."""
