@@ -7,14 +7,18 @@ slices, not with the product's scoring code."""
 
 from __future__ import annotations
 
+import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from IWUOSegmentationLib.ranking.strategies import DEFAULT_RANKING, rank_case
+from IWUOSegmentationLib.ranking.strategies import DEFAULT_RANKING, GT_FREE, rank_case
+
+DEVELOPMENT = Path(__file__).resolve().parent.parent / "docs" / "evaluation" / "development" / "phantoms" / "summary.csv"
 
 LABELS = {"background": 0, "whole_tumor": [1, 2, 3, 4], "tumor_core": [1, 3, 4], "enhancing_tumor": [4]}
 ORDER = [2, 1, 4]  # regions_class_order: the value each region writes
@@ -97,6 +101,17 @@ def _expected_orders() -> dict[str, list[int]]:
 
 
 EXPECTED = _expected_orders()
+
+
+def test_the_default_is_the_protocols_pick_on_the_committed_development_phantoms():
+    """The rule of docs/evaluation/protocol.md on the committed development results: the GT-free ranking with the
+    highest pooled nAUBC on the time axis (correcting expert, mean over regions) on the 20 development phantoms, ties
+    at 4 decimals going to the one listed first."""
+    with open(DEVELOPMENT, newline="") as f:
+        rows = {r["strategy"]: r for r in csv.DictReader(f) if r["region"] == "mean" and r["expert"] == "noisy"}
+    assert {int(rows[s]["cases"]) for s in GT_FREE} == {20}
+    pooled = {s: round(float(rows[s]["pooled_naubc_seconds"]), 4) for s in GT_FREE}
+    assert DEFAULT_RANKING == max(GT_FREE, key=lambda s: pooled[s])  # max keeps the first of equal values
 
 
 def test_the_case_separates_the_rankings():
