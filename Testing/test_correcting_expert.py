@@ -84,6 +84,13 @@ def test_a_slice_without_visible_error_is_untouched_and_costs_only_the_look():
         outcome = expert.outcome(case, expert.draw(case, (0, d)))
         assert not outcome.edited.any()
         assert outcome.seconds(model)[0] == model.look_seconds
+    # A far false-positive speck too small to see (3 x 3 mm < 16 mm2) stays; a 5 x 5 mm one is erased.
+    for side, erased in ((3, False), (5, True)):
+        speck = np.zeros_like(truth)
+        speck[4:4 + side, 4:4 + side] = True
+        case = _one_slice_case(truth | speck, truth)
+        for d in range(3):
+            assert corrected_regions(expert, case, (0, d))["A"][0][speck].any() != erased, (side, d)
     # A missed lobe well outside the band is noticed and filled, and costs path length.
     lobe = _disc((64, 64), (32, 52), 10)
     truth2 = truth | lobe
