@@ -19,6 +19,7 @@ from IWUOSegmentationLib.data.analysis_files import UNCERTAINTY_MAPS, write_anal
 from IWUOSegmentationLib.errors import BadInputError
 from IWUOSegmentationLib.nnunet.inference import AnalysisResult, CaseImages
 from IWUOSegmentationLib.nnunet.model_folder import ModelFolder
+from IWUOSegmentationLib.simulation.evaluation_config import EvaluationConfig
 
 PROSTATE = {"channel_names": {"0": "T2"}, "labels": {"background": 0, "PZ": 1, "TZ": 2}, "file_ending": ".nii.gz"}
 BRATS2023 = {"channel_names": {"0": "FLAIR", "1": "T1c"}, "labels": {"background": 0, "NCR": 1, "ED": 2, "ET": 3},
@@ -185,8 +186,8 @@ def test_evaluate_brats2023_case_scores_et_on_label_3(tmp_path):
     probs = np.stack([0.9 * (prediction == v) + 0.1 / 3 * (prediction != v) for v in range(4)]).astype(np.float32)
     out_case = tmp_path / "out" / folder.name
     _write_case_analysis(out_case / "analysis", BRATS2023, prediction, probs)
-    options = {"strategies": ("iwuo", "random", "oracle"), "experts": ("perfect",), "regions": ("auto",),
-               "uncertainty_map": "entropy", "random_seeds": 2}
+    options = EvaluationConfig(strategies=("iwuo", "random", "oracle"), experts=("perfect",), regions=("auto",),
+                               random_seeds=2)
     record = evaluate_folder_case(folder, _model(BRATS2023, tmp_path), None, out_case, options)
     assert record["label_convention"] == "brats2023"
     assert record["regions"]["ET"] == {"structure": "ET", "reference_values": [3]}
@@ -202,7 +203,7 @@ def test_evaluate_brats2023_case_scores_et_on_label_3(tmp_path):
     _write_case_analysis(out_2021 / "analysis", BRATS2023, prediction, probs)
     with pytest.raises(BadInputError, match=r"label values \[3\].*BraTS 2017-2021"):
         evaluate_folder_case(folder, _model(BRATS2023, tmp_path), None, out_2021,
-                             {**options, "label_convention": "brats2021"})
+                             options.with_options(label_convention="brats2021"))
 
 
 def test_evaluate_refuses_labels_the_model_does_not_have(tmp_path):
@@ -215,8 +216,7 @@ def test_evaluate_refuses_labels_the_model_does_not_have(tmp_path):
     probs = np.stack([(prediction == v) for v in range(4)]).astype(np.float32)
     out_case = tmp_path / "out" / folder.name
     _write_case_analysis(out_case / "analysis", BRATS2023, prediction, probs)
-    options = {"strategies": ("iwuo",), "experts": ("perfect",), "regions": ("auto",), "uncertainty_map": "entropy",
-               "random_seeds": 1}
+    options = EvaluationConfig(strategies=("iwuo",), experts=("perfect",), regions=("auto",), random_seeds=1)
     with pytest.raises(BadInputError, match=r"reference has label values \[7\].*1 NCR, 2 ED, 3 ET"):
         evaluate_folder_case(folder, _model(BRATS2023, tmp_path), None, out_case, options)
 

@@ -15,11 +15,12 @@ import pytest
 import SimpleITK as sitk
 
 from IWUOSegmentationLib.cli import main
+from IWUOSegmentationLib.ranking.strategies import DEFAULT_RANKING, GT_FREE
 from IWUOSegmentationLib.simulation.budget_curves import aubc
 from IWUOSegmentationLib.simulation.evaluate_folders import STRATEGY_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
-FAST = ["--members", "folds", "--disable-tta", "--random-seeds", "5", "--device", "cpu"]
+FAST = ["--members", "folds", "--disable-tta", "--random-seeds", "5", "--expert-draws", "2", "--device", "cpu"]
 
 
 def _evaluate(cases: Path, out: Path, *extra: str) -> int:
@@ -31,8 +32,9 @@ def _summary(out: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def _red_pixels_per_panel(png: Path, panels: int = 3) -> list[int]:
-    """Pixels drawn in IWUO's curve colour (#d62728) in each of the figure's panels, read back from the PNG."""
+def _red_pixels_per_panel(png: Path, panels: int = 4) -> list[int]:
+    """Pixels drawn in the default ranking's curve colour (#d62728) in each of the figure's panels (WT, TC, ET, mean),
+    read back from the PNG."""
     import matplotlib.image
 
     rgb = (matplotlib.image.imread(png)[..., :3] * 255).round()
@@ -78,10 +80,12 @@ def test_evaluation_report_resume_and_failures(tmp_path, phantom_cases):
     failures = json.loads((out / "failures.json").read_text())
     assert [(f["case"], f["kind"], f["exit_code"]) for f in failures] == [("broken_case", "bad input", 2)]
     red = _red_pixels_per_panel(out / "dice_vs_budget_perfect.png")
-    assert all(n > 300 for n in red), red  # the IWUO curve is drawn in each of the three region panels
+    assert all(n > 300 for n in red), red  # the default ranking's curve is drawn in each region's panel
     with open(out / "statistics.csv") as f:
         tests = list(csv.DictReader(f))
-    assert len(tests) == 8 * (len(STRATEGY_NAMES) - 1) and all(t["comparison"].startswith("iwuo vs ") for t in tests)
+    # the default against every other GT-free ranking, per region (3 + mean), expert (2) and axis (2)
+    assert len(tests) == 4 * 2 * 2 * (len(GT_FREE) - 1)
+    assert all(t["comparison"].startswith(f"{DEFAULT_RANKING} vs ") for t in tests)
 
     # A run killed after two cases: the third case's result is missing; re-running resumes.
     first = json.loads((out / "cases" / "phantom_0013" / "evaluation.json").read_text())
@@ -116,10 +120,10 @@ def test_an_internal_error_in_one_case_is_listed_as_such_and_exits_1(tmp_path, p
         shutil.copytree(phantom_cases / name, cases / name)
     real = evaluation.evaluate_case
 
-    def buggy_for_one_case(name, *args, **kwargs):
-        if name == "phantom_0012":
+    def buggy_for_one_case(case, *args, **kwargs):
+        if case.name == "phantom_0012":
             raise KeyError("whole_tumour")  # stands for a bug in the code, e.g. a misspelt key
-        return real(name, *args, **kwargs)
+        return real(case, *args, **kwargs)
 
     monkeypatch.setattr(evaluation, "evaluate_case", buggy_for_one_case)
     out = tmp_path / "out"
@@ -185,7 +189,7 @@ def test_headless_script_runs_the_same_evaluation(tmp_path, phantom_cases):
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = _summary(tmp_path / "out")
-    assert {r["strategy"] for r in rows} == {"iwuo", "random", "oracle"}
+    assert {r["strategy"] for r in rows} == {"iwuo", "random", "oracle", "oracle_time"}  # the references always run
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "slicer_headless_evaluate.py"), "--", "--cases",
                            str(tmp_path / "missing"), "--out", str(tmp_path / "o2")], capture_output=True, text=True)
     assert proc.returncode == 2 and "does not exist" in proc.stderr

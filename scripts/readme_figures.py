@@ -103,12 +103,16 @@ INFERENCE = (
     "{memory_ratio_range[0]}–{memory_ratio_range[1]}); goal ≤ 1.15 and ≤ 1.5. nnU-Net's own command spends extra "
     "time on its worker processes")
 REPLAY = (
-    "precomputation (scores + perfect and correcting expert's outcome and added path length of every slice, once) "
-    "{precompute_seconds:.1f} s; {curves} curves (7 strategies, random × 20 seeds, 2 experts, 3 regions, per-region "
-    "rankings) in **{replay_cpu_seconds_all_curves:.3f} s CPU** ({replay_seconds_all_curves:.2f} s wall: measured "
-    "while ~25 processes shared the 2 cores); all 13 strategies ranked once over the 3 regions "
-    "({joint_curves_all_strategies} region curves, slice and time axes) {joint_replay_seconds:.2f} s wall; "
-    "brute-force voxel replay {brute_force_seconds_per_curve:.1f} s per curve ({speedup_vs_brute_force:,.0f}× slower)")
+    "precomputation (scores incl. the noticed gain, the perfect expert's and one correcting-expert draw's outcome and "
+    "added path length of every slice, once) {precompute_seconds:.1f} s; {curves} curves (7 strategies, random × 20 "
+    "seeds, 2 experts, 3 regions, per-region rankings) in **{replay_cpu_seconds_all_curves:.3f} s CPU** "
+    "({replay_seconds_all_curves:.2f} s wall, measured at load average {load_average_1min} on the 2 cores); one expert "
+    "draw as the evaluation replays it ({strategies} strategies, random baselines × {random_seeds} seeds, 3 regions, "
+    "slice and time axes, oracles re-ranked) {replay_seconds_per_expert_draw:.1f} s wall; another correcting-expert "
+    "draw (belief and pieces) and its outcome {correcting_draw_and_outcome_seconds:.1f} s; its {grid_cells}-cell "
+    "sensitivity grid {sensitivity_grid_seconds_per_draw:.1f} s; brute-force voxel replay "
+    "{brute_force_seconds_per_curve:.1f} s per curve ({speedup_vs_brute_force:,.0f}× slower than the {curves}-curve "
+    "replay per curve)")
 WEB_REVIEW = (
     "`iwuo review` start (incl. a 4 s analysis without mirroring) {server_start_s:.1f} s; first frame "
     "{first_frame_s:.1f} s after page load; **Next → page on the new rank {next_ms:.0f} ms** (median of 10) vs "

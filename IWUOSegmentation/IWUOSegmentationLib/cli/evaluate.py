@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..errors import BadInputError, CancelledError
 from ..nnunet.analysis_settings import DEFAULT_DEVICE, DEFAULT_MEMBERS_TEXT
+from ..ranking.slice_scores import ScoreOptions
 from ..simulation.evaluate_folders import (
     CASE_ERROR,
     CASE_RESULT,
@@ -20,6 +21,7 @@ from ..simulation.evaluate_folders import (
     region_names,
     saved_result,
 )
+from ..simulation.evaluation_config import EvaluationConfig
 from ..storage.atomic_files import atomic_write_text, make_folder
 from .arguments import analysis_settings, parse_folds
 from .progress import Progress
@@ -51,8 +53,14 @@ def add_parser(sub) -> None:
                    help="rank slices separately for each region (default: one ranking, a visit fixes every label)")
     p.add_argument("--replay-only", action="store_true",
                    help="re-run only the replay of cases whose analysis is saved under --out (no model needed)")
-    p.add_argument("--target-dice", type=float, default=0.9)
-    p.add_argument("--random-seeds", type=int, default=20)
+    p.add_argument("--random-seeds", type=int, default=2000,
+                   help="orderings each random baseline (random, tumour_first_random) is averaged over")
+    p.add_argument("--expert-draws", type=int, default=10,
+                   help="draws of the correcting expert per case (each one rater); a case's numbers are their mean")
+    p.add_argument("--sensitivity", action="store_true",
+                   help="also replay the correcting expert in every cell of the declared grid (look 2/8/20 s, "
+                        "0.05/0.15/0.3 s per mm, tolerance 2/4 mm, minimum area 4/16/36 mm2): sensitivity.csv and "
+                        "sensitivity.png")
     p.add_argument("--members", default=DEFAULT_MEMBERS_TEXT)
     p.add_argument("--disable-tta", action="store_true", help="no test-time mirroring (8x faster; no flip members)")
     p.add_argument("--device", default=DEFAULT_DEVICE)
@@ -84,6 +92,28 @@ def _lock_output(out: Path, shard: str, merge_only: bool):
                        name=name)
 
 
+def evaluation_config(args) -> EvaluationConfig:
+    """The run's EvaluationConfig from the command line; unknown names and impossible counts are bad input."""
+    strategies = tuple(s.strip() for s in args.strategies.split(","))
+    unknown = [s for s in strategies if s not in STRATEGY_NAMES]
+    if unknown:
+        raise BadInputError(f"Unknown strategy {', '.join(unknown)}; choose from {', '.join(STRATEGY_NAMES)}.")
+    experts = tuple(e.strip() for e in args.expert.split(","))
+    bad_experts = [e for e in experts if e not in ("perfect", "noisy", "correcting", "redrawing")]
+    if bad_experts:
+        raise BadInputError(f"Unknown expert {', '.join(bad_experts)}; choose from perfect, noisy, redrawing.")
+    if args.expert_draws < 1 or args.random_seeds < 1:
+        raise BadInputError("--expert-draws and --random-seeds must be at least 1.")
+    if args.sensitivity and args.per_region_rankings:
+        raise BadInputError("--sensitivity replays one ranking for all regions; drop --per-region-rankings.")
+    return EvaluationConfig(strategies=strategies, experts=experts, expert_draws=args.expert_draws,
+                            random_seeds=args.random_seeds, regions=tuple(r.strip() for r in args.regions.split(",")),
+                            label_convention=args.label_convention, uncertainty_map=args.uncertainty_map,
+                            score_options=ScoreOptions(uncertainty_map=args.uncertainty_map),
+                            seconds_budget=args.seconds_budget, per_region_rankings=args.per_region_rankings,
+                            sensitivity=args.sensitivity)
+
+
 def run(args) -> int:
     from ..data.case_folders import list_case_folders
     from ..nnunet.analysis import CaseAnalyzer
@@ -93,18 +123,7 @@ def run(args) -> int:
     out = Path(args.out)
     make_folder(out)
     lock = _lock_output(out, args.shard, args.merge_only)  # noqa: F841 - held until the command returns
-    options = {"strategies": tuple(s.strip() for s in args.strategies.split(",")),
-               "experts": tuple(e.strip() for e in args.expert.split(",")),
-               "regions": tuple(r.strip() for r in args.regions.split(",")),
-               "uncertainty_map": args.uncertainty_map, "random_seeds": args.random_seeds,
-               "seconds_budget": args.seconds_budget, "label_convention": args.label_convention,
-               "per_region_rankings": args.per_region_rankings}
-    unknown = [s for s in options["strategies"] if s not in STRATEGY_NAMES]
-    if unknown:
-        raise BadInputError(f"Unknown strategy {', '.join(unknown)}; choose from {', '.join(STRATEGY_NAMES)}.")
-    bad_experts = [e for e in options["experts"] if e not in ("perfect", "noisy", "correcting", "redrawing")]
-    if bad_experts:
-        raise BadInputError(f"Unknown expert {', '.join(bad_experts)}; choose from perfect, noisy, redrawing.")
+    config = evaluation_config(args)
     progress = Progress(args.progress)
     folders = []
     if args.replay_only and not args.merge_only:
@@ -115,7 +134,7 @@ def run(args) -> int:
             if folder is None:
                 continue
             try:
-                evaluate_folder_case(folder, None, None, case_dir, options)
+                evaluate_folder_case(folder, None, None, case_dir, config)
                 (case_dir / CASE_ERROR).unlink(missing_ok=True)
                 (case_dir / "error.txt").unlink(missing_ok=True)
                 progress((i + 1) / max(len(by_name), 1), f"{folder.name}: replayed")
@@ -132,7 +151,7 @@ def run(args) -> int:
         from ..data.structures import evaluation_regions, structures_from_dataset_json
 
         # unknown region names or conventions are refused before any case is analysed
-        evaluation_regions(structures_from_dataset_json(model.dataset_json), region_names(options["regions"]),
+        evaluation_regions(structures_from_dataset_json(model.dataset_json), region_names(config.regions),
                            args.label_convention)
         analyzer = CaseAnalyzer(model, analysis_settings(args))  # networks loaded once for every case
         for i, folder in enumerate(folders):
@@ -149,7 +168,7 @@ def run(args) -> int:
                 def case_progress(f, m, i=i, name=folder.name):
                     progress((i + f) / len(folders), f"{name}: {m}")
 
-                evaluate_folder_case(folder, model, analyzer, out_case, options, progress=case_progress)
+                evaluate_folder_case(folder, model, analyzer, out_case, config, progress=case_progress)
                 (out_case / CASE_ERROR).unlink(missing_ok=True)
                 (out_case / "error.txt").unlink(missing_ok=True)
                 progress((i + 1) / len(folders), f"{folder.name}: evaluated")
@@ -165,6 +184,6 @@ def run(args) -> int:
         print(json.dumps({"shard": args.shard, "failures": failures}))
         return failure_exit_code(failures)
     atomic_write_text(out / "failures.json", json.dumps(failures, indent=1))
-    report = write_report(out, budget=args.budget, target_dice=args.target_dice, failures=failures)
+    report = write_report(out, budget=args.budget, failures=failures)
     print(json.dumps({"report": str(report), "failures": failures}))
     return failure_exit_code(failures)

@@ -4,7 +4,8 @@ A clinician on a slice fixes every label there, so one ranking serves all region
 combined scores add the regions' expected Dice gains (impact) and IWUO products. Beside them:
 the expected correction time of each slice (look time + cost of the expected added path length,
 the time model of correction_time.py applied to the expected error area) and the members' pairwise
-disagreement (Zenk et al. 2025).
+disagreement (Zenk et al. 2025); and the same gain and time counting only the errors a correcting
+clinician would notice (noticed_errors.py), with each of its terms switched off for the ablation.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .correction_time import TimeModel, in_plane_spacing
+from .noticed_errors import NoticeModel
 from .slice_counts import SliceCounts
 from .slice_scores import ScoreOptions, SliceScores, expected_error_area_per_slice, member_disagreement_per_slice, score_slices
 
@@ -31,6 +33,8 @@ class CaseScores:
     regions: dict[str, SliceScores]
     disagreement: dict[str, np.ndarray]
     expected_seconds: np.ndarray
+    #: Expected seconds of the noticed errors only (look + path length of the noticed error area).
+    noticed_seconds: np.ndarray | None = None
 
     def _sum(self, name: str) -> np.ndarray:
         return np.sum([getattr(s, name) for s in self.regions.values()], axis=0)
@@ -52,6 +56,27 @@ class CaseScores:
         return self._sum("predicted_area")
 
     @property
+    def noticed_gain(self) -> np.ndarray:
+        """Expected Dice gain (summed over regions) from the errors a correcting clinician would fix."""
+        return np.sum([s.noticed_impact("full") for s in self.regions.values()], axis=0)
+
+    @property
+    def noticed_gain_no_reach(self) -> np.ndarray:
+        """Ablation: the noticed gain without the reach term (pieces judged by size only)."""
+        return np.sum([s.noticed_impact("no_reach") for s in self.regions.values()], axis=0)
+
+    @property
+    def noticed_gain_no_size(self) -> np.ndarray:
+        """Ablation: the noticed gain without the size term (pieces judged by reach only)."""
+        return np.sum([s.noticed_impact("no_size") for s in self.regions.values()], axis=0)
+
+    @property
+    def noticed_gain_per_second(self) -> np.ndarray:
+        """The noticed gain per expected second of correcting the noticed errors."""
+        seconds = self.noticed_seconds if self.noticed_seconds is not None else self.expected_seconds
+        return self.noticed_gain / seconds
+
+    @property
     def member_disagreement(self) -> np.ndarray:
         return np.mean(list(self.disagreement.values()), axis=0)
 
@@ -71,30 +96,36 @@ class CaseScores:
     def only(self, region: str) -> CaseScores:
         """The same scores restricted to one region (per-region rankings)."""
         return CaseScores(self.axis, {region: self.regions[region]}, {region: self.disagreement[region]},
-                          self.expected_seconds)
+                          self.expected_seconds, self.noticed_seconds)
 
     @classmethod
     def from_slice_scores(cls, scores: SliceScores, time_model: TimeModel | None = None) -> CaseScores:
         """One region's scores without member statistics (disagreement falls back to its uncertainty)."""
         time_model = time_model or TimeModel()
-        return cls(scores.axis, {"": scores}, {"": np.asarray(scores.uncertainty, float)},
-                   np.full(len(scores.impact), time_model.look_seconds))
+        look = np.full(len(scores.impact), time_model.look_seconds)
+        return cls(scores.axis, {"": scores}, {"": np.asarray(scores.uncertainty, float)}, look, look)
 
 
 def score_case(probabilities: dict[str, np.ndarray], predictions: dict[str, np.ndarray], uncertainty: np.ndarray,
                axis: int, spacing_xyz=(1.0, 1.0, 1.0), member_variance: dict[str, np.ndarray] | None = None,
-               options: ScoreOptions | None = None, time_model: TimeModel | None = None) -> CaseScores:
-    """Score every region (dicts keyed by region name, arrays on one grid) and combine them."""
+               options: ScoreOptions | None = None, time_model: TimeModel | None = None,
+               notice: NoticeModel | None = None) -> CaseScores:
+    """Score every region (dicts keyed by region name, arrays on one grid) and combine them; `notice`: what the
+    correcting clinician the noticed gain is built for would fix (default: NoticeModel())."""
     time_model = time_model or TimeModel()
-    pixel_mm = float(np.sqrt(np.prod(in_plane_spacing(spacing_xyz, axis))))
+    sampling = in_plane_spacing(spacing_xyz, axis)
+    pixel_mm = float(np.sqrt(np.prod(sampling)))
     per_region, disagreement = {}, {}
     path = np.zeros(uncertainty.shape[axis])
+    noticed_path = np.zeros(uncertainty.shape[axis])
     for name, prob in probabilities.items():
         pred = predictions[name]
-        per_region[name] = score_slices(prob, pred, uncertainty, axis, options)
+        per_region[name] = score_slices(prob, pred, uncertainty, axis, options, sampling, notice)
         if member_variance is not None and name in member_variance:
             disagreement[name] = member_disagreement_per_slice(member_variance[name], prob, axis)
         else:
             disagreement[name] = per_region[name].uncertainty
         path += expected_path_length(expected_error_area_per_slice(prob, pred, axis), pixel_mm)
-    return CaseScores(axis, per_region, disagreement, time_model.look_seconds + time_model.seconds_per_mm * path)
+        noticed_path += expected_path_length(per_region[name].noticed_error_area(), pixel_mm)
+    return CaseScores(axis, per_region, disagreement, time_model.look_seconds + time_model.seconds_per_mm * path,
+                      time_model.look_seconds + time_model.seconds_per_mm * noticed_path)

@@ -22,6 +22,8 @@ from ..data.structures import (
     structures_from_summary,
 )
 from ..errors import BadInputError
+from .correction_time import in_plane_spacing
+from .noticed_errors import NoticedErrors, NoticeModel, noticed_errors_per_slice
 
 #: BraTS 2013-2015 evaluation regions over the label values (other years: structures.BRATS_CONVENTIONS).
 BRATS_REGIONS = dict(BRATS_CONVENTIONS["brats2013"]["regions"])
@@ -87,10 +89,32 @@ class SliceScores:
     expected_tp: np.ndarray | None = None
     expected_fp: np.ndarray | None = None
     expected_fn: np.ndarray | None = None
+    #: E|G| + |P|, the denominator of the expected Dice gain.
+    gain_denominator: float = 0.0
+    #: Expected errors inside pieces a correcting clinician would notice (ranking/noticed_errors.py).
+    noticed: NoticedErrors | None = None
+
+    def noticed_impact(self, variant: str = "full") -> np.ndarray:
+        """Expected Dice gain from the noticed errors only (`variant`: full, no_reach, no_size)."""
+        if self.noticed is None:
+            raise BadInputError("These slice scores were computed without the noticed errors.")
+        return expected_gain(self.noticed.fn[variant], self.noticed.fp[variant], self.expected_dice,
+                             self.gain_denominator)
+
+    def noticed_error_area(self) -> np.ndarray:
+        """Expected noticed error area per slice (voxels): what the per-second form charges path length for."""
+        return self.noticed.fn["full"] + self.noticed.fp["full"]
 
 
 def _per_slice_sum(array: np.ndarray, axis: int) -> np.ndarray:
     return array.sum(axis=tuple(a for a in range(array.ndim) if a != axis), dtype=np.float64)
+
+
+def expected_gain(e_fn: np.ndarray, e_fp: np.ndarray, d: float, denominator: float) -> np.ndarray:
+    """Dice gain of removing E[FN] misses and E[FP] false positives: [(2-D) FN + D FP] / (E|G| + |P|)."""
+    if denominator <= 0:
+        return np.zeros_like(np.asarray(e_fn, float))
+    return ((2.0 - d) * np.asarray(e_fn, float) + d * np.asarray(e_fp, float)) / denominator
 
 
 def impact_per_slice(prob: np.ndarray, pred: np.ndarray, axis: int) -> tuple[np.ndarray, float]:
@@ -103,7 +127,7 @@ def impact_per_slice(prob: np.ndarray, pred: np.ndarray, axis: int) -> tuple[np.
     if denom <= 0:
         return np.zeros(prob.shape[axis]), 1.0
     d = 2.0 * float(p[pred].sum()) / denom
-    return ((2.0 - d) * e_fn + d * e_fp) / denom, d
+    return expected_gain(e_fn, e_fp, d, denom), d
 
 
 def uncertainty_per_slice(umap: np.ndarray, prob: np.ndarray, pred: np.ndarray, axis: int,
@@ -136,8 +160,10 @@ def boundary_complexity(pred: np.ndarray, axis: int) -> np.ndarray:
 
 
 def score_slices(prob: np.ndarray, pred: np.ndarray, umap: np.ndarray, axis: int,
-                 options: ScoreOptions | None = None) -> SliceScores:
-    """Impact, uncertainty and IWUO = impact^a x uncertainty^b for every slice along `axis`."""
+                 options: ScoreOptions | None = None, sampling: tuple[float, float] = (1.0, 1.0),
+                 notice: NoticeModel | None = None) -> SliceScores:
+    """Impact, uncertainty and IWUO = impact^a x uncertainty^b for every slice along `axis`, and the expected
+    errors a correcting clinician would notice (`sampling`: the slices' pixel size in mm)."""
     options = options or ScoreOptions()
     if not (prob.shape == pred.shape == umap.shape):
         raise BadInputError(f"Probability {prob.shape}, prediction {pred.shape} and uncertainty {umap.shape} "
@@ -155,7 +181,9 @@ def score_slices(prob: np.ndarray, pred: np.ndarray, umap: np.ndarray, axis: int
                        predicted_area=_per_slice_sum(pred, axis), expected_dice=d, options=options,
                        expected_tp=_per_slice_sum(np.where(pred, p, 0.0), axis),
                        expected_fp=_per_slice_sum(np.where(pred, 1.0 - p, 0.0), axis),
-                       expected_fn=_per_slice_sum(np.where(pred, 0.0, p), axis))
+                       expected_fn=_per_slice_sum(np.where(pred, 0.0, p), axis),
+                       gain_denominator=float(p.sum()) + float(pred.sum()),
+                       noticed=noticed_errors_per_slice(p, pred, axis, sampling, notice or NoticeModel()))
 
 
 def iwuo_ranking(label_map: np.ndarray, probabilities: np.ndarray, output_names: list[str], region_based: bool,
@@ -170,7 +198,8 @@ def iwuo_ranking(label_map: np.ndarray, probabilities: np.ndarray, output_names:
     axis = slice_axis(spacing_xyz)
     if not isinstance(region, Structure):
         region = (structures or model_structures(output_names, region_based, label_values)).get(region)
-    scores = score_slices(region.probability(probabilities), region.mask(label_map), uncertainty, axis, options)
+    scores = score_slices(region.probability(probabilities), region.mask(label_map), uncertainty, axis, options,
+                          in_plane_spacing(spacing_xyz, axis))
     order = np.argsort(-scores.iwuo, kind="stable")[:limit]
     rows = [{"slice": int(s), "iwuo": float(scores.iwuo[s]), "impact": float(scores.impact[s]),
              "uncertainty": float(scores.uncertainty[s])} for s in order]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import traceback
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ import numpy as np
 from ..errors import BadInputError, BadModelError, IWUOError, OutOfMemoryError
 from ..ranking.strategies import STRATEGIES
 from ..storage.atomic_files import atomic_write_text
+from .evaluation_config import EvaluationConfig
 
 #: Names accepted by --strategies, in the reports' order: those of ranking/strategies.py.
 STRATEGY_NAMES = tuple(STRATEGIES)
@@ -35,8 +37,9 @@ def region_names(regions) -> list[str] | None:
     return [r for r in regions if r]
 
 
-def evaluate_folder_case(folder: Path, model, analyzer, out_case: Path, options: dict, progress=None) -> dict:
-    """Analyse (or reuse the analysis of) one case folder and replay all strategies on it.
+def evaluate_folder_case(folder: Path, model, analyzer, out_case: Path, config: EvaluationConfig,
+                         progress=None) -> dict:
+    """Analyse (or reuse the analysis of) one case folder and replay all strategies on it, as `config` says.
 
     `model` and `analyzer` (nnunet/analysis.CaseAnalyzer) may be None when the analysis is already saved (replay only)."""
     import SimpleITK as sitk
@@ -54,8 +57,8 @@ def evaluate_folder_case(folder: Path, model, analyzer, out_case: Path, options:
         structures_from_summary,
     )
     from ..nnunet.inference import CaseImages, same_geometry
-    from ..ranking.slice_scores import ScoreOptions, slice_axis
-    from .evaluation import evaluate_case
+    from ..ranking.slice_scores import slice_axis
+    from .evaluation import AnalysedCase, evaluate_case
 
     channel_names = model.channel_names if model is not None else None
     files = find_case_files(folder, channel_names) if channel_names is not None else _files_for_replay(folder, out_case)
@@ -85,32 +88,38 @@ def evaluate_folder_case(folder: Path, model, analyzer, out_case: Path, options:
     reference = sitk.GetArrayFromImage(ref_image).astype(np.int64)
     structures = (structures_from_dataset_json(model.dataset_json) if model is not None
                   else structures_from_summary(analysis.summary))
-    convention = options.get("label_convention")
-    regions = evaluation_regions(structures, region_names(options.get("regions")), convention)
+    convention = config.label_convention
+    regions = evaluation_regions(structures, region_names(config.regions), convention)
     reference_label_check(set(np.unique(reference).tolist()), reference_values_allowed(structures, convention),
                           folder.name, describe_labels(structures, convention))
     axis = slice_axis(analysis.geometry.GetSpacing())
-    evaluation = evaluate_case(
-        folder.name, analysis.label_map, analysis.probabilities, analysis.summary["outputs"],
-        analysis.summary["region_based"], analysis.uncertainty[options["uncertainty_map"]], reference, axis,
-        regions=regions, strategies=options["strategies"], experts=options["experts"],
-        random_seeds=options["random_seeds"], structures=structures,
-        options=ScoreOptions(uncertainty_map=options["uncertainty_map"]), spacing_xyz=analysis.geometry.GetSpacing(),
-        seconds_budget=options.get("seconds_budget", 600.0), member_variance=analysis.member_variance,
-        per_region_rankings=options.get("per_region_rankings", False))
+    case = AnalysedCase(folder.name, analysis.label_map, analysis.probabilities,
+                        analysis.uncertainty[config.uncertainty_map], analysis.geometry.GetSpacing(), structures,
+                        analysis.member_variance)
+    evaluation = evaluate_case(case, reference, config, regions)
     record = {"case": folder.name, "axis": axis, "n_slices": evaluation.n_slices, "rows": evaluation.rows,
+              "draws": evaluation.draws, "settings": config_record(config),
               "metrics_before_correction": evaluation.metrics,
               "curves": {"|".join(k): [round(float(x), 6) for x in v] for k, v in evaluation.curves.items()},
               "analysis_seconds": analysis.summary.get("seconds"),
               "regions": {n: {"structure": r.structure.name, "reference_values": list(r.reference_values)}
                           for n, r in regions.items()},
               "label_convention": resolve_convention(convention) if convention else detect_convention(structures),
-              "time_grid": evaluation.time_grid, "seconds_budget": options.get("seconds_budget", 600.0),
+              "time_grid": evaluation.time_grid, "seconds_budget": config.seconds_budget,
               "time_curves": {"|".join(k): [round(float(x), 6) for x in v] for k, v in evaluation.time_curves.items()},
               "failure_detection": evaluation.failure_detection, "quality": evaluation.quality,
-              "expert_agreement": evaluation.expert_agreement, "members": analysis.summary.get("members")}
+              "expert_agreement": evaluation.expert_agreement, "members": analysis.summary.get("members"),
+              "sensitivity": evaluation.sensitivity}
     atomic_write_text(out_case / "evaluation.json", json.dumps(record))
     return record
+
+
+def config_record(config: EvaluationConfig) -> dict:
+    """The settings a per-case result was replayed with (kept beside it, and quoted by the report)."""
+    return {"expert_draws": config.expert_draws, "random_seeds": config.random_seeds,
+            "uncertainty_map": config.uncertainty_map, "per_region_rankings": config.per_region_rankings,
+            "time_model": asdict(config.time_model), "expert_tolerance": asdict(config.tolerance),
+            "notice_model": asdict(config.notice)}
 
 
 CASE_RESULT, CASE_ERROR = "evaluation.json", "error.json"
