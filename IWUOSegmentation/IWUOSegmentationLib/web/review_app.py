@@ -40,7 +40,7 @@ document.addEventListener('keydown', (event) => {{
 """
 #: Most pixels a slice view is rendered with: llvmpipe's time grows with them, and a 240-voxel slice shown in a
 #: ~1000-pixel view gains nothing visible above ~2 rendered pixels per voxel (the browser scales the image up).
-RENDER_PIXELS = 300_000
+RENDER_PIXELS = 150_000
 #: One JPEG quality while moving and at rest: trame-rca renders a still frame again when they differ.
 JPEG_QUALITY = 85
 #: The layouts offered: the review view alone, or with the two other planes through the ranked slice's centre.
