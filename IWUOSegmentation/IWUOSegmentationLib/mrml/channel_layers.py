@@ -28,15 +28,17 @@ def show_background(scene, volume) -> int:
     return len(composites)
 
 
-def centre_views_on(scene, slice_node) -> None:
-    """Centre every other slice view on the centre of `slice_node`'s plane (the ranked slice the review view shows),
-    so views opened later show that slice's neighbourhood."""
+def plane_centre(slice_node) -> tuple[float, float, float]:
+    """The RAS centre of a slice view's plane (for the review view: the ranked slice's centre)."""
     to_ras = slice_node.GetSliceToRAS()
-    centre = [to_ras.GetElement(r, 3) for r in range(3)]
+    return to_ras.GetElement(0, 3), to_ras.GetElement(1, 3), to_ras.GetElement(2, 3)
+
+
+def centre_views_on(scene, centre: tuple[float, float, float]) -> None:
+    """Every slice view centred on `centre`, each keeping its orientation: after a layout change has refitted the
+    views, the review view shows the ranked slice again and the others its neighbourhood."""
     for i in range(scene.GetNumberOfNodesByClass("vtkMRMLSliceNode")):
-        node = scene.GetNthNodeByClass(i, "vtkMRMLSliceNode")
-        if node is not slice_node:
-            node.JumpSliceByCentering(*centre)
+        scene.GetNthNodeByClass(i, "vtkMRMLSliceNode").JumpSliceByCentering(*centre)
 
 
 class ChannelLayers:

@@ -19,7 +19,7 @@ import os
 import types
 from typing import Callable, Optional
 
-from ..mrml.channel_layers import CHANNEL_KEY, ChannelLayers, centre_views_on
+from ..mrml.channel_layers import CHANNEL_KEY, ChannelLayers, centre_views_on, plane_centre
 from ..mrml.review_controller import ACTIONS, SHORTCUTS, ReviewController, red_node
 from ..mrml.review_workflow import OVERLAY_KINDS, add_volume_from_image
 from ..review.budget_log import DEFAULT_BUDGET_SLICES
@@ -227,13 +227,11 @@ class ReviewApp:
 
     def set_layout(self, three_views: bool) -> None:
         """The review view alone, or beside the two other planes through the ranked slice (views made once)."""
+        centre = plane_centre(self._red("vtkMRMLSliceNode"))
         self.layout_manager.set_layout(THREE_VIEWS if three_views else ONE_VIEW)
-        if three_views:  # views just made show nothing yet: the layers, then the ranked slice's neighbourhood
-            self._set_overlay(self.state.iwuo_map, self.state.iwuo_opacity)
-            for view in self.slicer_app.view_manager.get_slice_views():
-                if view.get_singleton_tag() != self._red("vtkMRMLSliceNode").GetSingletonTag():
-                    view.reset_view()
-            centre_views_on(self.slicer_app.scene, self._red("vtkMRMLSliceNode"))
+        self._set_overlay(self.state.iwuo_map, self.state.iwuo_opacity)  # views just made show nothing yet
+        self.slicer_app.display_manager.reset_views()  # each view fitted to its new size ...
+        centre_views_on(self.slicer_app.scene, centre)  # ... on the ranked slice again
         self.state.iwuo_three_views = bool(three_views)
 
     def set_target(self, target: str) -> None:
