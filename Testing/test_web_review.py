@@ -313,15 +313,18 @@ def test_every_channel_as_the_background_and_three_views(review, browser):
     page.wait_for_selector("[data-testid=background][data-background='FLAIR']")
     wait_for(lambda: view_png(page) != shots["T1c"], 30, "the view to show FLAIR again")
 
-    areas = page.locator("[data-testid=views] div.remote-controlled-area")
-    assert areas.count() == 1
+    def shown_views() -> list:  # the views laid out on the page (the page may keep others hidden)
+        areas = page.locator("[data-testid=views] div.remote-controlled-area").all()
+        return [area for area in areas if (area.bounding_box() or {}).get("width", 0) > 50]
+
+    one = len(shown_views())
     page.click("[data-testid=three-views]")
-    wait_for(lambda: areas.count() == 3, 60, "three views")
-    wait_for(lambda: all(area.locator("img.image-display-area[src^='blob:']").count() for area in areas.all()), 60,
+    wait_for(lambda: len(shown_views()) == one + 2, 60, "two views more")
+    wait_for(lambda: all(area.locator("img.image-display-area[src^='blob:']").count() for area in shown_views()), 60,
              "an image in each of the three views")
     shot(page, "8_three_views")
     page.click("[data-testid=three-views]")
-    wait_for(lambda: areas.count() == 1, 60, "one view again")
+    wait_for(lambda: len(shown_views()) == one, 60, "one view again")
     page.close()
 
 

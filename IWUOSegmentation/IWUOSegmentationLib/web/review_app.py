@@ -101,14 +101,18 @@ class ReviewApp:
         # the views of a layout are made when it is first shown (the one-view layout: the review view only)
         self.layout_manager.register_layout_dict(_layouts(), lazy_initialization=True)
         self.layout_manager.set_layout(ONE_VIEW)
+        self.layout_manager.create_layout_views_if_needed(ONE_VIEW)  # made here: inside the page's build, a view
+        # made by the layout grid would also be placed in the page a second time
         self.controller = ReviewController(self.slicer_app.scene, schedule=self._after_current_event,
                                            front_end=BROWSER_FRONT_END, on_logged=self._publish_budget)
         self.channels: Optional[ChannelLayers] = None
         self._published: dict = {}  # what the page was last sent, so only changes are sent
+        self._fitted_on_resize: set[str] = set()  # the views refitted when the page resizes them
         # The layout's views exist before any data is loaded: trame-slicer's brush effects are known to fail
         # when a volume comes first (the end-to-end test paints after this order).
         self._build_ui()
         self._load(budget_slices)
+        self._fit_views_when_resized()
         self.server.controller.on_client_exited.add(self.save_now)
         self.server.controller.on_server_exited.add(self.save_now)
 
@@ -227,12 +231,27 @@ class ReviewApp:
 
     def set_layout(self, three_views: bool) -> None:
         """The review view alone, or beside the two other planes through the ranked slice (views made once)."""
-        centre = plane_centre(self._red("vtkMRMLSliceNode"))
         self.layout_manager.set_layout(THREE_VIEWS if three_views else ONE_VIEW)
         self._set_overlay(self.state.iwuo_map, self.state.iwuo_opacity)  # views just made show nothing yet
-        self.slicer_app.display_manager.reset_views()  # each view fitted to its new size ...
-        centre_views_on(self.slicer_app.scene, centre)  # ... on the ranked slice again
+        self._fit_views_when_resized()
+        self._fit_views()
         self.state.iwuo_three_views = bool(three_views)
+
+    def _fit_views_when_resized(self) -> None:
+        """Refit the slice views whenever the page gives one a new size (a layout change, a resized window)."""
+        from vtkmodules.vtkCommonCore import vtkCommand
+
+        for view in self.slicer_app.view_manager.get_slice_views():
+            if view.get_singleton_tag() not in self._fitted_on_resize:
+                view.interactor().AddObserver(vtkCommand.WindowResizeEvent, self._fit_views)
+                self._fitted_on_resize.add(view.get_singleton_tag())
+
+    def _fit_views(self, *_) -> None:
+        """Each slice view fitted to its size (orientation kept), all on the ranked slice again."""
+        centre = plane_centre(self._red("vtkMRMLSliceNode"))
+        for view in self.slicer_app.view_manager.get_slice_views():
+            view.fit_view_to_content()
+        centre_views_on(self.slicer_app.scene, centre)
 
     def set_target(self, target: str) -> None:
         """Rank the slices for another structure: the log records the change and keeps the progress per slice."""
@@ -364,7 +383,9 @@ class ReviewApp:
                                 html.Td("{{ row.slice }}")
                                 html.Td("{{ row.score }}")
                                 html.Td("{{ iwuo_status[row.rank - 1] }}")
-            with v.VMain(), html.Div(style="position: absolute; inset: 0;", raw_attrs=['data-testid="views"']):
+            # the views fill what the app bar and the panel leave (rendered pixels hidden under them would be wasted)
+            with v.VMain(), html.Div(style="position: absolute; top: var(--v-layout-top); left: var(--v-layout-left); "
+                                           "right: 0; bottom: 0;", raw_attrs=['data-testid="views"']):
                 self.layout_manager.initialize_layout_grid(self.layout)
 
     def publish_segments(self) -> None:
