@@ -284,6 +284,50 @@ def test_next_paint_reload_in_chromium(review, browser):
     page.close()
 
 
+def test_every_channel_as_the_background_and_three_views(review, browser):
+    """The selector shows T1c under the overlay and the segmentation (the Red view's composite node says so, and the
+    rendered pixels change), the C key cycles back to FLAIR, and the three-view layout shows three rendered views."""
+    import io
+
+    from PIL import Image
+
+    page = open_page(browser, review["port"])
+    wait_rendered(page)
+    assert page.locator("[data-testid=background]").get_attribute("data-background") == "FLAIR"
+    foreground = page.locator("[data-testid=foreground]").get_attribute("data-foreground")
+    shots = {"FLAIR": view_png(page)}
+    shot(page, "7_channel_FLAIR")
+    page.click("[data-testid=channel-select]")
+    page.locator(".v-overlay .v-list-item", has_text="T1c").first.click()
+    page.wait_for_selector("[data-testid=background][data-background='T1c']")
+    wait_for(lambda: view_png(page) != shots["FLAIR"], 30, "the view to show T1c")
+    shots["T1c"] = view_png(page)
+    shot(page, "7_channel_T1c")
+    assert page.locator("[data-testid=foreground]").get_attribute("data-foreground") == foreground, \
+        "the heatmap overlay is no longer the foreground over T1c"
+    flair, t1c = (np.asarray(Image.open(io.BytesIO(shots[c])).convert("L"), float) for c in ("FLAIR", "T1c"))
+    assert np.abs(flair - t1c).mean() > 2, "the rendered view hardly changed between FLAIR and T1c"
+
+    page.click("[data-testid=view-slice]")  # focus off the selector: keys go to the page
+    page.keyboard.press("c")  # the channel key: after the last channel, the first again
+    page.wait_for_selector("[data-testid=background][data-background='FLAIR']")
+    wait_for(lambda: view_png(page) != shots["T1c"], 30, "the view to show FLAIR again")
+
+    def shown_views() -> list:  # the views laid out on the page (the page may keep others hidden)
+        areas = page.locator("[data-testid=views] div.remote-controlled-area").all()
+        return [area for area in areas if (area.bounding_box() or {}).get("width", 0) > 50]
+
+    one = len(shown_views())
+    page.click("[data-testid=three-views]")
+    wait_for(lambda: len(shown_views()) == one + 2, 60, "two views more")
+    wait_for(lambda: all(area.locator("img.image-display-area[src^='blob:']").count() for area in shown_views()), 60,
+             "an image in each of the three views")
+    shot(page, "8_three_views")
+    page.click("[data-testid=three-views]")
+    wait_for(lambda: len(shown_views()) == one, 60, "one view again")
+    page.close()
+
+
 def corrected_slices(out: Path) -> set[int]:
     return {int(e["slice"]) for e in read_log(out) if e["kind"] == "slice_corrected"}
 

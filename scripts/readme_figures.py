@@ -113,14 +113,13 @@ REPLAY = (
     "sensitivity grid {sensitivity_grid_seconds_per_draw:.1f} s; brute-force voxel replay "
     "{brute_force_seconds_per_curve:.1f} s per curve ({speedup_vs_brute_force:,.0f}× slower than the {curves}-curve "
     "replay per curve)")
-WEB_REVIEW = (
-    "`iwuo review` start (incl. a 4 s analysis without mirroring) {server_start_s:.1f} s; first frame "
-    "{first_frame_s:.1f} s after page load; **Next → page on the new rank {next_ms:.0f} ms** (median of 10) vs "
-    "{go_to_ms:.2f} ms for the same `ReviewSession.go_to` in-process (ratio {next_ratio_vs_in_process_go_to:.0f}: "
-    "the time is rendering on llvmpipe and the websocket round trip, not the MRML layer); **stroke release → "
-    "BudgetLog line {stroke_to_log_ms:.0f} ms** (median of 3) vs {edit_and_flush_ms:.1f} ms in-process for a "
-    "brush-sized labelmap edit + `flush_edits`, which saves the corrected label map and then logs (ratio "
-    "{stroke_ratio_vs_in_process_edit_and_flush:.0f})")
+WEB_REVIEW_CASE = (
+    "**{case}** ({grid} voxels): `iwuo review` start on the analysed case {server_start_s:.1f} s; first frame "
+    "{first_frame_s:.1f} s after page load; **Next → new rank and its image shown {next_ms:.0f} ms** (rank text "
+    "alone {next_rank_only_ms:.0f} ms) vs {go_to_ms:.2f} ms for `ReviewSession.go_to` in-process; **stroke release → "
+    "BudgetLog line {stroke_to_log_ms:.0f} ms** (budget text in the page {stroke_to_page_ms:.0f} ms) vs "
+    "{edit_and_flush_ms:.1f} ms in-process for a brush-sized edit + `flush_edits` (saves the corrected label map, "
+    "then logs)")
 
 
 def inference(r: dict) -> str:
@@ -132,7 +131,10 @@ def replay(r: dict) -> str:
 
 
 def web_review(r: dict) -> str:
-    return WEB_REVIEW.format(**r)
+    cases = "; ".join(WEB_REVIEW_CASE.format(**case) for case in r["cases"])
+    load = ", ".join(f"{v:.2f}" for v in r["load_average_1_5_15"])
+    return (f"{cases} (medians of 10 Next / 3 strokes, timed in the page; load average {load} (1, 5, 15 min) on "
+            f"{r['cpu_count']} cores when measured)")
 
 
 def mutations(r: dict) -> str:

@@ -9,14 +9,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..data.phantom import write_phantoms
 from ..errors import BadInputError
 from ..nnunet.analysis_settings import DEFAULT_DEVICE, AnalysisSettings
 from ..nnunet.demo_model import FIRST_TRAINING_SEED
 from ..ranking.strategies import DEFAULT_RANKING
 from ..simulation.evaluate_folders import evaluate_folder_case
 from ..simulation.evaluation_config import EvaluationConfig
-from ..simulation.report import write_report
 from .progress import Progress
 
 DEMO_SEEDS_START = 100  # below FIRST_TRAINING_SEED: cases the demo model never saw
@@ -29,6 +27,9 @@ def run_demo(out: Path, n_cases: int = 3, device: str = DEFAULT_DEVICE, progress
     if not 1 <= n_cases <= FIRST_TRAINING_SEED - DEMO_SEEDS_START:
         raise BadInputError(f"The demo takes 1 to {FIRST_TRAINING_SEED - DEMO_SEEDS_START} cases (phantom seeds the "
                             "demo model never saw during training).")
+    from ..data.phantom import write_phantoms  # scipy: imported when a demo runs, not with every `iwuo` command
+    from ..simulation.report import write_report
+
     progress = progress or (lambda f, m: None)
     out = Path(out)
     cases = out / "phantoms"

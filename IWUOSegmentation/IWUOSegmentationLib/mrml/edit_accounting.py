@@ -30,6 +30,56 @@ def merge_changes(into: SliceChanges, changed: SliceChanges) -> None:
                 target[key][label] = target[key].get(label, 0) + n
 
 
+def _same_grid(image, volume) -> bool:
+    """A segmentation's internal labelmap is on the volume's voxel grid (same IJK-to-RAS, no transform between)."""
+    import vtk
+
+    on_image, on_volume = vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4()
+    image.GetImageToWorldMatrix(on_image)
+    volume.GetIJKToRASMatrix(on_volume)
+    return all(abs(on_image.GetElement(r, c) - on_volume.GetElement(r, c)) < 1e-6 for r in range(4) for c in range(4))
+
+
+def _mask_from_layer(segmentation, segment_id: str, volume, shape: tuple[int, ...]) -> Optional[np.ndarray]:
+    """The segment's mask read from its labelmap layer in place, when that layer is on the volume's grid (as the
+    review's segmentation is); None otherwise."""
+    from vtk.util.numpy_support import vtk_to_numpy
+
+    image = segmentation.GetBinaryLabelmapInternalRepresentation(segment_id)
+    if (image is None or image.GetPointData().GetScalars() is None or segmentation.GetParentTransformNode()
+            is not volume.GetParentTransformNode() or not _same_grid(image, volume)):
+        return None
+    i0, i1, j0, j1, k0, k1 = image.GetExtent()
+    mask = np.zeros(shape, bool)
+    if i1 < i0 or j1 < j0 or k1 < k0:
+        return mask
+    layer = vtk_to_numpy(image.GetPointData().GetScalars()).reshape(k1 - k0 + 1, j1 - j0 + 1, i1 - i0 + 1)
+    lo = (max(k0, 0), max(j0, 0), max(i0, 0))
+    hi = (min(k1 + 1, shape[0]), min(j1 + 1, shape[1]), min(i1 + 1, shape[2]))
+    if any(b <= a for a, b in zip(lo, hi)):
+        return mask
+    inside = tuple(slice(a, b) for a, b in zip(lo, hi))
+    value = segmentation.GetSegmentation().GetSegment(segment_id).GetLabelValue()
+    mask[inside] = layer[tuple(slice(a - o, b - o) for a, b, o in zip(lo, hi, (k0, j0, i0)))] == value
+    return mask
+
+
+def segment_masks(segmentation, volume) -> Masks:
+    """Segment id -> mask of each segment on `volume`'s grid (k, j, i): read from the segment's labelmap layer in
+    place when it lies on that grid (no export: the slow part of a stroke's accounting on a full-size case), else
+    exported and resampled onto the grid by slicer.util."""
+    import slicer.util
+
+    seg = segmentation.GetSegmentation()
+    shape = slicer.util.arrayFromVolume(volume).shape
+    masks = {}
+    for sid in (seg.GetNthSegmentID(i) for i in range(seg.GetNumberOfSegments())):
+        mask = _mask_from_layer(segmentation, sid, volume, shape)
+        masks[sid] = mask if mask is not None else slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, sid,
+                                                                                              volume) > 0
+    return masks
+
+
 class EditAccounting:
     """Edits of `segmentation` (on `volume`'s grid) per slice along array axis `axis`.
 
@@ -56,11 +106,7 @@ class EditAccounting:
 
     def label_arrays(self) -> Masks:
         """The segmentation as it is now: segment id -> mask on the volume's grid."""
-        import slicer.util
-
-        seg = self.segmentation.GetSegmentation()
-        return {sid: slicer.util.arrayFromSegmentBinaryLabelmap(self.segmentation, sid, self.volume) > 0
-                for sid in (seg.GetNthSegmentID(i) for i in range(seg.GetNumberOfSegments()))}
+        return segment_masks(self.segmentation, self.volume)
 
     def accounted_masks(self) -> Masks:
         """Segment id -> mask as of the last flush: the state the budget log accounts for."""
@@ -106,11 +152,15 @@ class EditAccounting:
     def slice_changes(self, before: Masks, after: Masks) -> SliceChanges:
         """Slice index -> voxels added/removed per written label, from segment masks before and after."""
         changed: SliceChanges = {}
-        other = tuple(a for a in range(3) if a != self.axis)
         for sid, mask in after.items():
-            previous = before.get(sid, np.zeros_like(mask))
-            added = (mask & ~previous).sum(axis=other)
-            removed = (~mask & previous).sum(axis=other)
+            previous = before.get(sid)
+            differ = np.flatnonzero(mask != previous if previous is not None else mask)  # a stroke: a few voxels
+            if not differ.size:
+                continue
+            slices = np.unravel_index(differ, mask.shape)[self.axis]
+            now_in = mask.ravel()[differ]
+            added = np.bincount(slices[now_in], minlength=mask.shape[self.axis])
+            removed = np.bincount(slices[~now_in], minlength=mask.shape[self.axis])
             label = str(self.label_values.get(sid, sid))
             for s in np.flatnonzero(added + removed):
                 entry = changed.setdefault(int(s), {"voxels_added": {}, "voxels_removed": {}})

@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-import SimpleITK as sitk
-
 from ..data.case_folders import find_case_files, match_channels
 from ..errors import BadInputError, MissingInputError
 from ..nnunet.analysis_settings import DEFAULT_SETTINGS, AnalysisSettings
@@ -89,7 +87,8 @@ def prepare_review_case(request: ReviewRequest, progress: Optional[Callable[[flo
         folder.root.mkdir(parents=True, exist_ok=True)
         if not request.read_only and not folder.input_images():  # kept with the review: export-dataset trains on them
             folder.save_inputs(files)
-        return ReviewCase(name=name, images=[sitk.ReadImage(str(f)) for f in files], channel_names=model.channel_names,
+        # the images as read for the identity check (float32, the grid of the first): not read a second time
+        return ReviewCase(name=name, images=[images.to_image(a) for a in images.arrays], channel_names=model.channel_names,
                           written_labels=model.written_labels, analysis_dir=analysis, folder=folder, identity=identity,
                           target=target, lock=lock, read_only=request.read_only)
     except BaseException:

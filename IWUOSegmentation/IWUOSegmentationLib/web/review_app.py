@@ -4,6 +4,11 @@ The Slicer MRML scene, slice views and Segment Editor effects are trame-slicer's
 the server, streamed to the page). Everything the review does goes through the review controller
 (`mrml.review_controller.ReviewController`) — the one the desktop module calls — so the BudgetLog and
 the saved corrections are the desktop module's too; the app never touches the session itself.
+
+Kept responsive on a software renderer (Mesa llvmpipe, 2 cores; benchmarks/bench_web_review.py): a slice view is
+rendered once per change, at one JPEG quality and at most RENDER_PIXELS pixels (the browser scales the image to
+the view), only the views of the layout shown exist, and the page is sent what changed (the rank, a status
+column), not the whole ranking on every Next.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ import os
 import types
 from typing import Callable, Optional
 
-from ..mrml.review_controller import ACTIONS, ReviewController, red_node
+from ..mrml.channel_layers import CHANNEL_KEY, ChannelLayers, centre_views_on, plane_centre
+from ..mrml.review_controller import ACTIONS, SHORTCUTS, ReviewController, red_node
 from ..mrml.review_workflow import OVERLAY_KINDS, add_volume_from_image
 from ..review.budget_log import DEFAULT_BUDGET_SLICES
 from ..review.preparation import BROWSER_FRONT_END, ReviewCase
@@ -23,13 +29,22 @@ log = logging.getLogger("iwuo.review")
 
 #: Segment Editor effects offered, first the ones a correction needs.
 EFFECTS = ("Paint", "Erase", "Draw", "Scissors")
-KEY_SCRIPT = """
-document.addEventListener('keydown', (event) => {
+#: The page's keys: the review's shortcuts (N, P, S, D) and the channel key (C).
+PAGE_KEYS = "".join(SHORTCUTS) + CHANNEL_KEY
+KEY_SCRIPT = f"""
+document.addEventListener('keydown', (event) => {{
   const tag = (event.target && event.target.tagName) || '';
   if (['INPUT', 'TEXTAREA', 'SELECT'].includes(tag) || event.ctrlKey || event.metaKey || event.altKey) return;
-  if (window.trame && 'npsd'.includes(event.key)) window.trame.trigger('iwuo_key', [event.key]);
-});
+  if (window.trame && '{PAGE_KEYS}'.includes(event.key)) window.trame.trigger('iwuo_key', [event.key]);
+}});
 """
+#: Most pixels a slice view is rendered with: llvmpipe's time grows with them, and a 240-voxel slice shown in a
+#: ~1000-pixel view gains nothing visible above ~2 rendered pixels per voxel (the browser scales the image up).
+RENDER_PIXELS = 150_000
+#: One JPEG quality while moving and at rest: trame-rca renders a still frame again when they differ.
+JPEG_QUALITY = 85
+#: The layouts offered: the review view alone, or with the two other planes through the ranked slice's centre.
+ONE_VIEW, THREE_VIEWS = "one view", "three views"
 
 
 def _adopt_scene(slicer_app) -> None:
@@ -42,6 +57,30 @@ def _adopt_scene(slicer_app) -> None:
         volumes=types.SimpleNamespace(logic=lambda: slicer_app.volumes_logic))
 
 
+def _register_slice_views(view_manager, server) -> None:
+    """trame-slicer's remote slice views, each rendered once per change (one JPEG quality) at most RENDER_PIXELS."""
+    from trame_slicer.app.ui import create_vertical_slice_view_gutter_ui
+    from trame_slicer.rca_view import RemoteSliceViewFactory
+
+    class ReviewSliceViews(RemoteSliceViewFactory):
+        def _create_view(self, view, scene, app_logic):
+            created = super()._create_view(view, scene, app_logic)
+            created.view_adapter.update_quality(JPEG_QUALITY, JPEG_QUALITY)
+            created.view_adapter.max_pixel_count = RENDER_PIXELS
+            return created
+
+    view_manager.register_factory(ReviewSliceViews(server, populate_view_ui_f=create_vertical_slice_view_gutter_ui))
+
+
+def _layouts() -> dict:
+    from trame_slicer.views import Layout, LayoutDirection, ViewLayoutDefinition
+
+    red = ViewLayoutDefinition.axial_view()
+    return {ONE_VIEW: Layout(LayoutDirection.Vertical, [red]),
+            THREE_VIEWS: Layout(LayoutDirection.Horizontal, [red, Layout(LayoutDirection.Vertical, [
+                ViewLayoutDefinition.coronal_view(), ViewLayoutDefinition.sagittal_view()])], flex_sizes=["2", "1"])}
+
+
 class ReviewApp:
     """One case under review in the browser; owns the trame server, the scene and the review controller."""
 
@@ -51,36 +90,46 @@ class ReviewApp:
         from trame.app import get_server
         from trame_slicer import module as trame_slicer_module
         from trame_slicer.core import LayoutManager, SlicerApp
-        from trame_slicer.rca_view import register_rca_factories
 
         self.case = case
         self.server = server or get_server(None, client_type="vue3")
         self.server.enable_module(trame_slicer_module)
         self.slicer_app = SlicerApp()
         _adopt_scene(self.slicer_app)
-        register_rca_factories(self.slicer_app.view_manager, self.server)
+        _register_slice_views(self.slicer_app.view_manager, self.server)
         self.layout_manager = LayoutManager(self.slicer_app.scene, self.slicer_app.view_manager, self.server)
-        self.layout_manager.register_layout_dict(LayoutManager.default_grid_configuration())
-        self.layout_manager.set_layout("Axial Only")
+        # the views of a layout are made when it is first shown (the one-view layout: the review view only)
+        self.layout_manager.register_layout_dict(_layouts(), lazy_initialization=True)
+        self.layout_manager.set_layout(ONE_VIEW)
+        self.layout_manager.create_layout_views_if_needed(ONE_VIEW)  # made here: inside the page's build, a view
+        # made by the layout grid would also be placed in the page a second time
         self.controller = ReviewController(self.slicer_app.scene, schedule=self._after_current_event,
                                            front_end=BROWSER_FRONT_END, on_logged=self._publish_budget)
+        self.channels: Optional[ChannelLayers] = None
+        self._published: dict = {}  # what the page was last sent, so only changes are sent
+        self._fitted_on_resize: set[str] = set()  # the views refitted when the page resizes them
         # The layout's views exist before any data is loaded: trame-slicer's brush effects are known to fail
         # when a volume comes first (the end-to-end test paints after this order).
         self._build_ui()
         self._load(budget_slices)
+        self._fit_views_when_resized()
         self.server.controller.on_client_exited.add(self.save_now)
         self.server.controller.on_server_exited.add(self.save_now)
 
     # -- data -------------------------------------------------------------------------------------
     def _load(self, budget_slices: int) -> None:
         case = self.case
-        volume = add_volume_from_image(case.images[0], case.channel_names[0])
+        volumes = {name: add_volume_from_image(image, name) for name, image in zip(case.channel_names, case.images)}
+        volume = volumes[case.channel_names[0]]  # the reviewed volume: the analysis is on its grid
+        self.channels = ChannelLayers(self.slicer_app.scene, volumes)
+        self.channels.show()
         # views reset first: the session then centres them on the slice where the log says the reviewer stopped
-        self.slicer_app.display_manager.show_volume(volume, do_reset_views=True)
+        self.slicer_app.display_manager.reset_views()
         self.controller.open_case(case.folder.root, volume, case.written_labels, case.identity,
                                   analysis_dir=case.analysis_dir, budget_slices=budget_slices, target=case.target,
                                   read_only=case.read_only, lock=case.lock)
         self.state.iwuo_targets = self.controller.targets()
+        self.state.iwuo_channels = self.channels.names
         self.slicer_app.segmentation_editor.set_active_segmentation(self.controller.segmentation, volume)
         if case.read_only:
             self.state.iwuo_message = "Read-only: another session holds this review; edits are not kept."
@@ -93,37 +142,52 @@ class ReviewApp:
 
     def _set_overlay(self, name: str, opacity: float) -> None:
         self.controller.show_overlay(name, float(opacity))
-        self.state.iwuo_foreground = self._foreground_description()
+        if self.channels is not None:
+            self.channels.show()  # the overlay is shown over the reviewed volume: the chosen channel back under it
+        self._publish_layers()
 
     def _red(self, node_class: str):
         """The Red view's slice or composite node (what the page shows is read back from these)."""
         return red_node(self.slicer_app.scene, node_class)
 
-    def _foreground_description(self) -> str:
+    def _layer_name(self, role: str) -> Optional[str]:
+        """The name of the volume in the Red view's background or foreground layer, None when there is none."""
         composite = self._red("vtkMRMLSliceCompositeNode")
-        node = self.slicer_app.scene.GetNodeByID(composite.GetForegroundVolumeID() or "") if composite else None
-        return f"{node.GetName()} @ {composite.GetForegroundOpacity():.2f}" if node else "none"
+        volume_id = getattr(composite, f"Get{role}VolumeID")() if composite else None
+        node = self.slicer_app.scene.GetNodeByID(volume_id or "")
+        return node.GetName() if node else None
+
+    def _publish_layers(self) -> None:
+        """What the Red view shows, read back from its composite node: the background channel and the overlay."""
+        composite, foreground = self._red("vtkMRMLSliceCompositeNode"), self._layer_name("Foreground")
+        with self.state:
+            self.state.iwuo_background = self._layer_name("Background") or "none"
+            self.state.iwuo_foreground = f"{foreground} @ {composite.GetForegroundOpacity():.2f}" if foreground else "none"
+
+    def _send(self, **values) -> None:
+        """Set the page's state variables whose values changed since they were last sent (the others are not sent)."""
+        changed = {key: value for key, value in values.items() if self._published.get(key) != value}
+        self._published.update(changed)
+        self.state.update(changed)
 
     def _publish(self) -> None:
-        """Copy the review's progress (ranking rows, rank, the Red view's actual slice, budget) into the page state."""
+        """Copy the review's progress into the page state: the ranked slices (sent when the ranking changes), their
+        statuses (when one changes), the rank, the Red view's actual slice, the budget."""
         progress = self.controller.progress()
-        rows = [{"rank": row["rank"], "slice": row["slice"], "score": f"{row['iwuo']:.4f}", "status": row["status"]}
+        rows = [{"rank": row["rank"], "slice": row["slice"], "score": f"{row['iwuo']:.4f}"}
                 for row in progress.rows]  # the score shown: the ranking's own
         with self.state:
-            self.state.iwuo_rows = rows
-            self.state.iwuo_current_rank = progress.rank
-            self.state.iwuo_view_slice = progress.view_slice
-            self.state.iwuo_target = progress.target
-            self.state.iwuo_foreground = self._foreground_description()
-        self._publish_budget()
+            self._send(iwuo_rows=rows, iwuo_status=[row["status"] for row in progress.rows],
+                       iwuo_current_rank=progress.rank, iwuo_view_slice=progress.view_slice,
+                       iwuo_target=progress.target)
+            self._publish_budget(progress=progress)
 
-    def _publish_budget(self, _event: Optional[dict] = None) -> None:
+    def _publish_budget(self, _event: Optional[dict] = None, progress=None) -> None:
         """The budget bar and text, from the log's events in memory: after each logged event (on_logged)."""
-        progress = self.controller.progress()
+        progress = progress or self.controller.progress()
         with self.state:
-            self.state.iwuo_slices_used = progress.slices_corrected
-            self.state.iwuo_budget = progress.budget_slices
-            self.state.iwuo_budget_text = progress.budget_text
+            self._send(iwuo_slices_used=progress.slices_corrected, iwuo_budget=progress.budget_slices,
+                       iwuo_budget_text=progress.budget_text)
 
     def _after_current_event(self, account: Callable[[], None]) -> None:
         """The controller's scheduler (asyncio's call_soon; at once when no loop runs, in scripted use): a stroke is
@@ -150,8 +214,44 @@ class ReviewApp:
         self.state.iwuo_message = f"Report written: {self.controller.export_report()}"
 
     def on_key(self, key: str) -> None:
+        if key == CHANNEL_KEY:
+            self.show_channel(None)
+            return
         self.controller.key(key)
         self._publish()
+
+    def show_channel(self, name: Optional[str]) -> None:
+        """Show channel `name` under the overlay and the segmentation (None: the next one)."""
+        if name is None:
+            self.channels.cycle()
+        else:
+            self.channels.show(name)
+        self.state.iwuo_channel = self.channels.shown
+        self._publish_layers()
+
+    def set_layout(self, three_views: bool) -> None:
+        """The review view alone, or beside the two other planes through the ranked slice (views made once)."""
+        self.layout_manager.set_layout(THREE_VIEWS if three_views else ONE_VIEW)
+        self._set_overlay(self.state.iwuo_map, self.state.iwuo_opacity)  # views just made show nothing yet
+        self._fit_views_when_resized()
+        self._fit_views()
+        self.state.iwuo_three_views = bool(three_views)
+
+    def _fit_views_when_resized(self) -> None:
+        """Refit the slice views whenever the page gives one a new size (a layout change, a resized window)."""
+        from vtkmodules.vtkCommonCore import vtkCommand
+
+        for view in self.slicer_app.view_manager.get_slice_views():
+            if view.get_singleton_tag() not in self._fitted_on_resize:
+                view.interactor().AddObserver(vtkCommand.WindowResizeEvent, self._fit_views)
+                self._fitted_on_resize.add(view.get_singleton_tag())
+
+    def _fit_views(self, *_) -> None:
+        """Each slice view fitted to its size (orientation kept), all on the ranked slice again."""
+        centre = plane_centre(self._red("vtkMRMLSliceNode"))
+        for view in self.slicer_app.view_manager.get_slice_views():
+            view.fit_view_to_content()
+        centre_views_on(self.slicer_app.scene, centre)
 
     def set_target(self, target: str) -> None:
         """Rank the slices for another structure: the log records the change and keeps the progress per slice."""
@@ -197,6 +297,11 @@ class ReviewApp:
         state.iwuo_segment = None
         state.iwuo_segments = []
         state.iwuo_rows = []
+        state.iwuo_status = []
+        state.iwuo_channels = []
+        state.iwuo_channel = self.case.channel_names[0]
+        state.iwuo_background = state.iwuo_foreground = "none"
+        state.iwuo_three_views = False
         state.iwuo_targets = []
         state.iwuo_target = None
         state.iwuo_case = self.case.name
@@ -209,6 +314,8 @@ class ReviewApp:
         ctrl.trigger("iwuo_segment")(self.set_segment)
         ctrl.trigger("iwuo_report")(self.export_report)
         ctrl.trigger("iwuo_target")(self.set_target)
+        ctrl.trigger("iwuo_channel")(self.show_channel)
+        ctrl.trigger("iwuo_layout")(self.set_layout)
         state.iwuo_message = ""
 
         with VAppLayout(self.server, full_height=True) as self.layout:
@@ -237,10 +344,21 @@ class ReviewApp:
                             v.VBtn(name, size="small", variant=(f"iwuo_effect === '{name}' ? 'flat' : 'outlined'",),
                                    color="secondary", click=f"trigger('iwuo_effect', ['{name}'])",
                                    raw_attrs=[f'data-testid="effect-{name.lower()}"'])
-                        v.VBtn("None", size="small", variant="text", click="trigger('iwuo_effect', [null])")
+                        v.VBtn("None", size="small", variant="text", click="trigger('iwuo_effect', [null])",
+                               raw_attrs=['data-testid="effect-none"'])
                     v.VSelect(label="Segment", items=("iwuo_segments",), item_title="name", item_value="id",
                               model_value=("iwuo_segment",), density="compact", hide_details=True, classes="mb-2",
                               update_modelValue="trigger('iwuo_segment', [$event])")
+                    with html.Div(classes="d-flex align-center ga-2 mb-2"):
+                        v.VSelect(label=f"Background ({CHANNEL_KEY.upper()})", items=("iwuo_channels",),
+                                  model_value=("iwuo_channel",), density="compact", hide_details=True,
+                                  update_modelValue="trigger('iwuo_channel', [$event])",
+                                  raw_attrs=['data-testid="channel-select"'])
+                        v.VCheckbox(label="3 views", model_value=("iwuo_three_views",), density="compact",
+                                    hide_details=True, update_modelValue="trigger('iwuo_layout', [$event])",
+                                    raw_attrs=['data-testid="three-views"'])
+                    html.Div("Background: {{ iwuo_background }}", classes="text-caption mb-1",
+                             raw_attrs=['data-testid="background"', ':data-background="iwuo_background"'])
                     v.VSelect(label="Heatmap", items=("iwuo_maps", list(OVERLAY_KINDS)), v_model=("iwuo_map",),
                               density="compact", hide_details=True, classes="mb-2", raw_attrs=['data-testid="map-select"'])
                     html.Div("Overlay: {{ iwuo_foreground }}", classes="text-caption mb-1",
@@ -264,8 +382,10 @@ class ReviewApp:
                                 html.Td("{{ row.rank }}")
                                 html.Td("{{ row.slice }}")
                                 html.Td("{{ row.score }}")
-                                html.Td("{{ row.status }}")
-            with v.VMain(), html.Div(style="position: absolute; inset: 0;", raw_attrs=['data-testid="views"']):
+                                html.Td("{{ iwuo_status[row.rank - 1] }}")
+            # the views fill what the app bar and the panel leave (rendered pixels hidden under them would be wasted)
+            with v.VMain(), html.Div(style="position: absolute; top: var(--v-layout-top); left: var(--v-layout-left); "
+                                           "right: 0; bottom: 0;", raw_attrs=['data-testid="views"']):
                 self.layout_manager.initialize_layout_grid(self.layout)
 
     def publish_segments(self) -> None:
