@@ -1,8 +1,8 @@
 """The parent's side of the Slicer module's "Calibrate to these reviews": an `iwuo calibrate` child.
 
-Why a child process and not a call with a wait cursor: on the 4 real BraTS cases, fitting on three
-finished reviews took 23-32 s (benchmarks/results/calibration.json, `calibrate_wall_seconds`; most of it
-reading the reviews' 240x240x155 probability maps), too long to freeze Slicer. It runs as the analysis
+Why a child process and not a call with a wait cursor: on the real BraTS cases, fitting on three finished
+reviews takes tens of seconds (benchmarks/results/calibration.json, `calibrate_wall_seconds`; much of it
+reading the reviews' 240x240x155 maps), too long to freeze Slicer. It runs as the analysis
 does (analysis_process.py: PythonSlicer, JSON progress lines, cancel file and stdin EOF), and the module
 drives it with the same QProcess (gui/qt_analysis.py). The fit needs scikit-learn: Slicer's own Python has
 none, the analysis's packages bring it (nnunetv2 depends on scikit-learn), so without it the button says so
