@@ -22,6 +22,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
+from IWUOSegmentationLib.cli.calibration_process import calibration_run
 from IWUOSegmentationLib.gui import channel_selectors, path_parameter, segment_editor  # noqa: F401 (path_parameter: binding)
 from IWUOSegmentationLib.gui.analysis_inputs import analysis_run
 from IWUOSegmentationLib.gui.dependencies import ensure_dependencies
@@ -33,17 +34,14 @@ from IWUOSegmentationLib.host.module_reload import reload_package
 from IWUOSegmentationLib.mrml.review_controller import (
     ACTIONS,
     ReviewController,
-    analysis_inputs,
     deactivate_editor_effect,
     model_channels,
     open_analysed,
-    require_volumes,
-    review_folder_of,
+    prepare_analysis,
 )
 from IWUOSegmentationLib.mrml.review_workflow import OVERLAY_KINDS
 from IWUOSegmentationLib.nnunet.analysis_settings import DEFAULT_MEMBERS_TEXT
 from IWUOSegmentationLib.nnunet.demo_model import demo_model_folder
-from IWUOSegmentationLib.nnunet.model_folder import open_model
 
 DOCUMENTATION = "https://github.com/iwuo-segmentation/SlicerIWUOSegmentation#install-in-3d-slicer"
 
@@ -54,6 +52,7 @@ class IWUOSegmentationParameterNode:
 
     modelPath: pathlib.Path
     reviewFolder: Annotated[str, Default("")]  # a str: a Path's default shows "." (gui/path_parameter.py)
+    calibration: Annotated[str, Default("")]  # a file, "none", or empty: the one saved for the model (iwuo calibrate)
     device: Annotated[str, Choice(["auto", "cpu", "cuda", "mps"]), Default("auto")]
     members: Annotated[str, Default(DEFAULT_MEMBERS_TEXT)]
     overlay: Annotated[str, Choice(list(OVERLAY_KINDS)), Default(OVERLAY_KINDS[0])]
@@ -86,8 +85,7 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.analysis = self._parameterNode = self._parameterNodeGuiTag = None
-        self.channelSelectors, self.shortcuts = [], []
-        self._budgetText, self._reviewStart = "", time.monotonic()
+        self.channelSelectors, self.shortcuts, self._budgetText, self._reviewStart = [], [], "", time.monotonic()
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -110,6 +108,7 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 (ui.referenceSelector, "currentNodeChanged(vtkMRMLNode*)", self.onReferenceChanged),
                 (ui.exportReportButton, "clicked(bool)", self.onExportReport),
                 (ui.exportDatasetButton, "clicked(bool)", self.onExportDataset),
+                (ui.calibrateButton, "clicked(bool)", self.onCalibrate),
                 (ui.targetComboBox, "activated(int)", self.onTargetChanged)):
             widget.connect(signal, slot)
         for button, action in zip((ui.previousButton, ui.nextButton, ui.skipButton, ui.correctedButton), ACTIONS):
@@ -197,27 +196,33 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.analyzeButton.enabled = False  # pip may process events: no second click during an install
         try:
             with slicer.util.tryWithErrorDisplay(_("Could not analyse the case."), waitCursor=True):
-                require_volumes(volumes)
-                folder, analysed = review_folder_of(self._parameterNode.reviewFolder, volumes[0].GetName())
+                folder, inputs, reuse = prepare_analysis(self.controller, volumes, self._parameterNode.reviewFolder,
+                                                         self.ui.modelPathLineEdit.currentPath, self._parameterNode.calibration)
                 self._parameterNode.reviewFolder = folder
-                model = open_model(self.ui.modelPathLineEdit.currentPath)  # with the volumes: the review opens from these
-                inputs = analysis_inputs(self.controller, volumes, model)
-                if analysed:  # reading an analysis needs no torch: no install asked for
+                if reuse:  # reading an analysis needs no torch: no install asked for
                     self.openReview(folder, inputs)
                     return
                 ensure_dependencies(slicer.util.confirmOkCancelDisplay)
-                run = analysis_run(volumes, folder, self.ui.deviceComboBox.currentText, self.ui.membersLineEdit.text, inputs)
-                self.analysis = AnalysisProcess(run, self.onProgress, self.onAnalysisEnd)
-                self.ui.progressBar.show()
-                self.ui.cancelButton.enabled = True
+                self.startProcess(analysis_run(volumes, folder, self.ui.deviceComboBox.currentText,
+                                               self.ui.membersLineEdit.text, inputs, self._parameterNode.calibration))
         finally:
             self.ui.analyzeButton.enabled = self.analysis is None or not self.analysis.running
+
+    def onCalibrate(self):
+        """Fit the calibration to every review beside this one (iwuo calibrate as a child: tens of seconds)."""
+        with slicer.util.tryWithErrorDisplay(_("Could not calibrate to these reviews."), waitCursor=True):
+            self.startProcess(calibration_run(self.controller.folder, self.ui.modelPathLineEdit.currentPath))
+
+    def startProcess(self, run):
+        self.analysis = AnalysisProcess(run, self.onProgress, self.onAnalysisEnd)  # an analysis or a calibration
+        self.ui.progressBar.show()
+        self.ui.cancelButton.enabled, self.ui.analyzeButton.enabled, self.ui.calibrateButton.enabled = True, False, False
 
     def onProgress(self, fraction, message):
         self.ui.progressBar.value, self.ui.statusLabel.text = int(fraction * 100), message
 
     def onAnalysisEnd(self, run, outcome):
-        self.ui.analyzeButton.enabled, self.ui.cancelButton.enabled = True, False
+        self.ui.analyzeButton.enabled, self.ui.calibrateButton.enabled, self.ui.cancelButton.enabled = True, True, False
         self.ui.progressBar.hide()
         self.ui.statusLabel.text = outcome.message
         if outcome.failed:
@@ -277,8 +282,7 @@ class IWUOSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         parent = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), _("Folder for the nnU-Net dataset"))
         with slicer.util.tryWithErrorDisplay(_("Could not export the corrected cases."), waitCursor=True):
             if parent:
-                model = self.ui.modelPathLineEdit.currentPath
-                self.ui.diceLabel.text = self.controller.export_training_dataset(parent, model)
+                self.ui.diceLabel.text = self.controller.export_training_dataset(parent, self.ui.modelPathLineEdit.currentPath)
 
     def onReferenceChanged(self, node):
         self.ui.diceLabel.text = self.controller.set_reference(node)

@@ -30,6 +30,7 @@ T_FAULTS = "Testing/test_fault_injection.py"
 T_MODELS = "Testing/test_model_folder.py"
 T_EXIT = "Testing/test_cli_exit_codes.py"
 T_LEARN = "Testing/test_learn_from_corrections.py"
+T_WIRING = "Testing/test_calibration_wiring.py"
 AGREEMENT = f"{T_INFERENCE}::test_label_map_and_probabilities_match_nnunet_predict"
 STREAMED = f"{T_INFERENCE}::test_streamed_member_statistics_equal_the_stacked_members"
 REPLAY = "Testing/test_replay_and_ranking.py::test_replay_equals_brute_force_on_random_orderings"
@@ -204,8 +205,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         "stdin-eof-not-requested",
         "*Cancel* stops it within seconds (through a cancel file and the process's stdin",
         f"{LIB}/cli/analysis_process.py",
-        '"--cancel-file", str(cancel_file_for(output)), "--cancel-on-stdin-eof"]',
-        '"--cancel-file", str(cancel_file_for(output))]',
+        '"--cancel-on-stdin-eof", *(["--calibration"',
+        '*(["--calibration"',
         ("Testing/test_analysis_process.py::test_cancel_reaches_the_real_child_through_a_launcher[stdin_eof]",)),
     Mutation(
         "sigterm-not-handled",
@@ -354,6 +355,42 @@ MUTATIONS: tuple[Mutation, ...] = (
         "        self._load()\n        self.warnings",
         ("Testing/test_budget_log_in_memory.py::test_review_edits_read_the_log_file_zero_times_after_the_session_"
          "started",)),
+    # -- the site calibration --------------------------------------------------------------------------------------------
+    Mutation(
+        "calibration-relabels-without-being-asked",
+        "**The label map is unchanged** unless relabelling is asked for",
+        f"{LIB}/data/calibration.py",
+        '    if relabel:\n        changes["label_map"]',
+        '    if True:\n        changes["label_map"]',
+        (f"{T_WIRING}::test_iwuo_analyze_applies_the_calibration_records_it_and_keeps_the_label_map",
+         "Testing/test_calibration.py::test_calibrated_probabilities_keep_the_label_map_unless_relabelling_is_asked_for"),
+        "the label map of the calibrated probabilities written on every calibrated analysis"),
+    Mutation(
+        "calibration-not-recorded-in-the-summary",
+        "`summary.json` of a calibrated analysis records the file",
+        f"{LIB}/data/analysis_files.py",
+        "        if result.calibration:  #",
+        "        if False:  #",
+        (f"{T_WIRING}::test_iwuo_analyze_applies_the_calibration_records_it_and_keeps_the_label_map",),
+        "calibrated probabilities written with a summary.json that does not say so"),
+    Mutation(
+        "calibration-of-another-model-accepted",
+        "refused, with one line and exit code 2, for any other model",
+        f"{LIB}/data/calibration.py",
+        "    if calibration.model_key != model_key(identity):",
+        "    if False:",
+        (f"{T_EXIT}::test_exit_2_for_a_calibration_of_another_model_before_any_network_is_built",
+         "Testing/test_calibration.py::test_a_calibration_of_another_model_is_refused"),
+        "the model check of every entry point (the command's and CaseAnalyzer's) passes any model's file"),
+    Mutation(
+        "explicit-calibration-ignored-for-a-saved-analysis",
+        "analyses the review folder's case again when no review has begun there",
+        f"{LIB}/data/calibration.py",
+        "    if option is None:\n        return True\n    why",
+        "    if True:\n        return True\n    why",
+        (f"{T_WIRING}::test_the_saved_analysis_is_reused_analysed_again_or_refused_for_the_calibration_asked",
+         f"{T_WIRING}::test_iwuo_review_analyses_again_for_an_explicit_calibration_until_the_review_has_begun"),
+        "any saved analysis reused whatever --calibration names: the review runs on other probabilities than asked"),
     # -- the import graph ----------------------------------------------------------------------------------------------------
     Mutation(
         "import-up-a-layer",

@@ -2,35 +2,22 @@
 
 Slicer starts Python through PythonSlicer (CTKAppLauncher): the launcher runs the real Python as
 its own child, hands it its stdin/stderr and returns its exit code, but forwards no signal. The
-parent here is such a launcher, started the way the module's QProcess starts it; cancelling must
+parent here is such a launcher, started the way the module's QProcess starts it (child_launcher.py); cancelling must
 stop the real child within 5 s with exit code 4, load nothing and leave no analysis folder.
 """
 
 from __future__ import annotations
 
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
-
-#: A launcher like CTKAppLauncher: starts the command as its child with inherited stdin/stderr
-#: (ForwardedChannels + ForwardedInputChannel), returns its exit code, forwards no signal.
-LAUNCHER = "import subprocess, sys; sys.exit(subprocess.Popen(sys.argv[1:]).wait())"
+from child_launcher import start_through_a_launcher
 
 
 def _start(run):
-    command = run.prepare()
-    launcher = subprocess.Popen([sys.executable, "-c", LAUNCHER, *command], stdin=subprocess.PIPE,
-                                stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
-
-    def pump():
-        for raw in iter(lambda: launcher.stderr.read1(4096), b""):
-            run.feed_stderr(raw.decode("utf-8", "replace"))
-
-    threading.Thread(target=pump, daemon=True).start()
+    launcher = start_through_a_launcher(run)
     deadline = time.time() + 240
     while run.fraction < 0.05:  # wait for the sliding windows (after imports, model loading, preprocessing)
         assert launcher.poll() is None, f"the analysis ended before its windows: {run.message}"

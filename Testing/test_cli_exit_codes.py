@@ -245,3 +245,29 @@ def test_exit_2_for_an_analysis_of_another_case_on_the_same_grid(tmp_path, phant
         proc.wait(timeout=60)
     assert not served, "the review of phantom_0011 started with phantom_0012's analysis"
     assert proc.returncode == 2 and "made from other inputs than this case" in "".join(output), "".join(output)[-2000:]
+
+
+def test_exit_2_for_a_calibration_of_another_model_before_any_network_is_built(tmp_path, phantom_cases):
+    """`iwuo analyze --calibration` with a file fitted for another model (here: the same network files with one
+    fold, a different identity): one line, exit 2, nothing written, and the refusal comes before inference (a
+    predictor built at all would exit 99 here)."""
+    from IWUOSegmentationLib.data.analysis_identity import model_identity
+    from IWUOSegmentationLib.data.calibration import calibration_text, model_key
+    from IWUOSegmentationLib.nnunet.demo_model import demo_model_folder
+    from IWUOSegmentationLib.nnunet.model_folder import open_model
+
+    other = model_identity(open_model(demo_model_folder(), folds=["0"]))
+    outputs = ["whole_tumor", "tumor_core", "enhancing_tumor"]
+    calibration = tmp_path / "calibration.json"
+    calibration.write_text(calibration_text({
+        "format": "iwuo-calibration", "version": 1, "model_identity": other, "model_key": model_key(other),
+        "outputs": outputs, "region_based": True, "written_labels": {"whole_tumor": 2, "tumor_core": 1, "enhancing_tumor": 4},
+        "transform": {"channels": [{"method": "temperature", "temperature": 2.0}] * 3}, "structures": {},
+        "fitted_on": [{"review": "r"}], "voxels": 100}))
+    no_inference = ("import IWUOSegmentationLib.nnunet.inference as inference\n"
+                    "def built(*args, **kwargs):\n    raise SystemExit(99)\n"
+                    "inference.MemberPredictor.__init__ = built")
+    proc = _analyze(phantom_cases / "phantom_0011", tmp_path / "out", "--calibration", str(calibration), patch=no_inference)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ") and "fitted for another model" in proc.stderr
+    assert not (tmp_path / "out").exists()

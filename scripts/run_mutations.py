@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.rerun:  # the earlier results of the others stay, with the run that made them
             earlier = json.loads((out / "mutations.json").read_text(encoding="utf-8"))
             again = {o.name: o.__dict__ for o in outcomes}
-            kept = {r["name"]: again.get(r["name"], r) for r in earlier["results"]}
+            kept = {**{r["name"]: r for r in earlier["results"]}, **again}  # a mutation new to the table is added
             results, runs = [kept[m.name] for m in table.MUTATIONS if m.name in kept], [*earlier["runs"], run]
         write_results(out, table, results, runs)
         print(f"wrote {out / 'mutations.json'} and {out / 'mutations.md'}")

@@ -1,4 +1,5 @@
-"""The parent's side of an `iwuo analyze` child process: command, progress, cancel, outcome.
+"""The parent's side of an `iwuo` child process (`iwuo analyze`, and `iwuo calibrate`: calibration_process.py):
+command, progress, cancel, outcome.
 
 Why a protocol and not signals: inside Slicer the child is started through PythonSlicer, which is
 CTKAppLauncher. The launcher starts the real Python as its own child and forwards no signal, so
@@ -45,18 +46,25 @@ def cancel_file_for(output: str | os.PathLike) -> Path:
     return output.with_name(f".{output.name}.cancel")
 
 
-def analyze_command(model: str, inputs: list[str], output: str | os.PathLike, device: str = DEFAULT_DEVICE,
-                    members: str = DEFAULT_MEMBERS_TEXT, python: Optional[str] = None) -> list[str]:
-    """argv of the child: this module folder's `iwuo analyze` with JSON progress and both cancel channels."""
+def iwuo_command(arguments: list[str], python: Optional[str] = None) -> list[str]:
+    """argv of an `iwuo` child run from this module folder, with JSON progress lines on stderr."""
     module_dir = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # holds IWUOSegmentationLib
     # os._exit after flushing: nothing is left to clean up (the output appears whole or not at all), and
     # tearing down torch at interpreter exit can take seconds that a cancelled run should not cost.
     bootstrap = (f"import os, sys; sys.path.insert(0, {module_dir!r}); "
                  "from IWUOSegmentationLib.cli import main; code = main(); "
                  "sys.stdout.flush(); sys.stderr.flush(); os._exit(code)")
-    return [python or python_executable(), "-c", bootstrap, "--progress", "json", "analyze", "--model", str(model),
-            "--input", *map(str, inputs), "--output", str(output), "--device", device, "--members", members,
-            "--cancel-file", str(cancel_file_for(output)), "--cancel-on-stdin-eof"]
+    return [python or python_executable(), "-c", bootstrap, "--progress", "json", *arguments]
+
+
+def analyze_command(model: str, inputs: list[str], output: str | os.PathLike, device: str = DEFAULT_DEVICE,
+                    members: str = DEFAULT_MEMBERS_TEXT, python: Optional[str] = None, calibration: str = "") -> list[str]:
+    """argv of the child: this module folder's `iwuo analyze` with JSON progress and both cancel channels
+    (`calibration`: its --calibration, a file or "none"; empty: the default, the file saved for the model)."""
+    return iwuo_command(["analyze", "--model", str(model), "--input", *map(str, inputs), "--output", str(output),
+                         "--device", device, "--members", members, "--cancel-file", str(cancel_file_for(output)),
+                         "--cancel-on-stdin-eof", *(["--calibration", str(calibration)] if str(calibration).strip() else [])],
+                        python)
 
 
 def parse_progress(line: str) -> tuple[float, str] | None:
@@ -79,40 +87,23 @@ class Outcome:
     message: str
 
 
-class AnalysisRun:
-    """One analysis child, whatever starts it: QProcess in Slicer, subprocess in tests and scripts.
+class ChildRun:
+    """One `iwuo` child process, whatever starts it (QProcess in Slicer, subprocess in tests and scripts): its
+    command, its progress lines, the cancel file it polls, and what the GUI does once it is gone."""
 
-    It keeps what the review opened at its end needs, as it was at the start (the GUI may have changed,
-    or the scene been closed, since): the model path and the opened model, the scene's volume node IDs
-    with the number of scene closes before the start (IDs are reused after a close), and the identity
-    of those volumes and the model, hashed once, before the volumes were exported."""
+    what = "iwuo"  # what the messages call the run
+    cancelled_message = "Cancelled: nothing was written."
 
-    def __init__(self, model: str, inputs: list[str], review_folder: str | os.PathLike, device: str = DEFAULT_DEVICE,
-                 members: str = DEFAULT_MEMBERS_TEXT, python: Optional[str] = None, work_dir: Optional[str] = None,
-                 opened_model=None, volume_ids: Sequence[str] = (), scene_closes: int = 0,
-                 identity: Optional[dict] = None):
-        self.model_path = str(model)
-        self.model, self.volume_ids, self.scene_closes = opened_model, list(volume_ids), scene_closes
-        self.identity = identity
-        self.folder = ReviewFolder(review_folder)
-        self.output = self.folder.analysis
-        self.cancel_file = cancel_file_for(self.output)
-        self.command = analyze_command(model, inputs, self.output, device, members, python)
-        self.inputs = list(inputs)
-        self.work_dir = work_dir  # exported inputs, removed by cleanup()
+    def __init__(self, command: list[str], cancel_file: Path, work_dir: Optional[str] = None):
+        self.command, self.cancel_file = command, Path(cancel_file)
+        self.work_dir = work_dir  # the run's temporary files, removed by cleanup()
         self.cancel_requested = False
         self.fraction = 0.0
         self.message = ""
         self._partial_line = ""
 
-    def review_inputs(self) -> dict:
-        """What the review is opened from when the run has ended: mrml.review_controller's open_analysed arguments."""
-        return {"opened_model": self.model, "volume_ids": list(self.volume_ids), "scene_closes": self.scene_closes,
-                "identity": self.identity}
-
     def prepare(self) -> list[str]:
         """Remove a stale cancel file (it would stop the new run at once); return the command to start."""
-        self.folder.root.mkdir(parents=True, exist_ok=True)
         self.cancel_file.unlink(missing_ok=True)
         return self.command
 
@@ -138,33 +129,74 @@ class AnalysisRun:
         """The child has exited; `crashed` is QProcess's CrashExit (killed, or the launcher reported a crash)."""
         self.feed_stderr("\n")
         try:
-            outcome = self._outcome(exit_code, crashed)
-            if outcome.load and not self.folder.input_images() and all(os.path.isfile(p) for p in self.inputs):
-                try:  # kept with the review: `iwuo export-dataset` trains on them (it says so when they are missing)
-                    self.folder.save_inputs(self.inputs)
-                except OSError as exc:
-                    outcome = Outcome(True, False, f"{outcome.message} (input images not kept: {exc})")
+            return self._outcome(exit_code, crashed)
         finally:
             self.cleanup()
-        return outcome
 
     def _outcome(self, exit_code: int, crashed: bool) -> Outcome:
         if self.cancel_requested or (not crashed and exit_code == EXIT_CANCELLED):
-            return Outcome(False, False, "Cancelled: no results were loaded.")
+            return Outcome(False, False, self.cancelled_message)
         if crashed:
-            return Outcome(False, True, f"The analysis process stopped abnormally (crashed or killed). {self.message}")
+            return Outcome(False, True, f"The {self.what} process stopped abnormally (crashed or killed). {self.message}")
         if exit_code != EXIT_OK:
-            return Outcome(False, True, f"Analysis failed (exit code {exit_code}): {self.message}")
-        if not self.folder.has_analysis():
-            return Outcome(False, True, f"The analysis ended without writing {self.output}.")
-        return Outcome(True, False, f"Analysis written to {self.output}")
+            return Outcome(False, True, f"{self.what.capitalize()} failed (exit code {exit_code}): {self.message}")
+        return self._succeeded()
+
+    def _succeeded(self) -> Outcome:
+        """The outcome of a child that exited with 0."""
+        return Outcome(False, False, self.message)
 
     def failed_to_start(self, error: str) -> Outcome:
         """The process never ran (QProcess::FailedToStart emits errorOccurred, never finished)."""
         self.cleanup()
-        return Outcome(False, True, f"The analysis could not be started ({self.command[0]}): {error}")
+        return Outcome(False, True, f"The {self.what} could not be started ({self.command[0]}): {error}")
 
     def cleanup(self) -> None:
         self.cancel_file.unlink(missing_ok=True)
         if self.work_dir:
             shutil.rmtree(self.work_dir, ignore_errors=True)
+
+
+class AnalysisRun(ChildRun):
+    """One analysis child.
+
+    It keeps what the review opened at its end needs, as it was at the start (the GUI may have changed,
+    or the scene been closed, since): the model path and the opened model, the scene's volume node IDs
+    with the number of scene closes before the start (IDs are reused after a close), and the identity
+    of those volumes and the model, hashed once, before the volumes were exported."""
+
+    what = "analysis"
+    cancelled_message = "Cancelled: no results were loaded."
+
+    def __init__(self, model: str, inputs: list[str], review_folder: str | os.PathLike, device: str = DEFAULT_DEVICE,
+                 members: str = DEFAULT_MEMBERS_TEXT, python: Optional[str] = None, work_dir: Optional[str] = None,
+                 opened_model=None, volume_ids: Sequence[str] = (), scene_closes: int = 0,
+                 identity: Optional[dict] = None, calibration: str = ""):
+        self.model_path = str(model)
+        self.model, self.volume_ids, self.scene_closes = opened_model, list(volume_ids), scene_closes
+        self.identity = identity
+        self.folder = ReviewFolder(review_folder)
+        self.output = self.folder.analysis
+        super().__init__(analyze_command(model, inputs, self.output, device, members, python, calibration),
+                         cancel_file_for(self.output), work_dir)  # work_dir: the exported inputs
+        self.inputs = list(inputs)
+
+    def review_inputs(self) -> dict:
+        """What the review is opened from when the run has ended: mrml.review_controller's open_analysed arguments."""
+        return {"opened_model": self.model, "volume_ids": list(self.volume_ids), "scene_closes": self.scene_closes,
+                "identity": self.identity}
+
+    def prepare(self) -> list[str]:
+        self.folder.root.mkdir(parents=True, exist_ok=True)
+        return super().prepare()
+
+    def _succeeded(self) -> Outcome:
+        if not self.folder.has_analysis():
+            return Outcome(False, True, f"The analysis ended without writing {self.output}.")
+        outcome = Outcome(True, False, f"Analysis written to {self.output}")
+        if not self.folder.input_images() and all(os.path.isfile(p) for p in self.inputs):
+            try:  # kept with the review: `iwuo export-dataset` trains on them (it says so when they are missing)
+                self.folder.save_inputs(self.inputs)
+            except OSError as exc:
+                outcome = Outcome(True, False, f"{outcome.message} (input images not kept: {exc})")
+        return outcome

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from ..nnunet.analysis_settings import DEFAULT_DEVICE, DEFAULT_MEMBERS_TEXT, MEMBER_KINDS, AnalysisSettings
-from .arguments import analysis_settings, parse_folds
+from .arguments import add_calibration_options, add_cancel_options, analysis_settings, parse_folds
 from .progress import CancelFlag, Progress
 
 
@@ -25,23 +25,25 @@ def add_parser(sub) -> None:
     p.add_argument("--cpu-fallback", action="store_true", help="if the GPU runs out of memory, retry on the CPU")
     p.add_argument("--disable-tta", action="store_true",
                    help="no test-time mirroring (8x faster in 3-D; no flip members), like nnUNetv2_predict --disable_tta")
-    p.add_argument("--cancel-file", default=None,
-                   help="stop (exit code 4, nothing written) as soon as this file exists; for GUIs behind a launcher")
-    p.add_argument("--cancel-on-stdin-eof", action="store_true",
-                   help="stop (exit code 4, nothing written) when stdin is closed, e.g. when the GUI that started it exits")
+    add_calibration_options(p)
+    add_cancel_options(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from ..data.analysis_identity import model_identity
+    from ..data.calibration import resolve_calibration
     from ..data.case_images import CaseImages
     from ..nnunet.model_folder import open_model
 
     model = open_model(args.model, configuration=args.configuration, folds=parse_folds(args.folds))
     case = CaseImages.from_files(args.input)  # a missing or unreadable image is refused before torch loads
+    calibration = resolve_calibration(args.calibration, model_identity(model))  # so is a bad calibration file
     from ..nnunet.analysis import CaseAnalyzer
 
     cancel = CancelFlag(args.cancel_file, stdin_eof=args.cancel_on_stdin_eof)
-    result = CaseAnalyzer(model, analysis_settings(args)).analyze_into(
+    result = CaseAnalyzer(model, analysis_settings(args), calibration, args.relabel_calibrated).analyze_into(
         case, args.output, progress=Progress(args.progress), cancel=cancel, extension=args.extension)
-    print(json.dumps({"output": str(Path(args.output)), "seconds": round(result.seconds, 1), "members": result.members}))
+    print(json.dumps({"output": str(Path(args.output)), "seconds": round(result.seconds, 1), "members": result.members,
+                      "calibration": (result.calibration or {}).get("file")}))
     return 0

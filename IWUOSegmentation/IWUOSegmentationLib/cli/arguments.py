@@ -37,3 +37,21 @@ def analysis_settings(args: argparse.Namespace) -> AnalysisSettings:
              "dropout_samples": getattr(args, "dropout_samples", None),
              "trust_model": getattr(args, "trust_model", None), "cpu_fallback": getattr(args, "cpu_fallback", None)}
     return AnalysisSettings(**{k: v for k, v in given.items() if v is not None})
+
+
+def add_calibration_options(parser: argparse.ArgumentParser) -> None:
+    """--calibration and --relabel-calibrated of the commands that analyse (analyze, review)."""
+    parser.add_argument("--calibration", default=None, metavar="FILE|none",
+                        help="the site calibration of the model's probabilities (iwuo calibrate) applied after inference; "
+                             "default: the file saved for this model (~/.iwuo/calibrations/<model key>.json) when there is "
+                             "one; 'none': uncalibrated. A damaged file or one of another model: exit code 2")
+    parser.add_argument("--relabel-calibrated", action="store_true",
+                        help="write the label map the calibrated probabilities give (default: the model's own is kept)")
+
+
+def add_cancel_options(parser: argparse.ArgumentParser) -> None:
+    """The cancel channels of a command a GUI runs as a child behind a launcher (cli/analysis_process.py)."""
+    parser.add_argument("--cancel-file", default=None,
+                        help="stop (exit code 4, nothing written) as soon as this file exists; for GUIs behind a launcher")
+    parser.add_argument("--cancel-on-stdin-eof", action="store_true",
+                        help="stop (exit code 4, nothing written) when stdin is closed, e.g. when the GUI that started it exits")

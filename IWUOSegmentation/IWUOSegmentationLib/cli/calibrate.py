@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import sys
 
-from .progress import Progress
+from .arguments import add_cancel_options
+from .progress import CancelFlag, Progress
 
 
 def add_parser(sub) -> None:
@@ -23,6 +24,7 @@ def add_parser(sub) -> None:
                    help="calibration file to write (default: ~/.iwuo/calibrations/<model key>.json, where the "
                         "analysis finds it for that model)")
     p.add_argument("--analysis", default=None, help="with --check: an analysis folder to apply the calibration to")
+    add_cancel_options(p)
     p.set_defaults(func=run)
 
 
@@ -37,10 +39,24 @@ def run(args) -> int:
         return 0
     from ..review.site_calibration import calibrate_reviews
 
-    result = calibrate_reviews(args.reviews, open_model(args.model), args.out, progress=Progress(args.progress))
+    progress = cancellable(Progress(args.progress), CancelFlag(args.cancel_file, stdin_eof=args.cancel_on_stdin_eof))
+    result = calibrate_reviews(args.reviews, open_model(args.model), args.out, progress=progress)
     for skipped in result.summary["skipped"]:
         print(f"note: skipped {skipped['review']}: {skipped['reason']}", file=sys.stderr)
     if "refused" in result.summary["time_model"]:
         print(f"note: no time model fitted: {result.summary['time_model']['refused']}", file=sys.stderr)
     print(json.dumps(result.summary, indent=2))
     return 0
+
+
+def cancellable(progress, cancel):
+    """The progress callback of the fit, stopping it (CancelledError, exit code 4) at its next step once `cancel()`
+    says so; the file is written only at the end, so a cancelled fit leaves nothing."""
+    from ..errors import CancelledError
+
+    def step(fraction: float, message: str) -> None:
+        if fraction < 1.0 and cancel():  # 1.0 comes after the file is written
+            raise CancelledError("Calibration cancelled; nothing was written.")
+        progress(fraction, message)
+
+    return step

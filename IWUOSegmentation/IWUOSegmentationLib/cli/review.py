@@ -8,7 +8,7 @@ import socket
 from ..errors import BadInputError
 from ..nnunet.analysis_settings import DEFAULT_DEVICE
 from ..review.budget_log import DEFAULT_BUDGET_SLICES
-from .arguments import analysis_settings
+from .arguments import add_calibration_options, analysis_settings
 from .progress import CancelFlag, Progress
 
 
@@ -30,6 +30,7 @@ def add_parser(sub) -> None:
     p.add_argument("--disable-tta", action="store_true", help="no mirror members when analysing (8x faster)")
     p.add_argument("--read-only", action="store_true",
                    help="browse a review another session holds open: no edits kept, nothing written")
+    add_calibration_options(p)  # an existing analysis: see review/preparation.py
     p.set_defaults(func=run)
 
 
@@ -54,7 +55,8 @@ def run(args) -> int:
 
     check_port_free(args.port, args.host)
     request = ReviewRequest(case=args.case, model=args.model, review_folder=args.out, analysis_folder=args.analysis,
-                            settings=analysis_settings(args), target=args.target, read_only=args.read_only)
+                            settings=analysis_settings(args), target=args.target, read_only=args.read_only,
+                            calibration=args.calibration, relabel_calibrated=args.relabel_calibrated)
     cancel = CancelFlag()
     try:
         case = prepare_review_case(request, progress=Progress(args.progress), cancel=cancel)

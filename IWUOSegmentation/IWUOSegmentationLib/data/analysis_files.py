@@ -57,6 +57,8 @@ def write_analysis(result: AnalysisResult, case: CaseImages, out_dir: str | os.P
             "uncertainty_mean": {n: float(result.uncertainty[n].mean()) for n in UNCERTAINTY_MAPS},
             "identity": identity,
         }
+        if result.calibration:  # data/calibration.calibration_record: the probabilities and entropy are calibrated
+            summary["calibration"] = result.calibration
         atomic_write_text(built / "summary.json", json.dumps(summary, indent=2))
     return out
 

@@ -284,9 +284,10 @@ def resolve_calibration(option: Optional[str | os.PathLike], identity: dict) -> 
     return None if path is None else load_calibration(path, identity)
 
 
-def calibration_differs(summary: dict, calibration: Optional[Calibration]) -> Optional[str]:
+def calibration_differs(summary: dict, calibration: Optional[Calibration], relabel: bool = False) -> Optional[str]:
     """Why a saved analysis (its summary.json) is not calibrated with `calibration` (None: uncalibrated is
-    wanted), or None when it is: what decides whether an analysis can be reused."""
+    wanted; `relabel`: with the label map the calibrated probabilities give), or None when it is: what decides
+    whether an analysis can be reused."""
     recorded = summary.get("calibration") or None
     if calibration is None:
         return None if recorded is None else f"it is calibrated (with {recorded.get('file')}), an uncalibrated one is wanted"
@@ -294,7 +295,32 @@ def calibration_differs(summary: dict, calibration: Optional[Calibration]) -> Op
         return f"it is not calibrated, {calibration.where} is wanted"
     if recorded.get("sha256") != calibration.sha256:
         return f"it is calibrated with another file ({recorded.get('file')}), {calibration.where} is wanted"
+    if bool(recorded.get("relabel")) != relabel:
+        return f"its label map is {'' if recorded.get('relabel') else 'not '}the calibrated one, the other is wanted"
     return None
+
+
+def keep_saved_analysis(summary: dict, option: Optional[str | os.PathLike], calibration: Optional[Calibration], *,
+                        replaceable: bool, where: str | os.PathLike, relabel: bool = False) -> bool:
+    """Whether a front end reuses a saved analysis as it is (True) or analyses the case again (False), given the
+    calibration option asked for (`option`, resolved to `calibration`); BadCalibrationError (one line) when it
+    can do neither.
+
+    The default (`option` None) reuses any saved analysis as it was made: a calibration fitted later applies to
+    new analyses, and a review never changes its probabilities (and so its ranking) halfway. An explicit
+    `--calibration FILE|none` that the analysis was not made with re-analyses it when it is `replaceable` (the
+    review folder's own analysis, no review begun on it: nothing depends on it), and is refused otherwise."""
+    if option is None:
+        return True
+    why = calibration_differs(summary, calibration, relabel)
+    if why is None:
+        return True
+    if replaceable:
+        return False
+    raise BadCalibrationError(
+        f"The analysis in {where} cannot be used with --calibration {option}: {why}, and a review has begun on it "
+        "(or it is not the review folder's own). Leave --calibration out to continue it as it is, or analyse the case "
+        "into an empty review folder.")
 
 
 def calibration_record(calibration: Calibration, relabel: bool = False) -> dict:
@@ -335,4 +361,6 @@ def apply_calibration(calibration: Calibration, analysis, relabel: bool = False)
         changes["label_map"] = calibration.label_map(probabilities).astype(analysis.label_map.dtype)
     if summary is not None:
         changes["summary"] = {**summary, "calibration": calibration_record(calibration, relabel)}
+    else:  # an AnalysisResult: write_analysis records it in summary.json
+        changes["calibration"] = calibration_record(calibration, relabel)
     return dataclasses.replace(analysis, **changes)

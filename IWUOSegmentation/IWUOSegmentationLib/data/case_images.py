@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import SimpleITK as sitk
@@ -119,3 +120,4 @@ class AnalysisResult:
     region_based: bool
     members: dict
     seconds: float
+    calibration: Optional[dict] = None  # data/calibration.calibration_record of the calibration applied, if any

@@ -435,6 +435,36 @@ def analysis_inputs(controller: ReviewController, volumes: list, model) -> dict:
             "scene_closes": controller.scene_closes, "identity": identity_of_volumes(volumes, model)}
 
 
+def reuses_analysis(review_folder: str | os.PathLike, identity: dict, calibration: str = "") -> bool:
+    """Whether Analyse opens the review folder's analysis as it is (True) or runs the analysis (False), for the
+    case and model of `identity` (analysis_inputs) and the calibration field (empty: the default, the file saved for
+    the model). The calibration file is checked here, before any child starts; an analysis of another case or
+    model is refused (one line), and one made with another calibration than an explicit one is analysed again
+    unless a review has begun on it (then refused): data/calibration.keep_saved_analysis."""
+    from ..data.analysis_identity import check_analysis_folder
+    from ..data.calibration import keep_saved_analysis, resolve_calibration
+
+    folder, option = ReviewFolder(review_folder), str(calibration or "").strip() or None
+    resolved = resolve_calibration(option, identity["model"])
+    if not folder.has_analysis():
+        return False
+    summary = check_analysis_folder(folder.analysis, identity["inputs"], identity["model"])
+    return keep_saved_analysis(summary, option, resolved, replaceable=not folder.log.is_file(), where=folder.analysis)
+
+
+def prepare_analysis(controller: ReviewController, volumes: list, chosen_folder: str, model_path: str,
+                     calibration: str = "") -> tuple[str, dict, bool]:
+    """What Analyse decides before anything runs: the volumes checked, the review folder (the chosen one, else the
+    volume's default), the model opened, analysis_inputs taken, and whether the folder's analysis is opened as it
+    is (reuses_analysis; False: the analysis runs). One clear line for anything wrong."""
+    from ..nnunet.model_folder import open_model
+
+    require_volumes(volumes)
+    folder, _ = review_folder_of(chosen_folder, volumes[0].GetName())
+    inputs = analysis_inputs(controller, volumes, open_model(model_path))
+    return folder, inputs, reuses_analysis(folder, inputs["identity"], calibration)
+
+
 def open_analysed(controller: ReviewController, review_folder: str | os.PathLike, opened_model, volume_ids: list[str],
                   scene_closes: int, identity: dict) -> ReviewSession:
     """open_case on the volumes and model of analysis_inputs, on its first slice; one clear line (BadInputError)

@@ -4,6 +4,11 @@ Kept free of trame and slicer so that bad input (a case the model cannot take, a
 another case) is refused with a clear message before any server starts, and so that the analysis,
 the slowest step, runs with progress on the terminal (the port is checked by cli/review.py). An existing analysis is
 reused only when it records this case's images and this model (analysis_identity.py).
+
+The calibration asked for (`--calibration`, default: the file saved for the model) is read and checked before
+anything runs. A saved analysis made with another calibration than an explicit `--calibration FILE|none` is
+analysed again when it is the review folder's own and no review has begun on it, and refused otherwise; without
+`--calibration` it is reused as it was made (data/calibration.keep_saved_analysis).
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ class ReviewRequest:
     settings: AnalysisSettings = DEFAULT_SETTINGS  # how the case is analysed when there is no analysis yet
     target: Optional[str] = None  # review target (a structure of the model); None: the log's, else all foreground
     read_only: bool = False  # browse a review another session holds: nothing is written
+    calibration: Optional[str] = None  # a calibration file, "none", or None: the one saved for the model, if any
+    relabel_calibrated: bool = False  # a new analysis writes the label map of the calibrated probabilities
 
 
 def prepare_review_case(request: ReviewRequest, progress: Optional[Callable[[float, str], None]] = None,
@@ -59,6 +66,7 @@ def prepare_review_case(request: ReviewRequest, progress: Optional[Callable[[flo
     """Open the model, match the case's images to its channels, lock the review folder (or, read-only, browse it
     without writing), run the analysis unless one is there (reused only for this case and model)."""
     from ..data.analysis_identity import analysis_identity, case_identity, check_analysis_folder, model_identity
+    from ..data.calibration import keep_saved_analysis, resolve_calibration
     from ..data.case_images import CaseImages
     from ..data.structures import structures_from_dataset_json
     from ..nnunet.model_folder import open_model
@@ -73,17 +81,23 @@ def prepare_review_case(request: ReviewRequest, progress: Optional[Callable[[flo
     folder = ReviewFolder(request.review_folder or Path("iwuo_review") / name)
     analysis = Path(request.analysis_folder) if request.analysis_folder else folder.analysis
     identity = analysis_identity(case_identity(images, model.channel_names), model_identity(model))
-    if (analysis / "summary.json").is_file():  # reused only for this case and this model
-        check_analysis_folder(analysis, identity["inputs"], identity["model"])
+    calibration = resolve_calibration(request.calibration, identity["model"])  # a bad file: refused before anything
+    analyse = not (analysis / "summary.json").is_file()
+    if not analyse:  # reused only for this case and this model, and for the calibration asked for
+        summary = check_analysis_folder(analysis, identity["inputs"], identity["model"])
+        replaceable = analysis.resolve() == folder.analysis.resolve() and not folder.log.is_file() and not request.read_only
+        analyse = not keep_saved_analysis(summary, request.calibration, calibration, replaceable=replaceable,
+                                          where=analysis, relabel=request.relabel_calibrated)
     elif request.analysis_folder:
         raise BadInputError(f"{analysis} is not an analysis folder (no summary.json); leave --analysis out to "
                             "analyse the case now.")
     lock = _lock_review_folder(folder, analysis, request.read_only)
     try:
-        if not (analysis / "summary.json").is_file():
+        if analyse:
             from ..nnunet.analysis import CaseAnalyzer
 
-            CaseAnalyzer(model, request.settings).analyze_into(images, analysis, progress=progress, cancel=cancel)
+            CaseAnalyzer(model, request.settings, calibration, request.relabel_calibrated).analyze_into(
+                images, analysis, progress=progress, cancel=cancel)
         folder.root.mkdir(parents=True, exist_ok=True)
         if not request.read_only and not folder.input_images():  # kept with the review: export-dataset trains on them
             folder.save_inputs(files)

@@ -167,6 +167,9 @@ def fit_time_model(timings: list[SliceTiming], recovered_left_out: int = 0, seed
     y = np.asarray([t.seconds for t in timings], float)
     x = np.asarray([[t.visits, t.path_mm] for t in timings], float).reshape(-1, 2)
     _check_enough(len(y), int((x[:, 1] > 0).sum()), 0)
+    if not (y > 0).any():
+        raise BadInputError(f"The reviews log no time for any of their {len(y)} visited slices (every visit 0 s): a "
+                            "time model cannot be fitted from them.")
     first = huber_fit(x[None], y[None])[0]
     fitted = np.maximum(x @ first, 1e-3)
     ratio = np.log(np.maximum(y, 1e-3) / fitted)
