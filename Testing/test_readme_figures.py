@@ -28,3 +28,14 @@ def test_a_changed_result_file_changes_the_readme():
     assert changed != text
     assert f"| survived (every check above held after the restart) | {data['fault_injection']['survived']} |" in changed
     assert "**time ratio 1.234**" in changed
+
+
+def test_the_evaluation_verdict_follows_the_confirmation_tests():
+    """The protocol's rule is applied to the reports' CSV tables: a default no longer significantly better than
+    random (Holm p >= 0.05) reads as not confirmed."""
+    data = FIGURES.evaluation_results()
+    assert "confirmed.**" in FIGURES.evaluation(data)
+    tests = data["confirmation/phantoms"]["tests"]
+    weakened = [{**t, "p_holm": "0.2"} if t["comparison"].endswith(" vs random") else t for t in tests]
+    data["confirmation/phantoms"] = {**data["confirmation/phantoms"], "tests": weakened}
+    assert "not confirmed.**" in FIGURES.evaluation(data)
