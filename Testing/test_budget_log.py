@@ -104,5 +104,8 @@ def test_an_old_log_reads_as_the_same_review_as_its_new_form(tmp_path):
     assert new.summary().seconds_used == pytest.approx(11.5)
     assert correction_curve(old.read()) == correction_curve(new.read())
     assert [p["slices"] for p in correction_curve(new.read())] == [0, 1, 2]
+    # Marking slice 6 done after its edit keeps the edit's estimated gain (a mark carries no estimate of its own).
+    assert new.summary().estimated_dice_gain == pytest.approx(0.02)
+    assert correction_curve(new.read())[-1]["estimated_gain"] == pytest.approx(0.02)
     reports = [write_review_report(log.path).read_text().split("## Corrected slices")[1] for log in (old, new)]
     assert reports[0].replace("old", "new") == reports[1] and reports[1].count("| 6 |") == 2

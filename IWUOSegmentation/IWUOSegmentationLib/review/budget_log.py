@@ -38,6 +38,14 @@ def logged_foreground_dice(event: dict) -> Optional[float]:
     return event.get("measured_dice") if value is None else value
 
 
+def slice_gain(gains: dict[int, float], event: dict) -> None:
+    """Record a correction event's estimated Dice gain for its slice. A mark without an estimate (Mark corrected,
+    or an older log's correction of no voxels) keeps the gain of the slice's earlier edits instead of zeroing it."""
+    s = int(event["slice"])
+    if event.get("estimated_dice_gain") is not None or s not in gains:
+        gains[s] = float(event.get("estimated_dice_gain") or 0.0)
+
+
 def corrected_slices(events: list[dict]) -> set[int]:
     """Slices the log counts as corrected (edited, or marked done by the reviewer)."""
     return {int(e["slice"]) for e in events if e["kind"] in CORRECTION_KINDS}
@@ -89,7 +97,7 @@ class _Tally:
             self.started = True
             self.budget_slices, self.budget_seconds = e.get("budget_slices"), e.get("budget_seconds")
         elif kind in CORRECTION_KINDS:
-            self.corrected[int(e["slice"])] = float(e.get("estimated_dice_gain", 0.0))
+            slice_gain(self.corrected, e)
             self.voxels += sum(e.get("voxels_added", {}).values()) + sum(e.get("voxels_removed", {}).values())
         elif kind == "slice_shown":
             self.shown.add(e["slice"])

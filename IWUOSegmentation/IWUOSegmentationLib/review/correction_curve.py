@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from .budget_log import CORRECTION_KINDS, VISIT_KINDS, logged_foreground_dice
+from .budget_log import CORRECTION_KINDS, VISIT_KINDS, logged_foreground_dice, slice_gain
 
 
 def correction_curve(events: list[dict]) -> list[dict]:
@@ -29,7 +29,7 @@ def correction_curve(events: list[dict]) -> list[dict]:
         if e["kind"] not in CORRECTION_KINDS:
             continue
         new = int(e["slice"]) not in gains
-        gains[int(e["slice"])] = float(e.get("estimated_dice_gain") or 0.0)
+        slice_gain(gains, e)
         if logged_foreground_dice(e) is not None:
             measured = float(logged_foreground_dice(e))
         point = {"slices": len(gains), "seconds": round(seconds, 3), "estimated_gain": sum(gains.values()),
