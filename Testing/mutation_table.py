@@ -445,6 +445,32 @@ MUTATIONS: tuple[Mutation, ...] = (
         "self.save(current)\n",
         ("Testing/test_review_session.py::test_a_writable_session_saves_each_correction_before_it_logs_it",),
         "the log line written first, then the save: a crash between them counts a correction that is not on disk"),
+    Mutation(
+        "saved-unlogged-correction-not-recovered",
+        "one that was saved but not yet logged when the process died is logged (as `recovered`) at the next start",
+        f"{LIB}/mrml/review_session.py",
+        "self.edits.slice_changes(prediction, self.accounted_masks()).items()",
+        "self.edits.slice_changes(prediction, prediction).items()",
+        ("Testing/test_review_workflow.py::test_corrections_are_saved_before_logged_and_recovered_after_a_crash",),
+        "the saved corrections compared with the prediction itself: a correction cut off before its log line is "
+        "never counted"),
+    Mutation(
+        "failed-save-not-retried",
+        "an open review retries the save and the log line at the next flush",
+        f"{LIB}/mrml/edit_accounting.py",
+        "                except BaseException:\n                    self.dirty = True\n                    raise\n",
+        "                except BaseException:\n                    raise\n",
+        (f"{T_FAULTS}::test_disk_full_or_read_only_folder_during_a_review[enospc-corrected.tmp]",),
+        "a stroke whose save failed (disk full) is forgotten: never saved, never logged"),
+    Mutation(
+        "read-only-edits-kept",
+        "its edits are undone and it writes no log line",
+        f"{LIB}/mrml/edit_accounting.py",
+        "            self.dirty = False\n            self.adopt(self._snapshot)\n            return 0\n",
+        "            self.dirty = False\n            return 0\n",
+        ("Testing/test_review_lock.py::test_second_front_end_on_an_open_review_is_refused_or_read_only_and_nothing_is_"
+         "lost",),
+        "a read-only session's strokes stay on screen as if they were corrections"),
     # -- the module runs in a stock Slicer ---------------------------------------------------------------------------
     Mutation(
         "nnunet-imported-by-a-gui-module",

@@ -1,5 +1,6 @@
 """The one atomic writer (storage/atomic_files.py): the file is fsynced before it is renamed over its target, and
-the folder after the rename (POSIX), for text, bytes, images, the corrected label map and a folder swapped in.
+the folder after the rename (POSIX), for text, bytes, images, the corrected label map and a folder swapped in;
+an analysis written over an older one that fails midway leaves the older one whole.
 
 `os.fsync` and `os.replace` are wrapped to record, in order, which file each fsync got (by inode: the temporary
 file keeps its inode when renamed, so the fsynced inode must be the final file's) and which rename happened.
