@@ -39,6 +39,18 @@ HOSTILE_MODELS = f"{T_FAULTS}::test_hostile_model_zips_and_checkpoints_get_exit_
 DAMAGED = f"{T_FAULTS}::test_damaged_analysis_and_budget_log_are_refused_or_skipped_clearly"
 IDENTITY_RULE = "Testing/test_analysis_identity.py::test_the_rule_names_what_differs"
 WEIGHTS = f"{T_LEARN}::test_the_fine_tune_starts_from_every_pretrained_tensor"
+T_ATOMIC = "Testing/test_atomic_files.py"
+T_STATS = "Testing/test_evaluation_statistics.py"
+T_DEFAULT = "Testing/test_default_ranking.py"
+T_EXPERT = "Testing/test_correcting_expert.py"
+STOCK_SLICER_IMPORT = "Testing/test_torch_free.py::test_module_file_and_every_gui_module_import_with_only_stock_slicer"
+FSYNCED = "beside the target, fsynced, renamed over it, then the folder fsynced where the OS allows"
+STOCK_SLICER = "runs in a stock Slicer (numpy, scipy, SimpleITK only)"
+HOLM = "Wilcoxon signed-rank tests on per-case AUBC, Holm-corrected over the ground-truth-free rankings"
+NOTICED = "it is noticed when it reaches more than 4 mm (beyond the inter-rater band) and covers at least 16 mm²"
+EXPERT_TOLERANCE = "of at least 16 mm², reaching more than 4 mm beyond the true boundary"
+NOTICED_BLOB = ("Testing/test_rankings.py::test_noticed_gain_orders_a_far_false_positive_blob_before_a_thin_boundary_"
+                "band_as_a_correcting_expert_does")
 
 MUTATIONS: tuple[Mutation, ...] = (
     # -- the same computation as nnUNetv2_predict ----------------------------------------------------------------
@@ -220,8 +232,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         "replay-false-positive-sign",
         "replay exact (= brute-force voxel replay)",
         f"{LIB}/simulation/budget_curves.py",
-        "dfp = np.concatenate([[0], np.cumsum(counts.fp_fixed[order] - counts.fp[order])])",
-        "dfp = np.concatenate([[0], np.cumsum(counts.fp[order] - counts.fp_fixed[order])])",
+        "fp = counts.fp.sum() + _cumulative((counts.fp_fixed - counts.fp).astype(np.float64), orders)",
+        "fp = counts.fp.sum() + _cumulative((counts.fp - counts.fp_fixed).astype(np.float64), orders)",
         (REPLAY,)),
     Mutation(
         "replay-expert-taken-as-perfect",
@@ -391,6 +403,226 @@ MUTATIONS: tuple[Mutation, ...] = (
         (f"{T_WIRING}::test_the_saved_analysis_is_reused_analysed_again_or_refused_for_the_calibration_asked",
          f"{T_WIRING}::test_iwuo_review_analyses_again_for_an_explicit_calibration_until_the_review_has_begun"),
         "any saved analysis reused whatever --calibration names: the review runs on other probabilities than asked"),
+    # -- every write is durable: fsynced before its rename, the folder after ---------------------------------------
+    Mutation(
+        "file-not-fsynced-before-its-rename",
+        FSYNCED,
+        f"{LIB}/storage/atomic_files.py",
+        "        write(tmp)\n        _fsync_file(tmp)\n",
+        "        write(tmp)\n",
+        (f"{T_ATOMIC}::test_text_is_fsynced_before_its_rename",
+         f"{T_ATOMIC}::test_the_corrected_label_map_is_fsynced_before_its_rename"),
+        "the temporary file renamed over its target without an fsync: after a power cut the target may be empty "
+        "(a SIGKILL keeps the page cache, so the fault suite cannot see it)"),
+    Mutation(
+        "folder-not-fsynced-after-the-rename",
+        FSYNCED,
+        f"{LIB}/storage/atomic_files.py",
+        "    fsync_folder(path.parent)\n    if done_point:\n",
+        "    if done_point:\n",
+        (f"{T_ATOMIC}::test_text_is_fsynced_before_its_rename",),
+        "the rename itself not made durable"),
+    Mutation(
+        "analysis-written-in-place",
+        "an analysis folder, an exported dataset or an unpacked model is built under a temporary name and swapped in",
+        f"{LIB}/data/analysis_files.py",
+        '    with folder_swapped_in(out, swap_point="analysis.swap") as built:\n',
+        "    from ..storage.atomic_files import make_folder\n\n    for built in (make_folder(out),):\n",
+        (f"{T_ATOMIC}::test_an_analysis_that_fails_midway_leaves_the_old_analysis_whole",),
+        "the new maps written over the old analysis one by one: a failure midway leaves a mix of the two"),
+    # -- save before log ------------------------------------------------------------------------------------------
+    Mutation(
+        "log-line-before-the-save",
+        "Each stroke is saved (the corrected label map, written to a temporary file, fsynced and renamed) before its "
+        "budget-log line is written",
+        f"{LIB}/mrml/edit_accounting.py",
+        "            if changed:\n                try:\n                    self.save(current)\n                except "
+        "BaseException:\n                    self.dirty = True\n                    raise\n            self._snapshot = "
+        "current\n            merge_changes(self._unlogged, changed)\n        if self._unlogged:\n            "
+        "self._log_changes(self._unlogged)\n",
+        "            self._snapshot = current\n            merge_changes(self._unlogged, changed)\n        if "
+        "self._unlogged:\n            self._log_changes(self._unlogged)\n        if changed:\n            "
+        "self.save(current)\n",
+        ("Testing/test_review_session.py::test_a_writable_session_saves_each_correction_before_it_logs_it",),
+        "the log line written first, then the save: a crash between them counts a correction that is not on disk"),
+    Mutation(
+        "saved-unlogged-correction-not-recovered",
+        "one that was saved but not yet logged when the process died is logged (as `recovered`) at the next start",
+        f"{LIB}/mrml/review_session.py",
+        "self.edits.slice_changes(prediction, self.accounted_masks()).items()",
+        "self.edits.slice_changes(prediction, prediction).items()",
+        ("Testing/test_review_workflow.py::test_corrections_are_saved_before_logged_and_recovered_after_a_crash",),
+        "the saved corrections compared with the prediction itself: a correction cut off before its log line is "
+        "never counted"),
+    Mutation(
+        "failed-save-not-retried",
+        "an open review retries the save and the log line at the next flush",
+        f"{LIB}/mrml/edit_accounting.py",
+        "                except BaseException:\n                    self.dirty = True\n                    raise\n",
+        "                except BaseException:\n                    raise\n",
+        (f"{T_FAULTS}::test_disk_full_or_read_only_folder_during_a_review[enospc-corrected.tmp]",),
+        "a stroke whose save failed (disk full) is forgotten: never saved, never logged"),
+    Mutation(
+        "read-only-edits-kept",
+        "its edits are undone and it writes no log line",
+        f"{LIB}/mrml/edit_accounting.py",
+        "            self.dirty = False\n            self.adopt(self._snapshot)\n            return 0\n",
+        "            self.dirty = False\n            return 0\n",
+        ("Testing/test_review_lock.py::test_second_front_end_on_an_open_review_is_refused_or_read_only_and_nothing_is_"
+         "lost",),
+        "a read-only session's strokes stay on screen as if they were corrections"),
+    # -- the module runs in a stock Slicer ---------------------------------------------------------------------------
+    Mutation(
+        "nnunet-imported-by-a-gui-module",
+        STOCK_SLICER,
+        f"{LIB}/gui/dependencies.py",
+        "import importlib\nimport importlib.util\nimport os\n",
+        "import importlib\nimport importlib.util\nimport os\n\nimport nnunetv2  # noqa: F401\n",
+        (STOCK_SLICER_IMPORT,),
+        "an import of nnU-Net at the top of a gui/ module that the module file imports"),
+    Mutation(
+        "torch-imported-by-the-module-file",
+        STOCK_SLICER,
+        "IWUOSegmentation/IWUOSegmentation.py",
+        "import qt\nimport slicer\n",
+        "import qt\nimport slicer\nimport torch  # noqa: F401\n",
+        (STOCK_SLICER_IMPORT,)),
+    # -- the statistics -----------------------------------------------------------------------------------------------
+    Mutation(
+        "holm-left-out-of-the-report",
+        HOLM,
+        f"{LIB}/simulation/statistics.py",
+        "for s, p, p_adj in zip(others, raw, holm(raw)):",
+        "for s, p, p_adj in zip(others, raw, raw):",
+        (f"{T_STATS}::test_the_reports_time_axis_p_values_are_holm_adjusted_over_the_ground_truth_free_family",),
+        "the report's p_holm column (the headline's time axis) holds the raw p-values"),
+    Mutation(
+        "holm-without-the-step-down-maximum",
+        HOLM,
+        f"{LIB}/simulation/statistics.py",
+        "running = max(running, min(1.0, (m - rank) * p[idx]))",
+        "running = min(1.0, (m - rank) * p[idx])",
+        (f"{T_STATS}::test_holm_matches_the_step_down_definition",),
+        "adjusted p-values no longer monotone in the raw ones"),
+    Mutation(
+        "oracles-in-the-holm-family",
+        HOLM,
+        f"{LIB}/simulation/summary.py",
+        "    return [s for s in GT_FREE if s in strategies]",
+        "    return list(strategies)",
+        (f"{T_STATS}::test_the_reports_time_axis_p_values_are_holm_adjusted_over_the_ground_truth_free_family",),
+        "the oracles (which use the truth) tested against and counted in the correction"),
+    Mutation(
+        "wilcoxon-one-sided",
+        HOLM,
+        f"{LIB}/simulation/statistics.py",
+        'return float(stats.wilcoxon(a, b, zero_method="wilcox").pvalue)',
+        'return float(stats.wilcoxon(a, b, zero_method="wilcox", alternative="greater").pvalue)',
+        (f"{T_STATS}::test_wilcoxon_matches_scipy_and_the_enumeration_of_sign_flips",),
+        "a one-sided test reported as the two-sided one (half the p-value)"),
+    # -- the default ranking --------------------------------------------------------------------------------------------
+    Mutation(
+        "default-ranking-not-the-protocols-pick",
+        "by the protocol's rule, the ground-truth-free ranking with the highest primary endpoint on the 20 development "
+        "phantoms",
+        f"{LIB}/ranking/strategies.py",
+        'DEFAULT_RANKING = "noticed_gain"',
+        'DEFAULT_RANKING = "impact"',
+        (f"{T_DEFAULT}::test_the_default_is_the_protocols_pick_on_the_committed_development_phantoms",)),
+    Mutation(
+        "product-ranks-by-impact-alone",
+        "The product's ranking (Slicer module, browser, demo) is the single constant `DEFAULT_RANKING`",
+        f"{LIB}/ranking/strategies.py",
+        "strategy: str = DEFAULT_RANKING, limit: Optional[int] = None",
+        'strategy: str = "impact", limit: Optional[int] = None',
+        (f"{T_DEFAULT}::test_the_product_default_through_rank_case_and_the_review_session",),
+        "rank_case without a strategy (iwuo, the module, the browser) orders slices by impact"),
+    Mutation(
+        "noticed-gain-without-the-reach",
+        NOTICED,
+        f"{LIB}/ranking/noticed_errors.py",
+        'NOTICE_VARIANTS = {"full": (True, True),',
+        'NOTICE_VARIANTS = {"full": (False, True),',
+        (f"{T_DEFAULT}::test_rank_case_gives_the_hand_computed_order[noticed_gain]", NOTICED_BLOB),
+        "the product's noticed gain scored as its no_reach ablation"),
+    Mutation(
+        "noticed-gain-without-the-size",
+        NOTICED,
+        f"{LIB}/ranking/noticed_errors.py",
+        'NOTICE_VARIANTS = {"full": (True, True),',
+        'NOTICE_VARIANTS = {"full": (True, False),',
+        (f"{T_DEFAULT}::test_rank_case_gives_the_hand_computed_order[noticed_gain]",),
+        "the product's noticed gain scored as its no_size ablation"),
+    # -- the correcting expert's tolerance -------------------------------------------------------------------------------
+    Mutation(
+        "expert-minimum-area-not-applied",
+        EXPERT_TOLERANCE,
+        f"{LIB}/simulation/experts.py",
+        "keep = (pieces.area_mm2 >= tolerance.min_area_mm2) & (pieces.reach_mm > tolerance.distance_tolerance_mm)",
+        "keep = pieces.reach_mm > tolerance.distance_tolerance_mm",
+        (f"{T_EXPERT}::test_a_slice_without_visible_error_is_untouched_and_costs_only_the_look",),
+        "the expert erases a far speck too small to see"),
+    Mutation(
+        "expert-distance-tolerance-not-applied",
+        EXPERT_TOLERANCE,
+        f"{LIB}/simulation/experts.py",
+        "keep = (pieces.area_mm2 >= tolerance.min_area_mm2) & (pieces.reach_mm > tolerance.distance_tolerance_mm)",
+        "keep = pieces.area_mm2 >= tolerance.min_area_mm2",
+        (f"{T_EXPERT}::test_the_reference_itself_is_left_exactly_as_it_is",
+         f"{T_EXPERT}::test_a_slice_without_visible_error_is_untouched_and_costs_only_the_look"),
+        "the expert 'corrects' disagreements inside the inter-rater band, the reference itself included"),
+    Mutation(
+        "minimum-area-a-quarter",
+        NOTICED,
+        f"{LIB}/ranking/noticed_errors.py",
+        "    min_area_mm2: float = 16.0\n",
+        "    min_area_mm2: float = 4.0\n",
+        (f"{T_EXPERT}::test_a_slice_without_visible_error_is_untouched_and_costs_only_the_look",
+         f"{T_DEFAULT}::test_rank_case_gives_the_hand_computed_order[noticed_gain]"),
+        "the 16 mm² both the ranking and the expert assume (one constant) set to 4 mm²"),
+    # -- identity checks at the MRML layer; reviews read, never written, by the calibration --------------------------------
+    Mutation(
+        "mrml-open-skips-the-identity-check",
+        "an analysis folder is used only for the images and model it was computed from",
+        f"{LIB}/mrml/review_workflow.py",
+        '    check_identity(summary, analysis_folder, expected_identity["inputs"], expected_identity["model"])\n',
+        "",
+        ("Testing/test_analysis_identity.py::test_mrml_layer_refuses_another_patient_on_the_same_grid",),
+        "the module and the browser load any analysis into the scene"),
+    Mutation(
+        "resume-skips-the-identity-check",
+        "an analysis folder is used only for the images and model it was computed from",
+        f"{LIB}/mrml/review_workflow.py",
+        "        check_identity(summary, folder.analysis, [volume_identity(saved.volume)], first_inputs_only=True)\n",
+        "",
+        ("Testing/test_analysis_identity.py::test_resume_refuses_an_analysis_replaced_by_another_patients",),
+        "a saved scene resumed on an analysis replaced by another patient's"),
+    Mutation(
+        "calibration-locks-the-reviews",
+        "Reviews are read only: no lock is taken, no file in a review folder is written",
+        f"{LIB}/review/site_calibration.py",
+        "    state = read_review_state(folder)\n    check_label_values(state, labels)\n",
+        "    from ..storage.folder_lock import lock_folder\n\n    lock = lock_folder(folder.root, \"iwuo calibrate\")  "
+        "# noqa: F841\n    state = read_review_state(folder)\n    check_label_values(state, labels)\n",
+        ("Testing/test_calibration.py::test_iwuo_calibrate_fits_from_reviews_read_only_even_while_one_is_open",),
+        "each review locked while it is read: one open elsewhere cannot be used, and the lock files are written"),
+    # -- cancel and the evaluation's lock -----------------------------------------------------------------------------------
+    Mutation(
+        "case-analyzer-drops-the-cancel",
+        "*Cancel* stops it within seconds",
+        f"{LIB}/nnunet/analysis.py",
+        "result = self.predictor.analyze(case, progress=progress, cancel=cancel)",
+        "result = self.predictor.analyze(case, progress=progress, cancel=None)",
+        (f"{T_INFERENCE}::test_cancel_writes_nothing",),
+        "the one analysis entry point checks the cancel only after the whole inference"),
+    Mutation(
+        "evaluate-lock-released-at-once",
+        "`iwuo evaluate` locks its `--out` folder the same way",
+        f"{LIB}/cli/evaluate.py",
+        "    lock = _lock_output(out, args.shard, args.merge_only)  # noqa: F841 - held until the command returns\n",
+        "    _lock_output(out, args.shard, args.merge_only)\n",
+        ("Testing/test_review_lock.py::test_iwuo_evaluate_holds_its_lock_until_the_report_is_written",),
+        "the lock object not kept (the 'unused variable' a linter flags): released as soon as it is taken"),
     # -- the import graph ----------------------------------------------------------------------------------------------------
     Mutation(
         "import-up-a-layer",

@@ -1,5 +1,6 @@
 """The one atomic writer (storage/atomic_files.py): the file is fsynced before it is renamed over its target, and
-the folder after the rename (POSIX), for text, bytes, images, the corrected label map and a folder swapped in.
+the folder after the rename (POSIX), for text, bytes, images, the corrected label map and a folder swapped in;
+an analysis written over an older one that fails midway leaves the older one whole.
 
 `os.fsync` and `os.replace` are wrapped to record, in order, which file each fsync got (by inode: the temporary
 file keeps its inode when renamed, so the fsynced inode must be the final file's) and which rename happened.
@@ -135,3 +136,29 @@ def test_a_file_where_the_folder_should_be_is_one_clear_error(tmp_path):
     (tmp_path / "out").write_text("a file, not a folder")
     with pytest.raises(BadInputError, match="Cannot create the folder"):
         atomic_write_text(tmp_path / "out" / "report.md", "x")
+
+
+def test_an_analysis_that_fails_midway_leaves_the_old_analysis_whole(tmp_path, phantom_cases, monkeypatch):
+    """An analysis written over an older one is built aside and swapped in (data/analysis_files.write_analysis): a
+    write that fails after some of the new maps leaves the old folder file for file as it was, and nothing aside."""
+    from synthetic_review import write_synthetic_analysis
+
+    from IWUOSegmentationLib.data import analysis_files
+
+    new_case, old_case = sorted(p for p in phantom_cases.iterdir() if p.is_dir())[:2]
+    out = write_synthetic_analysis(old_case, tmp_path / "analysis")  # another phantom: every map differs
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    written = []
+
+    def fail_at_the_third_map(path, image, **kwargs):
+        if len(written) == 2:
+            raise OSError(28, "No space left on device")
+        written.append(path)
+        return atomic_write_image(path, image, **kwargs)
+
+    monkeypatch.setattr(analysis_files, "atomic_write_image", fail_at_the_third_map)
+    with pytest.raises(OSError, match="No space"):
+        write_synthetic_analysis(new_case, out)
+    assert len(written) == 2
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["analysis"]

@@ -92,6 +92,29 @@ def test_iwuo_evaluate_locks_its_output_folder(tmp_path):
     other.release()
 
 
+def test_iwuo_evaluate_holds_its_lock_until_the_report_is_written(tmp_path, monkeypatch):
+    """Held for the whole run, not only checked at the start: while `iwuo evaluate` writes its report (its last
+    step) another opener of the folder is refused (a lock per open file: the same process is refused too), and
+    once the command has returned the folder is free."""
+    import IWUOSegmentationLib.simulation.report as report
+    from IWUOSegmentationLib.cli.main import main
+
+    attempts = []
+
+    def write_report_while_someone_tries_the_lock(out, **_):
+        try:
+            lock_folder(out, "test: a second evaluation", what="evaluation").release()
+            attempts.append("taken")
+        except FolderLockedError as refused:
+            attempts.append(str(refused))
+        return Path(out) / "report.md"
+
+    monkeypatch.setattr(report, "write_report", write_report_while_someone_tries_the_lock)
+    assert main(["--progress", "none", "evaluate", "--out", str(tmp_path), "--merge-only"]) == 0
+    assert len(attempts) == 1 and "iwuo evaluate" in attempts[0] and f"process {os.getpid()}" in attempts[0], attempts
+    lock_folder(tmp_path, "test: after the run", what="evaluation").release()
+
+
 @pytest.fixture(scope="module")
 def review_case(phantom_cases):
     return sorted(p for p in phantom_cases.iterdir() if p.is_dir())[0]
