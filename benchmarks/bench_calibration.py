@@ -120,19 +120,72 @@ def held_out_measures(analysis, calibrated, reference: np.ndarray, axis: int, re
     return out, samples
 
 
-def ranking_naubc(name: str, result, reference: np.ndarray, structures, draws: int) -> dict:
-    """The default ranking's nAUBC on the time axis (mean over regions and per region), correcting expert, with the
-    evaluation protocol's configuration (its seeds; `draws` expert draws)."""
+def ranking_naubc(case_dir: Path, analysis: Path, out_case: Path, draws: int, seeds: int, calibration=None) -> dict:
+    """The default ranking's nAUBC on the time axis (mean over regions and per region), correcting expert: the case
+    replayed by `iwuo evaluate --replay-only [--calibration FILE]`'s own code (simulation/evaluate_folders.
+    evaluate_folder_case, the analysis linked read-only into `out_case`), the protocol's configuration but `draws`
+    expert draws and `seeds` random orderings, and only the strategies nAUBC needs (the default, random, the oracles)."""
     from IWUOSegmentationLib.ranking.strategies import DEFAULT_RANKING
-    from IWUOSegmentationLib.simulation.evaluation import AnalysedCase, evaluate_case
+    from IWUOSegmentationLib.simulation.evaluate_folders import evaluate_folder_case
     from IWUOSegmentationLib.simulation.evaluation_config import EvaluationConfig
 
-    config = EvaluationConfig(strategies=(DEFAULT_RANKING,), experts=("noisy",), expert_draws=draws)
-    case = AnalysedCase(name, result.label_map, result.probabilities, result.uncertainty["entropy"],
-                        result.geometry.GetSpacing(), structures, result.member_variance)
-    rows = evaluate_case(case, reference, config).rows
+    config = EvaluationConfig(strategies=(DEFAULT_RANKING,), experts=("noisy",), expert_draws=draws, random_seeds=seeds,
+                              calibration=calibration)
+    out_case.mkdir(parents=True, exist_ok=True)
+    if not (out_case / "analysis").is_symlink():
+        (out_case / "analysis").symlink_to(analysis, target_is_directory=True)
+    rows = evaluate_folder_case(case_dir, None, None, out_case, config)["rows"]
     return {row["region"]: row["naubc_seconds"] for row in rows
             if row["strategy"] == DEFAULT_RANKING and row["expert"] == "noisy"}
+
+
+def sign_flip_diagnostic(cases: list[Path], calibration_files: dict, reviewed: dict, axes: dict, structures,
+                         measured: dict) -> dict:
+    """Why Pearson r of expected vs measured Dice changes sign after calibration (a diagnosis, nothing is tuned):
+    every fold's calibration applied to every case (expected Dice, the product's, on the whole volume and on the
+    reviewed slices only); r with one calibration for all 4 cases (3 of them in its fit); r of the held-out expected
+    Dice with the mean measured Dice of the 3 cases its calibration was fitted on; and the share of the calibrated
+    probability mass that lies on slices nobody reviewed."""
+    from IWUOSegmentationLib.data.analysis_files import read_analysis
+    from IWUOSegmentationLib.data.calibration import load_calibration
+    from IWUOSegmentationLib.data.structures import evaluation_regions
+    from IWUOSegmentationLib.ranking.slice_scores import impact_per_slice
+
+    regions = evaluation_regions(structures)
+    calibrations = {c: load_calibration(path) for c, path in calibration_files.items()}
+    whole: dict = {}  # (region, calibration's held-out case, case) -> expected Dice
+    on_reviewed: dict = {}
+    unreviewed_mass: dict = {}
+    for case in cases:
+        analysis = read_analysis(ANALYSES[case.name])
+        axis, keep = axes[case.name], np.zeros(analysis.label_map.shape[axes[case.name]], bool)
+        keep[reviewed[case.name]] = True
+        for held, calibration in calibrations.items():
+            probabilities = calibration.calibrate(analysis.probabilities)
+            for name, region in regions.items():
+                p = region.structure.probability(probabilities)
+                pred = region.structure.mask(analysis.label_map)
+                whole[(name, held, case.name)] = impact_per_slice(p, pred, axis)[1]
+                inside = np.moveaxis(p, axis, 0)[keep]
+                on_reviewed[(name, held, case.name)] = impact_per_slice(inside, np.moveaxis(pred, axis, 0)[keep], 0)[1]
+                if held == case.name:
+                    unreviewed_mass[(name, case.name)] = float(1.0 - inside.sum(dtype=np.float64) / p.sum(dtype=np.float64))
+    names = [c.name for c in cases]
+    out = {}
+    for name in regions:
+        y = [measured[(name, c)] for c in names]
+        fit_quality = [float(np.mean([measured[(name, o)] for o in names if o != c])) for c in names]
+        same = [float(np.corrcoef([whole[(name, held, c)] for c in names], y)[0, 1]) for held in names]
+        out[name] = {
+            "pearson_r_held_out": round(float(np.corrcoef([whole[(name, c, c)] for c in names], y)[0, 1]), 4),
+            "pearson_r_one_calibration_for_all": [round(v, 4) for v in same],
+            "pearson_r_held_out_reviewed_slices_only": round(float(np.corrcoef(
+                [on_reviewed[(name, c, c)] for c in names], y)[0, 1]), 4),
+            "pearson_r_held_out_expected_vs_fit_cases_mean_measured": round(float(np.corrcoef(
+                [whole[(name, c, c)] for c in names], fit_quality)[0, 1]), 4),
+            "expected_dice_matrix": {held: {c: round(float(whole[(name, held, c)]), 4) for c in names} for held in names},
+            "unreviewed_probability_mass_share": {c: round(unreviewed_mass[(name, c)], 4) for c in names}}
+    return out
 
 
 def errors(expected: list[float], measured: list[float]) -> dict:
@@ -184,6 +237,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", default=str(EVALRUNS / "calib24"), help="review folders and calibration files go here")
     parser.add_argument("--draws", type=int, default=10, help="correcting-expert draws per case (the protocol's: 10)")
+    parser.add_argument("--random-seeds", type=int, default=2000,
+                        help="orderings of the random baseline (the protocol's: 2000)")
     parser.add_argument("--no-ranking", action="store_true", help="skip the nAUBC replays")
     args = parser.parse_args()
     cases = sorted(p for p in DATA.iterdir() if p.is_dir())
@@ -216,7 +271,12 @@ def main() -> None:
             "expected_dice": "ranking/slice_scores.impact_per_slice on the whole volume (the product's)",
             "label_map": "unchanged (no relabelling)",
             "ranking": f"{DEFAULT_RANKING} (ranking/strategies.DEFAULT_RANKING), entropy map, correcting expert, "
-                       f"{args.draws} draws, the evaluation protocol's seeds and 600 s time budget",
+                       f"{args.draws} draws (the protocol's draw seeds), random baseline over {args.random_seeds} "
+                       f"orderings{'' if args.random_seeds == 2000 else ' (the protocol has 2000: fewer to fit the time)'}"
+                       ", 600 s time budget, normalised by the time oracle (oracle_time); replayed by iwuo evaluate "
+                       "--replay-only's code (simulation/evaluate_folders.evaluate_folder_case), with --calibration "
+                       "for 'after'; only the default ranking and the references nAUBC needs (random, oracles)",
+            "random_seeds": args.random_seeds,
             "time_model": "not fitted: the 4 cases have no real review logs (their logs here carry no seconds), and "
                           "fitting it from times simulated with the assumed constants would only return them; the "
                           "replays keep experts.TimeModel() (8 s per slice looked at, 0.15 s per mm)",
@@ -246,8 +306,11 @@ def main() -> None:
                 "fit_report": fitted.summary["structures"], "regions": measures}
         if not args.no_ranking:
             t0 = time.time()
-            before = ranking_naubc(case.name, analysis, reference, structures, args.draws)
-            after = ranking_naubc(case.name, calibrated, reference, structures, args.draws)
+            replays = work / "replays" / case.name
+            before = ranking_naubc(case, ANALYSES[case.name], replays / "before" / case.name, args.draws,
+                                   args.random_seeds)
+            after = ranking_naubc(case, ANALYSES[case.name], replays / "after" / case.name, args.draws,
+                                  args.random_seeds, calibration)
             fold["naubc_seconds"] = {"before": before, "after": after}
             fold["replay_wall_seconds"] = round(time.time() - t0, 1)
         report["folds"].append(fold)
@@ -262,9 +325,16 @@ def main() -> None:
                            for when in ("before", "after")}
         summary[region]["methods"] = [r["method"] for r in rows]
     report["summary"] = summary
+    t0 = time.time()
+    measured = {(region, f["held_out"]): f["regions"][region]["measured_dice"] for f in report["folds"] for region in regions}
+    report["pearson_r_diagnostic"] = sign_flip_diagnostic(
+        cases, {c.name: work / f"held_out_{c.name}" / "calibration.json" for c in cases}, reviewed, axes, structures,
+        measured)
+    report["diagnostic_wall_seconds"] = round(time.time() - t0, 1)
     if not args.no_ranking:
-        naubc = {when: [f["naubc_seconds"][when]["mean"] for f in report["folds"]] for when in ("before", "after")}
-        report["naubc_seconds_mean"] = {when: round(float(np.mean(values)), 4) for when, values in naubc.items()}
+        report["naubc_seconds_mean"] = {when: {region: round(float(np.mean([f["naubc_seconds"][when][region]
+                                                                             for f in report["folds"]])), 4)
+                                               for region in [*regions, "mean"]} for when in ("before", "after")}
     report["reliability_bins"] = reliability_figure(samples, regions, FIGURE)
     report["figure"] = str(FIGURE.relative_to(ROOT))
     report["wall_seconds"] = round(time.time() - started, 1)
