@@ -8,7 +8,7 @@ review as the front ends leave it (`finished_review`): its analysis, a budget lo
 which is the case's expert reference, as bench_finetune_loo.py takes the reference for what a perfect expert's
 corrections would give. The whole tumour extent counts as reviewed: every slice with reference or predicted
 tumour is logged as corrected. The logs carry no seconds (there are no real review logs of these cases), so the
-time model is not fitted: `iwuo calibrate` says so and the evaluation keeps the assumed experts.TimeModel().
+time model is not fitted: `iwuo calibrate` says so and the evaluation keeps the assumed correction_time.TimeModel().
 
 For each held-out case: `iwuo calibrate`'s fit (review/site_calibration.calibrate_reviews) on the other 3
 reviews, applied to the held-out case's analysis (data/calibration.apply_calibration, label map kept). Per
@@ -16,8 +16,11 @@ structure (WT, TC, ET): expected Dice (the product's, ranking/slice_scores.impac
 against the measured Dice; log loss and expected calibration error on the held-out case's reviewed voxels
 (stratified sample with weights, as the fit's own held-out report: review/site_calibration.sample_reviewed_voxels);
 reliability bins pooled over the 4 held-out cases (benchmarks/results/calibration_reliability.png); the method
-chosen per structure and fold; and the default ranking's nAUBC on the time axis with the correcting expert before
-and after (simulation/evaluation.evaluate_case with the evaluation protocol's configuration, `--draws` expert draws).
+chosen per structure and fold; the default ranking's nAUBC on the time axis with the correcting expert before
+and after, replayed by `iwuo evaluate --replay-only [--calibration]`'s code (simulation/evaluate_folders.
+evaluate_folder_case, the protocol's seeds and 600 s, `--draws` expert draws, `--random-seeds` random orderings;
+the uncalibrated replay is checked against the protocol evaluation's own per-case value); and why Pearson r of
+expected vs measured Dice changes sign (`sign_flip_diagnostic`).
 Writes benchmarks/results/calibration.json; `python scripts/readme_figures.py` writes the README's figures from it.
 """
 
@@ -139,13 +142,22 @@ def ranking_naubc(case_dir: Path, analysis: Path, out_case: Path, draws: int, se
             if row["strategy"] == DEFAULT_RANKING and row["expert"] == "noisy"}
 
 
+def protocol_naubc(evaluated_case: Path) -> dict:
+    """The default ranking's per-case nAUBC on the time axis, correcting expert, in the evaluation that made the
+    analysis (its evaluation.json, read only): what the uncalibrated replay must reproduce."""
+    from IWUOSegmentationLib.ranking.strategies import DEFAULT_RANKING
+
+    rows = json.loads((evaluated_case / "evaluation.json").read_text())["rows"]
+    return {row["region"]: row["naubc_seconds"] for row in rows
+            if row["strategy"] == DEFAULT_RANKING and row["expert"] == "noisy"}
+
+
 def sign_flip_diagnostic(cases: list[Path], calibration_files: dict, reviewed: dict, axes: dict, structures,
                          measured: dict) -> dict:
     """Why Pearson r of expected vs measured Dice changes sign after calibration (a diagnosis, nothing is tuned):
     every fold's calibration applied to every case (expected Dice, the product's, on the whole volume and on the
-    reviewed slices only); r with one calibration for all 4 cases (3 of them in its fit); r of the held-out expected
-    Dice with the mean measured Dice of the 3 cases its calibration was fitted on; and the share of the calibrated
-    probability mass that lies on slices nobody reviewed."""
+    reviewed slices only); r with one calibration for all 4 cases (3 of them in its fit) against r with each case's
+    own leave-one-out calibration; and the share of the calibrated probability mass on slices nobody reviewed."""
     from IWUOSegmentationLib.data.analysis_files import read_analysis
     from IWUOSegmentationLib.data.calibration import load_calibration
     from IWUOSegmentationLib.data.structures import evaluation_regions
@@ -174,15 +186,12 @@ def sign_flip_diagnostic(cases: list[Path], calibration_files: dict, reviewed: d
     out = {}
     for name in regions:
         y = [measured[(name, c)] for c in names]
-        fit_quality = [float(np.mean([measured[(name, o)] for o in names if o != c])) for c in names]
         same = [float(np.corrcoef([whole[(name, held, c)] for c in names], y)[0, 1]) for held in names]
         out[name] = {
             "pearson_r_held_out": round(float(np.corrcoef([whole[(name, c, c)] for c in names], y)[0, 1]), 4),
             "pearson_r_one_calibration_for_all": [round(v, 4) for v in same],
             "pearson_r_held_out_reviewed_slices_only": round(float(np.corrcoef(
                 [on_reviewed[(name, c, c)] for c in names], y)[0, 1]), 4),
-            "pearson_r_held_out_expected_vs_fit_cases_mean_measured": round(float(np.corrcoef(
-                [whole[(name, c, c)] for c in names], fit_quality)[0, 1]), 4),
             "expected_dice_matrix": {held: {c: round(float(whole[(name, held, c)]), 4) for c in names} for held in names},
             "unreviewed_probability_mass_share": {c: round(unreviewed_mass[(name, c)], 4) for c in names}}
     return out
@@ -279,7 +288,7 @@ def main() -> None:
             "random_seeds": args.random_seeds,
             "time_model": "not fitted: the 4 cases have no real review logs (their logs here carry no seconds), and "
                           "fitting it from times simulated with the assumed constants would only return them; the "
-                          "replays keep experts.TimeModel() (8 s per slice looked at, 0.15 s per mm)",
+                          "replays keep ranking/correction_time.TimeModel() (8 s per slice looked at, 0.15 s per mm)",
             "nice": os.nice(0)},
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                     "note": "2 cores shared with other jobs: wall seconds include waiting"},
@@ -312,6 +321,7 @@ def main() -> None:
             after = ranking_naubc(case, ANALYSES[case.name], replays / "after" / case.name, args.draws,
                                   args.random_seeds, calibration)
             fold["naubc_seconds"] = {"before": before, "after": after}
+            fold["before_equals_the_protocol_evaluation"] = before == protocol_naubc(ANALYSES[case.name].parent)
             fold["replay_wall_seconds"] = round(time.time() - t0, 1)
         report["folds"].append(fold)
         print(json.dumps({k: fold[k] for k in ("held_out", "calibrate_wall_seconds", "regions")}), flush=True)

@@ -150,47 +150,6 @@ def _fell(folds: list, region: str, measure: str) -> int:
     return sum(f["regions"][region][f"{measure}_after"] < f["regions"][region][f"{measure}_before"] for f in folds)
 
 
-def calibration(r: dict) -> str:
-    folds, summary = r["folds"], r["summary"]
-    cases = [f["held_out"].replace("brats_2013_", "").replace("_1", "") for f in folds]
-    seconds = [f["calibrate_wall_seconds"] for f in folds]
-    intro = _wrap(
-        f"Leave one case out on the 4 real BraTS-2015 cases ({_link('calibration')}, `benchmarks/bench_calibration.py`, "
-        f"{r['wall_seconds'] / 60:.0f} min): `iwuo calibrate`'s fit on 3 finished reviews (each case's expert reference "
-        "as its corrections; every slice with reference or predicted tumour counts as reviewed, the whole tumour "
-        f"extent: {min(r['reviewed_slices'].values())}-{max(r['reviewed_slices'].values())} slices a case), applied "
-        "to the 4th case's 16-member analysis (label map unchanged: "
-        f"{'yes' if all(f['label_map_unchanged'] for f in folds) else 'NO'} on every case). Expected Dice: the "
-        "product's, from the probabilities of the whole volume; log loss and ECE: the mean over the held-out cases "
-        "of each one's reviewed voxels (a weighted stratified sample, as the fit's own held-out report). The fit took "
-        f"{min(seconds):.0f}-{max(seconds):.0f} s on 3 reviews (wall, shared cores).")
-    rows = ["| structure | expected vs measured Dice: MAE | Pearson r | log loss | ECE | method chosen, held-out "
-            f"{', '.join(cases)} |", "|---|---|---|---|---|---|"]
-    for region, values in summary.items():
-        rows.append(f"| {region} | {_before_after(values, 'mae', 3)} | {_before_after(values, 'pearson_r', 2)} | "
-                    f"{_before_after(values, 'mean_log_loss', 4)} | {_before_after(values, 'mean_ece', 4)} | "
-                    f"{', '.join(values['methods'])} |")
-    regions = list(summary)
-    fell = "; ".join(f"{region} {_fell(folds, region, 'log_loss')}/{len(folds)} and {_fell(folds, region, 'ece')}/"
-                     f"{len(folds)}" for region in regions)
-    closer = sum(abs(f["regions"][g]["expected_dice_after"] - f["regions"][g]["measured_dice"])
-                 < abs(f["regions"][g]["expected_dice_before"] - f["regions"][g]["measured_dice"])
-                 for f in folds for g in regions)
-    r_rose = [g for g in regions if summary[g]["after"]["pearson_r"] > summary[g]["before"]["pearson_r"]]
-    text = _wrap(f"Held-out log loss and ECE fell on (cases): {fell}. The expected Dice came closer to the measured "
-                 f"one in {closer} of {len(folds) * len(regions)} case-structure pairs; its Pearson r across the "
-                 f"{len(folds)} cases rose for {len(r_rose)} of {len(regions)} structures"
-                 f"{' (' + ', '.join(r_rose) + ')' if r_rose else ''}.")
-    out = [intro, "\n".join(rows), text,
-           "![reliability before and after, pooled over the 4 held-out cases](benchmarks/results/calibration_reliability.png)"]
-    if "pearson_r_diagnostic" in r:
-        out.append(_pearson_sign(r, regions))
-    if "naubc_seconds_mean" in r:
-        out += _ranking_before_after(r, cases, regions)
-    out.append(_wrap(f"Time model: {r['settings']['time_model']}."))
-    return "\n\n" + "\n\n".join(out) + "\n\n"
-
-
 def _interval_r(r: float, n: int) -> tuple[float, float]:
     """95 % interval of a Pearson r over n points (Fisher z)."""
     import math
@@ -244,6 +203,47 @@ def _ranking_before_after(r: dict, cases: list[str], regions: list[str]) -> list
             "\n".join(table),
             _wrap(f"Calibration raised the default ranking's nAUBC (mean over regions) on {better} of {len(folds)} "
                   f"held-out cases; the mean went from {mean['before']['mean']:.3f} to {mean['after']['mean']:.3f}.")]
+
+
+def calibration(r: dict) -> str:
+    folds, summary = r["folds"], r["summary"]
+    cases = [f["held_out"].replace("brats_2013_", "").replace("_1", "") for f in folds]
+    seconds = [f["calibrate_wall_seconds"] for f in folds]
+    intro = _wrap(
+        f"Leave one case out on the 4 real BraTS-2015 cases ({_link('calibration')}, `benchmarks/bench_calibration.py`, "
+        f"{r['wall_seconds'] / 60:.0f} min): `iwuo calibrate`'s fit on 3 finished reviews (each case's expert reference "
+        "as its corrections; every slice with reference or predicted tumour counts as reviewed, the whole tumour "
+        f"extent: {min(r['reviewed_slices'].values())}-{max(r['reviewed_slices'].values())} slices a case), applied "
+        "to the 4th case's 16-member analysis (label map unchanged: "
+        f"{'yes' if all(f['label_map_unchanged'] for f in folds) else 'NO'} on every case). Expected Dice: the "
+        "product's, from the probabilities of the whole volume; log loss and ECE: the mean over the held-out cases "
+        "of each one's reviewed voxels (a weighted stratified sample, as the fit's own held-out report). The fit took "
+        f"{min(seconds):.0f}-{max(seconds):.0f} s on 3 reviews (wall, shared cores).")
+    rows = ["| structure | expected vs measured Dice: MAE | Pearson r | log loss | ECE | method chosen, held-out "
+            f"{', '.join(cases)} |", "|---|---|---|---|---|---|"]
+    for region, values in summary.items():
+        rows.append(f"| {region} | {_before_after(values, 'mae', 3)} | {_before_after(values, 'pearson_r', 2)} | "
+                    f"{_before_after(values, 'mean_log_loss', 4)} | {_before_after(values, 'mean_ece', 4)} | "
+                    f"{', '.join(values['methods'])} |")
+    regions = list(summary)
+    fell = "; ".join(f"{region} {_fell(folds, region, 'log_loss')}/{len(folds)} and {_fell(folds, region, 'ece')}/"
+                     f"{len(folds)}" for region in regions)
+    closer = sum(abs(f["regions"][g]["expected_dice_after"] - f["regions"][g]["measured_dice"])
+                 < abs(f["regions"][g]["expected_dice_before"] - f["regions"][g]["measured_dice"])
+                 for f in folds for g in regions)
+    r_rose = [g for g in regions if summary[g]["after"]["pearson_r"] > summary[g]["before"]["pearson_r"]]
+    text = _wrap(f"Held-out log loss and ECE fell on (cases): {fell}. The expected Dice came closer to the measured "
+                 f"one in {closer} of {len(folds) * len(regions)} case-structure pairs; its Pearson r across the "
+                 f"{len(folds)} cases rose for {len(r_rose)} of {len(regions)} structures"
+                 f"{' (' + ', '.join(r_rose) + ')' if r_rose else ''}.")
+    out = [intro, "\n".join(rows), text,
+           "![reliability before and after, pooled over the 4 held-out cases](benchmarks/results/calibration_reliability.png)"]
+    if "pearson_r_diagnostic" in r:
+        out.append(_pearson_sign(r, regions))
+    if "naubc_seconds_mean" in r:
+        out += _ranking_before_after(r, cases, regions)
+    out.append(_wrap(f"Time model: {r['settings']['time_model']}."))
+    return "\n\n" + "\n\n".join(out) + "\n\n"
 
 
 BLOCKS = {f.__name__: f for f in (fault_injection, finetune_loo, inference, replay, web_review, mutations, calibration)}
