@@ -18,6 +18,7 @@ import re
 import sys
 import textwrap
 from pathlib import Path
+from statistics import fmean
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -160,23 +161,32 @@ def _interval_r(r: float, n: int) -> tuple[float, float]:
 
 def _pearson_sign(r: dict, regions: list[str]) -> str:
     """Why Pearson r of expected vs measured Dice changes sign (bench_calibration.sign_flip_diagnostic)."""
-    d, n = r["pearson_r_diagnostic"], len(r["folds"])
-    flipped = [g for g in regions if r["summary"][g]["before"]["pearson_r"] > 0 > r["summary"][g]["after"]["pearson_r"]]
-    low, high = _interval_r(r["summary"][regions[0]]["before"]["pearson_r"], n)
-    per = "; ".join(f"{g} {d[g]['pearson_r_held_out_expected_vs_fit_cases_mean_measured']:.2f}" for g in regions)
-    same = "; ".join(f"{g} {min(d[g]['pearson_r_one_calibration_for_all']):.2f} to "
-                     f"{max(d[g]['pearson_r_one_calibration_for_all']):.2f}" for g in regions)
-    reviewed = "; ".join(f"{g} {d[g]['pearson_r_held_out_reviewed_slices_only']:.2f}" for g in regions)
+    d, n, summary = r["pearson_r_diagnostic"], len(r["folds"]), r["summary"]
+    flipped = [g for g in regions if summary[g]["before"]["pearson_r"] > 0 > summary[g]["after"]["pearson_r"]]
+    same = {g: d[g]["pearson_r_one_calibration_for_all"] for g in regions}
+    levels, within = {}, {}
+    for g in regions:  # the matrix: calibration (by its held-out case) -> case -> expected Dice
+        rows = [list(by_case.values()) for by_case in d[g]["expected_dice_matrix"].values()]
+        levels[g] = max(map(fmean, rows)) - min(map(fmean, rows))
+        within[g] = fmean(max(row) - min(row) for row in rows)
+    mass = max(v for g in regions for v in d[g]["unreviewed_probability_mass_share"].values())
+    first = summary[regions[0]]["before"]["pearson_r"]
+    low, high = _interval_r(first, n)
+    kept = "keeps r positive" if all(v > 0 for g in regions for v in same[g]) else "gives r of"
     return _wrap(
-        f"Pearson r changed sign for {', '.join(flipped) or 'no structure'}. Over {n} cases r rests on {n} points (at "
-        f"{regions[0]}'s r before, {r['summary'][regions[0]]['before']['pearson_r']:.2f}, its 95 % interval is "
-        f"{low:.2f} to {high:.2f}), and leaving one case out biases it down: each case is calibrated by a fit on the "
-        "other 3, whose mean measured Dice falls exactly as the case's own rises (r = -1 by construction), and the "
-        "calibrated expected Dice follows that fit set (r of the held-out expected Dice after calibration with the "
-        f"mean measured Dice of its 3 fit cases: {per}). With one calibration applied to all {n} cases (each fold's "
-        f"in turn; 3 of the 4 cases are then in its fit) r is {same}; computed on the reviewed slices only instead "
-        f"of the whole volume, the held-out r is {reviewed}. Nothing was tuned on these numbers "
-        "(`pearson_r_diagnostic` in the JSON).")
+        f"Why Pearson r changed sign ({', '.join(flipped) or 'none did'}): not because the expected Dice is computed "
+        "on the whole volume of calibrated probabilities (on the reviewed slices only, the held-out r is "
+        + ", ".join(f"{g} {d[g]['pearson_r_held_out_reviewed_slices_only']:.2f}" for g in regions)
+        + f"; at most {mass:.1%} of the calibrated probability mass lies outside them), but because each case is "
+        f"calibrated by its own fit on the other {n - 1}: any one fold's calibration applied to all {n} cases {kept} ("
+        + ", ".join(f"{g} {min(same[g]):.2f} to {max(same[g]):.2f}" for g in regions)
+        + "), while the folds' calibrations differ in level (their mean expected Dice over the cases spans "
+        + ", ".join(f"{g} {levels[g]:.2f}" for g in regions)
+        + "; under one calibration the cases span "
+        + ", ".join(f"{g} {within[g]:.2f}" for g in regions)
+        + f"), so the held-out ordering follows which case each fit left out. Over {n} points r is uncertain anyway "
+        f"({regions[0]} before: {first:.2f}, 95 % interval {low:.2f} to {high:.2f}); nothing was tuned on these "
+        "numbers (`pearson_r_diagnostic` in the JSON).")
 
 
 def _ranking_before_after(r: dict, cases: list[str], regions: list[str]) -> list[str]:
@@ -202,7 +212,9 @@ def _ranking_before_after(r: dict, cases: list[str], regions: list[str]) -> list
                   "label map and expert outcomes identical before and after (only the ranking's scores change):"),
             "\n".join(table),
             _wrap(f"Calibration raised the default ranking's nAUBC (mean over regions) on {better} of {len(folds)} "
-                  f"held-out cases; the mean went from {mean['before']['mean']:.3f} to {mean['after']['mean']:.3f}.")]
+                  f"held-out cases; the mean went from {mean['before']['mean']:.3f} to {mean['after']['mean']:.3f}. The "
+                  "uncalibrated values equal the protocol evaluation's own per-case values (checked: "
+                  f"{'yes on every case' if all(f.get('before_equals_the_protocol_evaluation') for f in folds) else 'NO'}).")]
 
 
 def calibration(r: dict) -> str:
