@@ -1,6 +1,6 @@
 """Benchmark: what calibrating the model to a site's finished reviews changes, leave one case out on 4 real BraTS cases.
 
-    nice -n 10 python benchmarks/bench_calibration.py [--work /work/evalruns/calib24] [--draws 10]
+    nice -n 10 python benchmarks/bench_calibration.py [--work /work/evalruns/calib24] [--draws 10] [--random-seeds 2000]
 
 The 4 real BraTS-2015 cases of ../shared/data/brats2015 (read only), with the bundled model's 16-member analyses
 (8 flips x 2 folds) that the evaluation made (read only; --analyses names them). Each case becomes a finished
