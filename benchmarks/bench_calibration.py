@@ -1,6 +1,6 @@
 """Benchmark: what calibrating the model to a site's finished reviews changes, leave one case out on 4 real BraTS cases.
 
-    nice -n 10 python benchmarks/bench_calibration.py [--work /work/evalruns/calib24] [--draws 10]
+    nice -n 10 python benchmarks/bench_calibration.py [--work /work/evalruns/calib24] [--draws 10] [--random-seeds 2000]
 
 The 4 real BraTS-2015 cases of ../shared/data/brats2015 (read only), with the bundled model's 16-member analyses
 (8 flips x 2 folds) that the evaluation made (read only; --analyses names them). Each case becomes a finished
@@ -8,7 +8,7 @@ review as the front ends leave it (`finished_review`): its analysis, a budget lo
 which is the case's expert reference, as bench_finetune_loo.py takes the reference for what a perfect expert's
 corrections would give. The whole tumour extent counts as reviewed: every slice with reference or predicted
 tumour is logged as corrected. The logs carry no seconds (there are no real review logs of these cases), so the
-time model is not fitted: `iwuo calibrate` says so and the evaluation keeps the assumed experts.TimeModel().
+time model is not fitted: `iwuo calibrate` says so and the evaluation keeps the assumed correction_time.TimeModel().
 
 For each held-out case: `iwuo calibrate`'s fit (review/site_calibration.calibrate_reviews) on the other 3
 reviews, applied to the held-out case's analysis (data/calibration.apply_calibration, label map kept). Per
@@ -16,8 +16,11 @@ structure (WT, TC, ET): expected Dice (the product's, ranking/slice_scores.impac
 against the measured Dice; log loss and expected calibration error on the held-out case's reviewed voxels
 (stratified sample with weights, as the fit's own held-out report: review/site_calibration.sample_reviewed_voxels);
 reliability bins pooled over the 4 held-out cases (benchmarks/results/calibration_reliability.png); the method
-chosen per structure and fold; and the default ranking's nAUBC on the time axis with the correcting expert before
-and after (simulation/evaluation.evaluate_case with the evaluation protocol's configuration, `--draws` expert draws).
+chosen per structure and fold; the default ranking's nAUBC on the time axis with the correcting expert before
+and after, replayed by `iwuo evaluate --replay-only [--calibration]`'s code (simulation/evaluate_folders.
+evaluate_folder_case, the protocol's seeds and 600 s, `--draws` expert draws, `--random-seeds` random orderings;
+the uncalibrated replay is checked against the protocol evaluation's own per-case value); and why Pearson r of
+expected vs measured Dice changes sign (`sign_flip_diagnostic`).
 Writes benchmarks/results/calibration.json; `python scripts/readme_figures.py` writes the README's figures from it.
 """
 
@@ -120,19 +123,78 @@ def held_out_measures(analysis, calibrated, reference: np.ndarray, axis: int, re
     return out, samples
 
 
-def ranking_naubc(name: str, result, reference: np.ndarray, structures, draws: int) -> dict:
-    """The default ranking's nAUBC on the time axis (mean over regions and per region), correcting expert, with the
-    evaluation protocol's configuration (its seeds; `draws` expert draws)."""
+def ranking_naubc(case_dir: Path, analysis: Path, out_case: Path, draws: int, seeds: int, calibration=None) -> dict:
+    """The default ranking's nAUBC on the time axis (mean over regions and per region), correcting expert: the case
+    replayed by `iwuo evaluate --replay-only [--calibration FILE]`'s own code (simulation/evaluate_folders.
+    evaluate_folder_case, the analysis linked read-only into `out_case`), the protocol's configuration but `draws`
+    expert draws and `seeds` random orderings, and only the strategies nAUBC needs (the default, random, the oracles)."""
     from IWUOSegmentationLib.ranking.strategies import DEFAULT_RANKING
-    from IWUOSegmentationLib.simulation.evaluation import AnalysedCase, evaluate_case
+    from IWUOSegmentationLib.simulation.evaluate_folders import evaluate_folder_case
     from IWUOSegmentationLib.simulation.evaluation_config import EvaluationConfig
 
-    config = EvaluationConfig(strategies=(DEFAULT_RANKING,), experts=("noisy",), expert_draws=draws)
-    case = AnalysedCase(name, result.label_map, result.probabilities, result.uncertainty["entropy"],
-                        result.geometry.GetSpacing(), structures, result.member_variance)
-    rows = evaluate_case(case, reference, config).rows
+    config = EvaluationConfig(strategies=(DEFAULT_RANKING,), experts=("noisy",), expert_draws=draws, random_seeds=seeds,
+                              calibration=calibration)
+    out_case.mkdir(parents=True, exist_ok=True)
+    if not (out_case / "analysis").is_symlink():
+        (out_case / "analysis").symlink_to(analysis, target_is_directory=True)
+    rows = evaluate_folder_case(case_dir, None, None, out_case, config)["rows"]
     return {row["region"]: row["naubc_seconds"] for row in rows
             if row["strategy"] == DEFAULT_RANKING and row["expert"] == "noisy"}
+
+
+def protocol_naubc(evaluated_case: Path) -> dict:
+    """The default ranking's per-case nAUBC on the time axis, correcting expert, in the evaluation that made the
+    analysis (its evaluation.json, read only): what the uncalibrated replay must reproduce."""
+    from IWUOSegmentationLib.ranking.strategies import DEFAULT_RANKING
+
+    rows = json.loads((evaluated_case / "evaluation.json").read_text())["rows"]
+    return {row["region"]: row["naubc_seconds"] for row in rows
+            if row["strategy"] == DEFAULT_RANKING and row["expert"] == "noisy"}
+
+
+def sign_flip_diagnostic(cases: list[Path], calibration_files: dict, reviewed: dict, axes: dict, structures,
+                         measured: dict) -> dict:
+    """Why Pearson r of expected vs measured Dice changes sign after calibration (a diagnosis, nothing is tuned):
+    every fold's calibration applied to every case (expected Dice, the product's, on the whole volume and on the
+    reviewed slices only); r with one calibration for all 4 cases (3 of them in its fit) against r with each case's
+    own leave-one-out calibration; and the share of the calibrated probability mass on slices nobody reviewed."""
+    from IWUOSegmentationLib.data.analysis_files import read_analysis
+    from IWUOSegmentationLib.data.calibration import load_calibration
+    from IWUOSegmentationLib.data.structures import evaluation_regions
+    from IWUOSegmentationLib.ranking.slice_scores import impact_per_slice
+
+    regions = evaluation_regions(structures)
+    calibrations = {c: load_calibration(path) for c, path in calibration_files.items()}
+    whole: dict = {}  # (region, calibration's held-out case, case) -> expected Dice
+    on_reviewed: dict = {}
+    unreviewed_mass: dict = {}
+    for case in cases:
+        analysis = read_analysis(ANALYSES[case.name])
+        axis, keep = axes[case.name], np.zeros(analysis.label_map.shape[axes[case.name]], bool)
+        keep[reviewed[case.name]] = True
+        for held, calibration in calibrations.items():
+            probabilities = calibration.calibrate(analysis.probabilities)
+            for name, region in regions.items():
+                p = region.structure.probability(probabilities)
+                pred = region.structure.mask(analysis.label_map)
+                whole[(name, held, case.name)] = impact_per_slice(p, pred, axis)[1]
+                inside = np.moveaxis(p, axis, 0)[keep]
+                on_reviewed[(name, held, case.name)] = impact_per_slice(inside, np.moveaxis(pred, axis, 0)[keep], 0)[1]
+                if held == case.name:
+                    unreviewed_mass[(name, case.name)] = float(1.0 - inside.sum(dtype=np.float64) / p.sum(dtype=np.float64))
+    names = [c.name for c in cases]
+    out = {}
+    for name in regions:
+        y = [measured[(name, c)] for c in names]
+        same = [float(np.corrcoef([whole[(name, held, c)] for c in names], y)[0, 1]) for held in names]
+        out[name] = {
+            "pearson_r_held_out": round(float(np.corrcoef([whole[(name, c, c)] for c in names], y)[0, 1]), 4),
+            "pearson_r_one_calibration_for_all": [round(v, 4) for v in same],
+            "pearson_r_held_out_reviewed_slices_only": round(float(np.corrcoef(
+                [on_reviewed[(name, c, c)] for c in names], y)[0, 1]), 4),
+            "expected_dice_matrix": {held: {c: round(float(whole[(name, held, c)]), 4) for c in names} for held in names},
+            "unreviewed_probability_mass_share": {c: round(unreviewed_mass[(name, c)], 4) for c in names}}
+    return out
 
 
 def errors(expected: list[float], measured: list[float]) -> dict:
@@ -184,6 +246,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", default=str(EVALRUNS / "calib24"), help="review folders and calibration files go here")
     parser.add_argument("--draws", type=int, default=10, help="correcting-expert draws per case (the protocol's: 10)")
+    parser.add_argument("--random-seeds", type=int, default=2000,
+                        help="orderings of the random baseline (the protocol's: 2000)")
     parser.add_argument("--no-ranking", action="store_true", help="skip the nAUBC replays")
     args = parser.parse_args()
     cases = sorted(p for p in DATA.iterdir() if p.is_dir())
@@ -216,10 +280,15 @@ def main() -> None:
             "expected_dice": "ranking/slice_scores.impact_per_slice on the whole volume (the product's)",
             "label_map": "unchanged (no relabelling)",
             "ranking": f"{DEFAULT_RANKING} (ranking/strategies.DEFAULT_RANKING), entropy map, correcting expert, "
-                       f"{args.draws} draws, the evaluation protocol's seeds and 600 s time budget",
+                       f"{args.draws} draws (the protocol's draw seeds), random baseline over {args.random_seeds} "
+                       f"orderings{'' if args.random_seeds == 2000 else ' (the protocol has 2000: fewer to fit the time)'}"
+                       ", 600 s time budget, normalised by the time oracle (oracle_time); replayed by iwuo evaluate "
+                       "--replay-only's code (simulation/evaluate_folders.evaluate_folder_case), with --calibration "
+                       "for 'after'; only the default ranking and the references nAUBC needs (random, oracles)",
+            "random_seeds": args.random_seeds,
             "time_model": "not fitted: the 4 cases have no real review logs (their logs here carry no seconds), and "
                           "fitting it from times simulated with the assumed constants would only return them; the "
-                          "replays keep experts.TimeModel() (8 s per slice looked at, 0.15 s per mm)",
+                          "replays keep ranking/correction_time.TimeModel() (8 s per slice looked at, 0.15 s per mm)",
             "nice": os.nice(0)},
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                     "note": "2 cores shared with other jobs: wall seconds include waiting"},
@@ -246,9 +315,13 @@ def main() -> None:
                 "fit_report": fitted.summary["structures"], "regions": measures}
         if not args.no_ranking:
             t0 = time.time()
-            before = ranking_naubc(case.name, analysis, reference, structures, args.draws)
-            after = ranking_naubc(case.name, calibrated, reference, structures, args.draws)
+            replays = work / "replays" / case.name
+            before = ranking_naubc(case, ANALYSES[case.name], replays / "before" / case.name, args.draws,
+                                   args.random_seeds)
+            after = ranking_naubc(case, ANALYSES[case.name], replays / "after" / case.name, args.draws,
+                                  args.random_seeds, calibration)
             fold["naubc_seconds"] = {"before": before, "after": after}
+            fold["before_equals_the_protocol_evaluation"] = before == protocol_naubc(ANALYSES[case.name].parent)
             fold["replay_wall_seconds"] = round(time.time() - t0, 1)
         report["folds"].append(fold)
         print(json.dumps({k: fold[k] for k in ("held_out", "calibrate_wall_seconds", "regions")}), flush=True)
@@ -262,9 +335,16 @@ def main() -> None:
                            for when in ("before", "after")}
         summary[region]["methods"] = [r["method"] for r in rows]
     report["summary"] = summary
+    t0 = time.time()
+    measured = {(region, f["held_out"]): f["regions"][region]["measured_dice"] for f in report["folds"] for region in regions}
+    report["pearson_r_diagnostic"] = sign_flip_diagnostic(
+        cases, {c.name: work / f"held_out_{c.name}" / "calibration.json" for c in cases}, reviewed, axes, structures,
+        measured)
+    report["diagnostic_wall_seconds"] = round(time.time() - t0, 1)
     if not args.no_ranking:
-        naubc = {when: [f["naubc_seconds"][when]["mean"] for f in report["folds"]] for when in ("before", "after")}
-        report["naubc_seconds_mean"] = {when: round(float(np.mean(values)), 4) for when, values in naubc.items()}
+        report["naubc_seconds_mean"] = {when: {region: round(float(np.mean([f["naubc_seconds"][when][region]
+                                                                             for f in report["folds"]])), 4)
+                                               for region in [*regions, "mean"]} for when in ("before", "after")}
     report["reliability_bins"] = reliability_figure(samples, regions, FIGURE)
     report["figure"] = str(FIGURE.relative_to(ROOT))
     report["wall_seconds"] = round(time.time() - started, 1)

@@ -19,6 +19,7 @@ import re
 import sys
 import textwrap
 from pathlib import Path
+from statistics import fmean
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -151,6 +152,72 @@ def _fell(folds: list, region: str, measure: str) -> int:
     return sum(f["regions"][region][f"{measure}_after"] < f["regions"][region][f"{measure}_before"] for f in folds)
 
 
+def _interval_r(r: float, n: int) -> tuple[float, float]:
+    """95 % interval of a Pearson r over n points (Fisher z)."""
+    import math
+
+    z, half = math.atanh(max(min(r, 0.999999), -0.999999)), 1.96 / math.sqrt(n - 3)
+    return math.tanh(z - half), math.tanh(z + half)
+
+
+def _pearson_sign(r: dict, regions: list[str]) -> str:
+    """Why Pearson r of expected vs measured Dice changes sign (bench_calibration.sign_flip_diagnostic)."""
+    d, n, summary = r["pearson_r_diagnostic"], len(r["folds"]), r["summary"]
+    flipped = [g for g in regions if summary[g]["before"]["pearson_r"] > 0 > summary[g]["after"]["pearson_r"]]
+    same = {g: d[g]["pearson_r_one_calibration_for_all"] for g in regions}
+    levels, within = {}, {}
+    for g in regions:  # the matrix: calibration (by its held-out case) -> case -> expected Dice
+        rows = [list(by_case.values()) for by_case in d[g]["expected_dice_matrix"].values()]
+        levels[g] = max(map(fmean, rows)) - min(map(fmean, rows))
+        within[g] = fmean(max(row) - min(row) for row in rows)
+    mass = max(v for g in regions for v in d[g]["unreviewed_probability_mass_share"].values())
+    first = summary[regions[0]]["before"]["pearson_r"]
+    low, high = _interval_r(first, n)
+    kept = "keeps r positive" if all(v > 0 for g in regions for v in same[g]) else "gives r of"
+    return _wrap(
+        f"Why Pearson r changed sign ({', '.join(flipped) or 'none did'}): not because the expected Dice is computed "
+        "on the whole volume of calibrated probabilities (on the reviewed slices only, the held-out r is "
+        + ", ".join(f"{g} {d[g]['pearson_r_held_out_reviewed_slices_only']:.2f}" for g in regions)
+        + f"; at most {mass:.1%} of the calibrated probability mass lies outside them), but because each case is "
+        f"calibrated by its own fit on the other {n - 1}: any one fold's calibration applied to all {n} cases {kept} ("
+        + ", ".join(f"{g} {min(same[g]):.2f} to {max(same[g]):.2f}" for g in regions)
+        + "), while the folds' calibrations differ in level (their mean expected Dice over the cases spans "
+        + ", ".join(f"{g} {levels[g]:.2f}" for g in regions)
+        + "; under one calibration the cases span "
+        + ", ".join(f"{g} {within[g]:.2f}" for g in regions)
+        + f"), so the held-out ordering follows which case each fit left out. Over {n} points r is uncertain anyway "
+        f"({regions[0]} before: {first:.2f}, 95 % interval {low:.2f} to {high:.2f}); nothing was tuned on these "
+        "numbers (`pearson_r_diagnostic` in the JSON).")
+
+
+def _ranking_before_after(r: dict, cases: list[str], regions: list[str]) -> list[str]:
+    """The default ranking's nAUBC on the time axis before and after calibration, per held-out case and the mean."""
+    folds, mean = r["folds"], r["naubc_seconds_mean"]
+    ranking = r["settings"]["ranking"].split(" ")[0]
+    head = " | ".join(regions)
+    table = [f"| held-out case | nAUBC, mean over regions: before → after | {head} |",
+             "|---|---|" + "---|" * len(regions)]
+
+    def row(label: str, values: dict) -> str:
+        cells = " | ".join(f"{values['before'][g]:.3f} → {values['after'][g]:.3f}" for g in regions)
+        return f"| {label} | {values['before']['mean']:.3f} → {values['after']['mean']:.3f} | {cells} |"
+
+    table += [row(case, f["naubc_seconds"]) for case, f in zip(cases, folds)]
+    table.append(row("**mean**", mean))
+    better = sum(f["naubc_seconds"]["after"]["mean"] > f["naubc_seconds"]["before"]["mean"] for f in folds)
+    seeds = r["settings"].get("random_seeds", 2000)
+    return [_wrap(f"The default ranking (`{ranking}`, ranking/strategies.DEFAULT_RANKING) replayed with the calibrated "
+                  f"probabilities by `iwuo evaluate --replay-only --calibration`'s own code: nAUBC on the time axis, "
+                  f"correcting expert, {r['settings']['ranking'].split('correcting expert, ')[1].split(' (the')[0]}, "
+                  f"random baseline over {seeds} orderings, 600 s, 0 = random and 1 = the time oracle (oracle_time), "
+                  "label map and expert outcomes identical before and after (only the ranking's scores change):"),
+            "\n".join(table),
+            _wrap(f"Calibration raised the default ranking's nAUBC (mean over regions) on {better} of {len(folds)} "
+                  f"held-out cases; the mean went from {mean['before']['mean']:.3f} to {mean['after']['mean']:.3f}. The "
+                  "uncalibrated values equal the protocol evaluation's own per-case values (checked: "
+                  f"{'yes on every case' if all(f.get('before_equals_the_protocol_evaluation') for f in folds) else 'NO'}).")]
+
+
 def calibration(r: dict) -> str:
     folds, summary = r["folds"], r["summary"]
     cases = [f["held_out"].replace("brats_2013_", "").replace("_1", "") for f in folds]
@@ -184,18 +251,10 @@ def calibration(r: dict) -> str:
                  f"{' (' + ', '.join(r_rose) + ')' if r_rose else ''}.")
     out = [intro, "\n".join(rows), text,
            "![reliability before and after, pooled over the 4 held-out cases](benchmarks/results/calibration_reliability.png)"]
+    if "pearson_r_diagnostic" in r:
+        out.append(_pearson_sign(r, regions))
     if "naubc_seconds_mean" in r:
-        ranking = r["settings"]["ranking"].split(" ")[0]
-        table = ["| held-out case | nAUBC before | nAUBC after |", "|---|---|---|"]
-        table += [f"| {case} | {f['naubc_seconds']['before']['mean']:.3f} | {f['naubc_seconds']['after']['mean']:.3f} |"
-                  for case, f in zip(cases, folds)]
-        mean = r["naubc_seconds_mean"]
-        table.append(f"| mean | {mean['before']:.3f} | {mean['after']:.3f} |")
-        better = sum(f["naubc_seconds"]["after"]["mean"] > f["naubc_seconds"]["before"]["mean"] for f in folds)
-        out += [_wrap(f"The default ranking (`{ranking}`) replayed with the calibrated probabilities, nAUBC on the time "
-                      f"axis (mean over {', '.join(regions)}), correcting expert ({r['settings']['ranking']}):"),
-                "\n".join(table),
-                _wrap(f"Calibration raised it on {better} of {len(folds)} held-out cases.")]
+        out += _ranking_before_after(r, cases, regions)
     out.append(_wrap(f"Time model: {r['settings']['time_model']}."))
     return "\n\n" + "\n\n".join(out) + "\n\n"
 

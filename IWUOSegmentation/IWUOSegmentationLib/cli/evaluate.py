@@ -19,6 +19,7 @@ from ..simulation.evaluate_folders import (
     read_case_result,
     record_case_failure,
     region_names,
+    replayed_with_other_settings,
     saved_result,
 )
 from ..simulation.evaluation_config import EvaluationConfig
@@ -61,6 +62,13 @@ def add_parser(sub) -> None:
                    help="also replay the correcting expert in every cell of the declared grid (look 2/8/20 s, "
                         "0.05/0.15/0.3 s per mm, tolerance 2/4 mm, minimum area 4/16/36 mm2): sensitivity.csv and "
                         "sensitivity.png")
+    p.add_argument("--calibration", default=None, metavar="FILE",
+                   help="a site calibration of the model (iwuo calibrate) applied to each case's probabilities before "
+                        "the replay, the label map kept; refused for another model (default: none, the evaluation does "
+                        "not depend on what is saved in ~/.iwuo)")
+    p.add_argument("--time-model", default=None, metavar="FILE",
+                   help="a file written by iwuo calibrate whose fitted time model replaces the assumed one (8 s per "
+                        "slice, 0.15 s per mm) for the rankings and the simulated experts; any model's file will do")
     p.add_argument("--members", default=DEFAULT_MEMBERS_TEXT)
     p.add_argument("--disable-tta", action="store_true", help="no test-time mirroring (8x faster; no flip members)")
     p.add_argument("--device", default=DEFAULT_DEVICE)
@@ -106,12 +114,52 @@ def evaluation_config(args) -> EvaluationConfig:
         raise BadInputError("--expert-draws and --random-seeds must be at least 1.")
     if args.sensitivity and args.per_region_rankings:
         raise BadInputError("--sensitivity replays one ranking for all regions; drop --per-region-rankings.")
+    calibration, time_model = _site_files(args)
     return EvaluationConfig(strategies=strategies, experts=experts, expert_draws=args.expert_draws,
                             random_seeds=args.random_seeds, regions=tuple(r.strip() for r in args.regions.split(",")),
                             label_convention=args.label_convention, uncertainty_map=args.uncertainty_map,
                             score_options=ScoreOptions(uncertainty_map=args.uncertainty_map),
                             seconds_budget=args.seconds_budget, per_region_rankings=args.per_region_rankings,
-                            sensitivity=args.sensitivity)
+                            sensitivity=args.sensitivity, calibration=calibration, time_model_file=args.time_model,
+                            **({"time_model": time_model} if time_model is not None else {}))
+
+
+def _site_files(args):
+    """The calibration (data/calibration.load_calibration) and the fitted time model (review/time_model_fit.
+    load_time_model: a file of `iwuo calibrate`, refused without a time model) asked for, or None; a bad file is
+    refused with one line before anything is written."""
+    from ..data.calibration import load_calibration
+    from ..review.time_model_fit import load_time_model
+
+    calibration = load_calibration(args.calibration) if args.calibration else None
+    return calibration, load_time_model(args.time_model) if args.time_model else None
+
+
+def _check_calibration_model(config: EvaluationConfig, identities) -> None:
+    """Refuse (one line) a calibration of another model than every one in `identities` (the model's, or the saved
+    analyses' of a replay), before any case is analysed or replayed."""
+    from ..data.calibration import check_model
+
+    if config.calibration is not None:
+        for identity in identities:
+            check_model(config.calibration, identity)
+
+
+def _saved_analysis_models(out: Path) -> list[dict]:
+    """The model identities the saved analyses under `out` record (what a replay-only run calibrates)."""
+    from ..errors import BadCalibrationError
+
+    identities = []
+    for path in sorted((out / "cases").glob("*/analysis/summary.json")):
+        try:
+            identity = (json.loads(path.read_text()).get("identity") or {}).get("model")
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue  # the case fails, and is listed, when it is replayed
+        if not identity:
+            raise BadCalibrationError(f"The analysis {path.parent} records no model identity (written by an older "
+                                      "version), so no calibration can be checked against it; run without --replay-only.")
+        identities.append(identity)
+    return identities
 
 
 def run(args) -> int:
@@ -121,9 +169,11 @@ def run(args) -> int:
     from ..simulation.report import write_report
 
     out = Path(args.out)
+    config = evaluation_config(args)  # a bad calibration or time-model file is refused before anything is written
+    if args.replay_only and not args.merge_only:
+        _check_calibration_model(config, _saved_analysis_models(out))
     make_folder(out)
     lock = _lock_output(out, args.shard, args.merge_only)  # noqa: F841 - held until the command returns
-    config = evaluation_config(args)
     progress = Progress(args.progress)
     folders = []
     if args.replay_only and not args.merge_only:
@@ -148,6 +198,9 @@ def run(args) -> int:
             raise BadInputError("Give --cases (folders of case folders) or --merge-only.")
         folders = _shard([f for root in args.cases for f in list_case_folders(root)], args.shard)
         model = open_model(args.model, configuration=args.configuration, folds=parse_folds(args.folds))
+        from ..data.analysis_identity import model_identity
+
+        _check_calibration_model(config, [model_identity(model)])
         from ..data.structures import evaluation_regions, structures_from_dataset_json
 
         # unknown region names or conventions are refused before any case is analysed
@@ -156,10 +209,14 @@ def run(args) -> int:
         analyzer = CaseAnalyzer(model, analysis_settings(args))  # networks loaded once for every case
         for i, folder in enumerate(folders):
             out_case = out / "cases" / folder.name
-            if saved_result(folder, out_case, model) is not None:
+            if saved_result(folder, out_case, model, config) is not None:
                 progress((i + 1) / len(folders), f"{folder.name}: done before, reused")
                 continue
-            if read_case_result(out_case) is not None:
+            saved = read_case_result(out_case)
+            why = replayed_with_other_settings(saved, config) if saved is not None else None
+            if why:
+                print(f"case {folder.name}: {why} than asked; replaying it again")
+            elif saved is not None:
                 print(f"case {folder.name}: its saved result was made from other images or another model than "
                       "these; evaluating it again")
             elif (out_case / CASE_RESULT).is_file():

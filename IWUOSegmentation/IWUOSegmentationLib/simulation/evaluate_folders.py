@@ -58,7 +58,7 @@ def evaluate_folder_case(folder: Path, model, analyzer, out_case: Path, config: 
     )
     from ..nnunet.inference import CaseImages, same_geometry
     from ..ranking.slice_scores import slice_axis
-    from .evaluation import AnalysedCase, evaluate_case
+    from .evaluation import evaluate_case
 
     channel_names = model.channel_names if model is not None else None
     files = find_case_files(folder, channel_names) if channel_names is not None else _files_for_replay(folder, out_case)
@@ -93,10 +93,7 @@ def evaluate_folder_case(folder: Path, model, analyzer, out_case: Path, config: 
     reference_label_check(set(np.unique(reference).tolist()), reference_values_allowed(structures, convention),
                           folder.name, describe_labels(structures, convention))
     axis = slice_axis(analysis.geometry.GetSpacing())
-    case = AnalysedCase(folder.name, analysis.label_map, analysis.probabilities,
-                        analysis.uncertainty[config.uncertainty_map], analysis.geometry.GetSpacing(), structures,
-                        analysis.member_variance)
-    evaluation = evaluate_case(case, reference, config, regions)
+    evaluation = evaluate_case(analysed_case(folder.name, analysis, structures, config), reference, config, regions)
     record = {"case": folder.name, "axis": axis, "n_slices": evaluation.n_slices, "rows": evaluation.rows,
               "draws": evaluation.draws, "settings": config_record(config),
               "metrics_before_correction": evaluation.metrics,
@@ -114,12 +111,46 @@ def evaluate_folder_case(folder: Path, model, analyzer, out_case: Path, config: 
     return record
 
 
+def analysed_case(name: str, analysis, structures, config: EvaluationConfig):
+    """The evaluation's view of a saved analysis (data/analysis_files.LoadedAnalysis): with `config.calibration`, its
+    probabilities and entropy calibrated (data/calibration.apply_calibration: refused for an analysis of another
+    model or one calibrated already), the label map kept."""
+    from ..data.calibration import apply_calibration
+    from .evaluation import AnalysedCase
+
+    if config.calibration is not None:
+        analysis = apply_calibration(config.calibration, analysis)
+    return AnalysedCase(name, analysis.label_map, analysis.probabilities, analysis.uncertainty[config.uncertainty_map],
+                        analysis.geometry.GetSpacing(), structures, analysis.member_variance)
+
+
 def config_record(config: EvaluationConfig) -> dict:
     """The settings a per-case result was replayed with (kept beside it, and quoted by the report)."""
     return {"expert_draws": config.expert_draws, "random_seeds": config.random_seeds,
             "uncertainty_map": config.uncertainty_map, "per_region_rankings": config.per_region_rankings,
-            "time_model": asdict(config.time_model), "expert_tolerance": asdict(config.tolerance),
+            "time_model": asdict(config.time_model), "time_model_file": config.time_model_file,
+            "calibration": _calibration_settings(config), "expert_tolerance": asdict(config.tolerance),
             "notice_model": asdict(config.notice)}
+
+
+def _calibration_settings(config: EvaluationConfig) -> dict | None:
+    """What a per-case result records of the calibration it was replayed with (None: none)."""
+    from ..data.calibration import calibration_record
+
+    return None if config.calibration is None else calibration_record(config.calibration)
+
+
+def replayed_with_other_settings(record: dict, config: EvaluationConfig) -> str | None:
+    """Why a saved per-case result was replayed with another calibration or time model than `config` (None: the
+    same), so that it is replayed again rather than reused."""
+    settings = record.get("settings") or {}
+    recorded = (settings.get("calibration") or {}).get("sha256")
+    wanted = None if config.calibration is None else config.calibration.sha256
+    if recorded != wanted:
+        return "it was replayed with another calibration"
+    if settings.get("time_model", asdict(config.time_model)) != asdict(config.time_model):
+        return "it was replayed with another time model"
+    return None
 
 
 CASE_RESULT, CASE_ERROR = "evaluation.json", "error.json"
@@ -144,13 +175,16 @@ def _stale_analysis(analysis_dir: Path, case, model) -> str | None:
     return None
 
 
-def saved_result(folder: Path, out_case: Path, model) -> dict | None:
-    """The case's saved result when it can be reused: readable, and its analysis made from this case's images
-    with this model (a changed image or model is evaluated again, never silently reused)."""
+def saved_result(folder: Path, out_case: Path, model, config: EvaluationConfig | None = None) -> dict | None:
+    """The case's saved result when it can be reused: readable, replayed with `config`'s calibration and time model,
+    and its analysis made from this case's images with this model (a changed image, model, calibration or time
+    model is evaluated again, never silently reused)."""
     from ..data.case_folders import find_case_files
     from ..data.case_images import CaseImages
 
     record = read_case_result(out_case)
+    if record is not None and config is not None and replayed_with_other_settings(record, config):
+        return None
     if record is None or model is None:
         return record
     try:

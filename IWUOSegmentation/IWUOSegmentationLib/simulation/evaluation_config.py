@@ -3,8 +3,10 @@
 The defaults are the frozen protocol's (docs/evaluation/protocol.md): every ranking, the perfect and
 the correcting expert, 10 expert draws per case, 2000 seeds of each random baseline, 600 s of expert
 time. `time_model` is both what the time-axis rankings expect and what the simulated expert is
-charged (a fitted one can replace the assumed constants); `notice` is what the noticed-gain
-ranking assumes a clinician fixes, `tolerance` what the simulated expert believes and fixes.
+charged (a fitted one, `iwuo evaluate --time-model FILE`, replaces the assumed constants; `time_model_file`
+names it); `calibration` (`--calibration FILE`, data/calibration.py) is applied to each case's analysis
+probabilities before it is scored, the label map kept; `notice` is what the noticed-gain ranking assumes a
+clinician fixes, `tolerance` what the simulated expert believes and fixes.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import itertools
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
+from ..data.calibration import Calibration
 from ..ranking.correction_time import TimeModel
 from ..ranking.noticed_errors import NoticeModel
 from ..ranking.slice_scores import ScoreOptions
@@ -61,6 +64,8 @@ class EvaluationConfig:
     uncertainty_map: str = "entropy"
     score_options: ScoreOptions = field(default_factory=ScoreOptions)
     time_model: TimeModel = field(default_factory=TimeModel)
+    time_model_file: Optional[str] = None  # None: the assumed constants
+    calibration: Optional[Calibration] = None  # None: the analyses' probabilities as they are
     notice: NoticeModel = field(default_factory=NoticeModel)
     tolerance: ExpertTolerance = field(default_factory=ExpertTolerance)
     seconds_budget: float = 600.0

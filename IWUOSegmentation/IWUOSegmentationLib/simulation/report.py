@@ -277,7 +277,8 @@ def write_report(out: Path, budget: int | None = None, failures: list[dict] | No
             f"\nSettings: correcting-expert draws per case {', '.join(map(str, draws)) or 'none'}; random baselines "
             f"averaged over {settings.get('random_seeds', '?')} seeds; time budget {records[0].get('seconds_budget', '?')} "
             f"s; slice budget {'all slices' if not budget else f'{budget} slices'}; time model "
-            f"{settings.get('time_model', '?')}; expert tolerance {settings.get('expert_tolerance', '?')}; members "
+            f"{settings.get('time_model', '?')} ({_time_model_source(settings)}); {_calibration_text(settings)}; expert "
+            f"tolerance {settings.get('expert_tolerance', '?')}; members "
             f"{_members(records)}. Every per-case number is the mean over the case's expert draws and random seeds. "
             "One visit corrects every region on the slice (one ranking per strategy); `mean` is the mean Dice over "
             "regions. Pooled nAUBC = sum over cases of (AUBC - random) / sum of (oracle - random); each region is "
@@ -374,3 +375,18 @@ def _region_table(summary: list[dict]) -> list[dict]:
     return [{"region": r["region"], "expert": r["expert"], "ranking": r["strategy"],
              "nAUBC seconds": r["pooled_naubc_seconds"], "interval": r["pooled_naubc_seconds_interval"],
              "nAUBC slices": r["pooled_naubc_slices"]} for r in summary if r["region"] != PRIMARY[0]]
+
+
+def _time_model_source(settings: dict) -> str:
+    """Where the replay's time model came from: a file fitted by `iwuo calibrate`, or the assumed constants."""
+    return f"fitted, from {settings['time_model_file']}" if settings.get("time_model_file") else "assumed"
+
+
+def _calibration_text(settings: dict) -> str:
+    """Which site calibration the probabilities were replayed with (data/calibration.calibration_record)."""
+    record = settings.get("calibration")
+    if not record:
+        return "probabilities uncalibrated"
+    methods = ", ".join(f"{k} {v}" for k, v in sorted(record.get("methods", {}).items()))
+    return (f"probabilities calibrated with {record.get('file')} (SHA-256 {str(record.get('sha256'))[:12]}; {methods}; "
+            "label map kept)")
