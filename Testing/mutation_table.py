@@ -606,6 +606,24 @@ MUTATIONS: tuple[Mutation, ...] = (
         "# noqa: F841\n    state = read_review_state(folder)\n    check_label_values(state, labels)\n",
         ("Testing/test_calibration.py::test_iwuo_calibrate_fits_from_reviews_read_only_even_while_one_is_open",),
         "each review locked while it is read: one open elsewhere cannot be used, and the lock files are written"),
+    Mutation(
+        "evaluate-calibration-not-applied",
+        "is applied to each case's analysis probabilities in memory, the label map and the saved analysis kept, so the "
+        "expected Dice, the impact and every ranking are the calibrated ones",
+        f"{LIB}/simulation/evaluate_folders.py",
+        "        analysis = apply_calibration(config.calibration, analysis)",
+        "        analysis = analysis",
+        ("Testing/test_evaluate_calibration.py::"
+         "test_the_calibration_changes_the_expected_dice_the_replay_uses_and_keeps_the_label_map",),
+        "the calibration recorded but the replay ranks on the uncalibrated probabilities"),
+    Mutation(
+        "evaluate-time-model-not-charged",
+        "charges its look time and seconds per mm to the time-axis rankings and the simulated experts",
+        f"{LIB}/cli/evaluate.py",
+        '                            **({"time_model": time_model} if time_model is not None else {}))',
+        "                            )",
+        ("Testing/test_evaluate_calibration.py::test_a_fitted_time_model_charges_the_replay_by_its_constants",),
+        "the fitted time model read and recorded, the assumed one charged"),
     # -- cancel and the evaluation's lock -----------------------------------------------------------------------------------
     Mutation(
         "case-analyzer-drops-the-cancel",

@@ -206,8 +206,8 @@ def _ranking_before_after(r: dict, cases: list[str], regions: list[str]) -> list
     table.append(row("**mean**", mean))
     better = sum(f["naubc_seconds"]["after"]["mean"] > f["naubc_seconds"]["before"]["mean"] for f in folds)
     seeds = r["settings"].get("random_seeds", 2000)
-    return [_wrap(f"The default ranking (`{ranking}`, ranking/strategies.DEFAULT_RANKING) replayed with the calibrated "
-                  f"probabilities by `iwuo evaluate --replay-only --calibration`'s own code: nAUBC on the time axis, "
+    return [_wrap(f"The default ranking (`{ranking}`, ranking/strategies.DEFAULT_RANKING) replayed by `iwuo evaluate "
+                  f"--replay-only`'s own code without (before) and with (after) `--calibration`: nAUBC on the time axis, "
                   f"correcting expert, {r['settings']['ranking'].split('correcting expert, ')[1].split(' (the')[0]}, "
                   f"random baseline over {seeds} orderings, 600 s, 0 = random and 1 = the time oracle (oracle_time), "
                   "label map and expert outcomes identical before and after (only the ranking's scores change):"),
