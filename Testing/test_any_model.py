@@ -290,7 +290,7 @@ def _review_and_evaluate(model_path: Path, cases: Path, target: str, tmp_path: P
     from IWUOSegmentationLib.mrml.review_session import SessionOptions
     from IWUOSegmentationLib.mrml.review_workflow import add_volume_from_image, load_analysis_into_scene, open_review
     from IWUOSegmentationLib.nnunet.analysis_settings import AnalysisSettings
-    from IWUOSegmentationLib.ranking.slice_scores import iwuo_ranking
+    from IWUOSegmentationLib.ranking.strategies import rank_case
     from IWUOSegmentationLib.review.budget_log import BudgetLog
     from IWUOSegmentationLib.review.preparation import ReviewRequest, prepare_review_case
 
@@ -303,9 +303,9 @@ def _review_and_evaluate(model_path: Path, cases: Path, target: str, tmp_path: P
     session = open_review(scene, loaded, volume, case.folder.log, SessionOptions(target=case.target))
     analysis = read_analysis(case.analysis_dir)
     structures = structures_from_dataset_json(json.loads((model_path / "dataset.json").read_text()))
-    _, _, rows = iwuo_ranking(analysis.label_map, analysis.probabilities, analysis.summary["outputs"], False,
-                              analysis.uncertainty["entropy"], analysis.geometry.GetSpacing(),
-                              region=structures.get(target))
+    # The product's ranking (DEFAULT_RANKING) of the target's structure alone, from the dataset.json's structures.
+    structure = structures.get(target)
+    _, _, rows = rank_case(analysis, {structure.name: structure})
     assert session.ranking == [r["slice"] for r in rows]
     assert [e for e in BudgetLog(case.folder.log).read() if e["kind"] == "session_started"][0]["target"] == target
     seg = loaded.segmentation.GetSegmentation()
