@@ -624,6 +624,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         "                            )",
         ("Testing/test_evaluate_calibration.py::test_a_fitted_time_model_charges_the_replay_by_its_constants",),
         "the fitted time model read and recorded, the assumed one charged"),
+    Mutation(
+        "effect-pipelines-left-without-views",
+        "the editing tools still work after the layout changes, also one used before it",
+        f"{LIB}/web/review_app.py",
+        "            self._give_pipelines_their_views(editor.get_effect(effects[name]))\n",
+        "",
+        ("Testing/test_web_review.py::test_every_channel_as_the_background_and_three_views",),
+        "Paint's pipelines made for the new views keep no view, and choosing Paint raises"),
     # -- cancel and the evaluation's lock -----------------------------------------------------------------------------------
     Mutation(
         "case-analyzer-drops-the-cancel",

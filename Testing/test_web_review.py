@@ -318,11 +318,17 @@ def test_every_channel_as_the_background_and_three_views(review, browser):
         return [area for area in areas if (area.bounding_box() or {}).get("width", 0) > 50]
 
     one = len(shown_views())
+    page.click("[data-testid=effect-paint]")  # Paint used before the views are made (trame-slicer then makes
+    page.wait_for_selector("[data-testid=effect-paint].v-btn--variant-flat")  # their Paint pipelines without a view)
+    page.click("[data-testid=effect-none]")
     page.click("[data-testid=three-views]")
     wait_for(lambda: len(shown_views()) == one + 2, 60, "two views more")
     wait_for(lambda: all(area.locator("img.image-display-area[src^='blob:']").count() for area in shown_views()), 60,
              "an image in each of the three views")
     shot(page, "8_three_views")
+    page.click("[data-testid=effect-paint]")  # Paint can still be chosen with the new views
+    page.wait_for_selector("[data-testid=effect-paint].v-btn--variant-flat", timeout=10_000)
+    page.click("[data-testid=effect-none]")
     page.click("[data-testid=three-views]")
     wait_for(lambda: len(shown_views()) == one, 60, "one view again")
     page.close()

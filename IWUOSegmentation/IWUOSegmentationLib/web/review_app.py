@@ -274,10 +274,22 @@ class ReviewApp:
                    "Draw": SegmentationEffectDraw, "Scissors": SegmentationEffectScissors}
         editor = self.slicer_app.segmentation_editor
         if name in effects:
+            self._give_pipelines_their_views(editor.get_effect(effects[name]))
             editor.set_active_effect_type(effects[name])
         else:
             editor.deactivate_effect()
         self.state.iwuo_effect = name if name in effects else None
+
+    def _give_pipelines_their_views(self, effect) -> None:
+        """trame-slicer makes an effect's pipeline for a view as the view is made, before its view manager knows the
+        view, when the effect was used before (the 3-view layout chosen after a Paint): that pipeline has no view,
+        and activating the effect then raises on it. Each pipeline is given its view from the manager first."""
+        views = self.slicer_app.view_manager
+        for pipeline in (r() for r in effect.pipelines):
+            if pipeline is not None and pipeline.GetViewNode() is not None:
+                view = views.get_view(pipeline.GetViewNode())
+                if view is not None:
+                    pipeline.SetView(view)
 
     def set_segment(self, segment_id: str) -> None:
         self.slicer_app.segmentation_editor.set_active_segment_id(segment_id)
