@@ -67,6 +67,18 @@ def test_a_calibration_of_another_model_is_refused_in_one_line_before_any_replay
     assert len(err) == 1 and "another model" in err[0]
 
 
+def test_a_replay_without_calibration_reads_an_analysis_that_records_no_model_identity(one_case, tmp_path):
+    """Analyses written before the model identity was recorded still replay when no calibration is asked for."""
+    case = next(one_case.iterdir())
+    analysis = tmp_path / "out" / "cases" / case.name / "analysis"
+    write_synthetic_analysis(case, analysis)
+    summary = json.loads((analysis / "summary.json").read_text())
+    summary.pop("identity", None)
+    (analysis / "summary.json").write_text(json.dumps(summary))
+    code, result = _replay(one_case, tmp_path / "out")
+    assert code == 0 and result is not None
+
+
 def test_a_file_without_a_time_model_is_refused_in_one_line(one_case, tmp_path, capsys):
     path = _with_time_model(tmp_path / "no_time.json", None)
     capsys.readouterr()

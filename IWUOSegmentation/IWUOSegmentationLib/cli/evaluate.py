@@ -170,7 +170,7 @@ def run(args) -> int:
 
     out = Path(args.out)
     config = evaluation_config(args)  # a bad calibration or time-model file is refused before anything is written
-    if args.replay_only and not args.merge_only:
+    if args.replay_only and not args.merge_only and config.calibration is not None:
         _check_calibration_model(config, _saved_analysis_models(out))
     make_folder(out)
     lock = _lock_output(out, args.shard, args.merge_only)  # noqa: F841 - held until the command returns
