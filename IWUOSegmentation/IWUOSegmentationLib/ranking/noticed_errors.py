@@ -99,15 +99,6 @@ def candidate_pieces(prob: np.ndarray, pred: np.ndarray, sampling: tuple[float, 
     return out
 
 
-def noticed_pieces(prob: np.ndarray, pred: np.ndarray, sampling: tuple[float, float], notice: NoticeModel,
-                   use_reach: bool = True, use_size: bool = True) -> np.ndarray:
-    """Boolean map of one slice: the voxels that lie in an error piece a clinician would notice (if wrong)."""
-    out = np.zeros(prob.shape, bool)
-    for pieces in candidate_pieces(prob, pred, sampling, notice):
-        out |= pieces.noticed(notice, use_reach, use_size)
-    return out
-
-
 @dataclass
 class NoticedErrors:
     """Per slice: expected misses and false positives inside noticed pieces (voxels), with each term off in turn."""

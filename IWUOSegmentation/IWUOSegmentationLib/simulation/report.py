@@ -32,7 +32,6 @@ from .summary import (
     summary_rows,
 )
 
-ORACLE_NAMES = ("oracle", "oracle_time")
 #: The look of the product's default ranking in every plot (whatever its name).
 DEFAULT_STYLE = dict(lw=2.8, color="#d62728")
 #: One fixed look per strategy, so every plot reads the same way.

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..ranking.strategies import GT_FREE
 from .statistics import pooled_naubc, top_group
+from .summary import gt_free_family
 
 
 def _parse(cell: str) -> dict[str, float]:
@@ -26,7 +26,7 @@ def sensitivity_rows(records: list[dict], default: str) -> list[dict]:
     for cell in cells:
         strategies = set.intersection(*(set(r["sensitivity"][cell]) for r in graded))
         per_case = {s: np.array([r["sensitivity"][cell][s] for r in graded], float) for s in strategies}
-        family = [s for s in GT_FREE if s in strategies]
+        family = gt_free_family(strategies)
         pooled = {s: pooled_naubc(per_case[s], per_case["random"], per_case["oracle_time"]) for s in family}
         best, group = top_group(pooled, per_case, family)
         ranking = sorted(family, key=lambda s: -pooled[s])
