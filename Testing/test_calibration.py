@@ -402,13 +402,14 @@ def test_slice_timings_add_up_visits_and_leave_out_recovered_slices():
               {"kind": "slice_corrected", "slice": 3, "seconds": 1.0, "voxels_added": {}, "voxels_removed": {}},
               {"kind": "slice_corrected", "slice": 7, "seconds": 9.0, "voxels_added": {"1": 2}, "recovered": True},
               {"kind": "slice_corrected", "slice": 8, "seconds": 6.0, "voxels_added": {"1": 2}},
+              {"kind": "slice_marked_corrected", "slice": 10, "seconds": 2.5},  # Mark corrected: a visit with its time
               {"kind": "session_started", "axis": 0},
               {"kind": "slice_shown", "slice": 9, "seconds": 3.0}]
     path = np.arange(12) * 10.0
     timings, recovered = slice_timings(events, path, "r")
     assert recovered == 1
     assert {t.slice: (t.seconds, t.visits, t.path_mm) for t in timings} == {
-        3: (12.0, 2, 30.0), 5: (1.5, 1, 50.0), 8: (6.0, 1, 80.0), 9: (3.0, 1, 90.0)}
+        3: (12.0, 2, 30.0), 5: (1.5, 1, 50.0), 8: (6.0, 1, 80.0), 9: (3.0, 1, 90.0), 10: (2.5, 1, 100.0)}
 
 
 # -- iwuo calibrate on review folders ------------------------------------------------------------------

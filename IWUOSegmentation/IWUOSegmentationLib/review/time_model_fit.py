@@ -5,8 +5,8 @@ added path length`, and every ranking on the time axis (expected gain per second
 on its two constants, which are assumptions until a site's own reviews say otherwise. Every review
 logs what a fit needs (`review.budget.jsonl`: seconds per visit; the corrected segmentation beside it).
 
-What one slice contributes (`slice_timings`): the seconds of all its timed events (`slice_shown`,
-`slice_skipped`, `slice_corrected`; the session splits a visit's time between them, so they add up),
+What one slice contributes (`slice_timings`): the seconds of all its timed events (`budget_log.VISIT_KINDS`:
+shown, skipped, corrected, marked corrected; the session splits a visit's time between them, so they add up),
 how many visits it had (a visit ends with Next/Previous/Skip/Done; edits that no such event closed,
 e.g. the last slice before the session was closed, count as one visit), and its added path length:
 the prediction's slice against the final corrected slice, summed over the evaluation's regions
@@ -40,13 +40,13 @@ import numpy as np
 
 from ..errors import BadCalibrationError, BadInputError
 from ..ranking.correction_time import TimeModel
+from .budget_log import VISIT_KINDS
 
 MIN_SLICES = 60
 MIN_CHANGED_SLICES = 30
 HUBER_K = 1.345
 IDLE_SDS = 4.0
 BOOTSTRAP = 1000
-_TIMED = ("slice_shown", "slice_skipped", "slice_corrected")
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ def slice_timings(events: list[dict], path_mm: np.ndarray, review: str = "") -> 
             for s in open_edits:
                 visits[s] = visits.get(s, 0) + 1
             open_edits.clear()
-        if event["kind"] not in _TIMED or "slice" not in event:
+        if event["kind"] not in VISIT_KINDS or "slice" not in event:
             continue
         s = int(event["slice"])
         if not 0 <= s < len(path_mm):
