@@ -149,3 +149,21 @@ def test_a_result_replayed_with_another_calibration_or_time_model_is_not_reused(
     assert "calibration" in replayed_with_other_settings(record, EvaluationConfig(calibration=calibration))
     slower = EvaluationConfig(time_model=TimeModel(look_seconds=2 * TimeModel().look_seconds))
     assert "time model" in replayed_with_other_settings(record, slower)
+
+
+def test_the_sensitivity_grid_writes_its_declared_cells_as_a_csv_and_a_figure(one_case, tmp_path):
+    """`--sensitivity`: one row per declared cell (look x s/mm x tolerance x area), each naming its best ranking and
+    whether the default is in that cell's top group, and the figure beside it."""
+    import csv
+    import itertools
+
+    code, result = _replay(one_case, tmp_path / "out", "--sensitivity", "--strategies",
+                           f"{DEFAULT_RANKING},iwuo,random,oracle,oracle_time")
+    assert code == 0 and result is not None
+    with (tmp_path / "out" / "sensitivity.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    cells = {(float(r["look"]), float(r["per_mm"]), float(r["tolerance"]), float(r["area"])) for r in rows}
+    assert cells == set(itertools.product((2.0, 8.0, 20.0), (0.05, 0.15, 0.3), (2.0, 4.0), (4.0, 16.0, 36.0)))
+    assert all(r["default"] == DEFAULT_RANKING and r["best"] in r["top_group"].split() for r in rows)
+    assert all(r["default_in_top_group"] == str(DEFAULT_RANKING in r["top_group"].split()) for r in rows)
+    assert (tmp_path / "out" / "sensitivity.png").stat().st_size > 0
